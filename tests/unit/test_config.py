@@ -1,0 +1,59 @@
+from pathlib import Path
+
+import pytest
+
+from cumulus.config import CumulusConfig, load_config
+from cumulus.errors import ConfigError
+
+
+def test_defaults_need_no_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    config = load_config(env={})
+    assert config == CumulusConfig()
+    assert config.kafka.bootstrap_servers == "127.0.0.1:9092"
+    assert config.triton.grpc_url == "127.0.0.1:8001"
+    assert config.clickhouse_dsn.startswith("chdb:///")
+
+
+def test_yaml_then_env_override(tmp_path: Path) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text("kafka:\n  partitions: 6\ntriton:\n  grpc_port: 9001\n")
+    config = load_config(path, env={"CUMULUS_TRITON__GRPC_PORT": "9101", "CUMULUS_STATE_DIR": "/srv/c"})
+    assert config.kafka.partitions == 6
+    assert config.triton.grpc_port == 9101  # env wins over the file
+    assert config.state_dir == Path("/srv/c")
+
+
+def test_unknown_field_names_file_field_and_fix(tmp_path: Path) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text("kafka:\n  bootstrap: x:1\n")
+    with pytest.raises(ConfigError) as err:
+        load_config(path, env={})
+    text = str(err.value)
+    assert str(path) in text and "kafka.bootstrap" in text and "remove `kafka.bootstrap`" in text
+
+
+def test_bad_env_value_names_the_variable(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ConfigError) as err:
+        load_config(env={"CUMULUS_KAFKA__PARTITIONS": "zero"})
+    assert "CUMULUS_KAFKA__PARTITIONS" in str(err.value) and "kafka.partitions" in str(err.value)
+
+
+def test_explicit_missing_file_is_an_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_config(tmp_path / "nope.yaml", env={})
+
+
+def test_invalid_yaml_names_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text("kafka: [unclosed\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(path, env={})
+
+
+def test_out_of_range_value_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text("triton:\n  max_batch_size: 0\n")
+    with pytest.raises(ConfigError, match=r"triton\.max_batch_size"):
+        load_config(path, env={})
