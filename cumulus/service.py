@@ -1,0 +1,127 @@
+"""What every service process shares: config, logging, an HTTP health/metrics server, and SIGTERM.
+
+A service is an async ``main(ctx)`` that runs until ``ctx.stopping`` is set; ``run_service``
+wires the rest. Health endpoints (on the service's ``health_port``):
+
+- ``GET /healthz``: 200 while the process is alive and its loop responsive (liveness).
+- ``GET /readyz``: 200 when every registered readiness check passes, else 503; JSON body
+  with each check's result (readiness).
+- ``GET /metrics``: Prometheus text format.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import prometheus_client
+from aiohttp import web
+
+from cumulus.config import CumulusConfig, ServiceConfig, load_config
+from cumulus.logs import StructuredLogger, configure_logging, get_logger
+
+ReadinessCheck = Callable[[], Awaitable[str | None]]
+"""Returns None when ready, else a short reason why not."""
+
+
+@dataclass
+class ServiceContext:
+    name: str
+    config: CumulusConfig
+    log: StructuredLogger
+    stopping: asyncio.Event = field(default_factory=asyncio.Event)
+    readiness: dict[str, ReadinessCheck] = field(default_factory=dict)
+    started_at: float = field(default_factory=time.time)
+
+    @property
+    def service_config(self) -> ServiceConfig:
+        section = getattr(self.config, self.name)
+        assert isinstance(section, ServiceConfig)
+        return section
+
+    async def readiness_report(self) -> tuple[bool, dict[str, Any]]:
+        checks: dict[str, Any] = {}
+        for check_name, check in self.readiness.items():
+            try:
+                problem = await asyncio.wait_for(check(), timeout=2.0)
+            except Exception as exc:  # a failing check means "not ready", never a crash
+                problem = f"{type(exc).__name__}: {exc}"
+            checks[check_name] = {"ok": problem is None, **({"reason": problem} if problem else {})}
+        ready = all(check["ok"] for check in checks.values()) and not self.stopping.is_set()
+        return ready, checks
+
+
+def tcp_check(host: str, port: int) -> ReadinessCheck:
+    """A readiness check that passes when host:port accepts a TCP connection."""
+
+    async def check() -> str | None:
+        try:
+            _, writer = await asyncio.wait_for(asyncio.open_connection(host, port), timeout=1.0)
+        except (OSError, TimeoutError) as exc:
+            return f"{host}:{port} unreachable ({type(exc).__name__})"
+        writer.close()
+        with contextlib.suppress(OSError):
+            await writer.wait_closed()
+        return None
+
+    return check
+
+
+def kafka_check(bootstrap_servers: str) -> ReadinessCheck:
+    host, _, port = bootstrap_servers.split(",")[0].rpartition(":")
+    return tcp_check(host, int(port))
+
+
+def build_health_app(ctx: ServiceContext) -> web.Application:
+    async def healthz(_: web.Request) -> web.Response:
+        return web.json_response({"service": ctx.name, "alive": True, "uptime_s": time.time() - ctx.started_at})
+
+    async def readyz(_: web.Request) -> web.Response:
+        ready, checks = await ctx.readiness_report()
+        body = {"service": ctx.name, "ready": ready, "checks": checks}
+        return web.json_response(body, status=200 if ready else 503)
+
+    async def metrics(_: web.Request) -> web.Response:
+        return web.Response(body=prometheus_client.generate_latest(), content_type="text/plain")
+
+    app = web.Application()
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    app.router.add_get("/metrics", metrics)
+    return app
+
+
+async def _serve(ctx: ServiceContext, main: Callable[[ServiceContext], Awaitable[None]]) -> None:
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, ctx.stopping.set)
+    cfg = ctx.service_config
+    runner = web.AppRunner(build_health_app(ctx), access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, cfg.host, cfg.health_port).start()
+    ctx.log.info("service.started", health=f"http://{cfg.host}:{cfg.health_port}/readyz")
+    try:
+        await main(ctx)
+    finally:
+        ctx.stopping.set()
+        await runner.cleanup()
+        ctx.log.info("service.stopped", uptime_s=round(time.time() - ctx.started_at, 1))
+
+
+def run_service(name: str, main: Callable[[ServiceContext], Awaitable[None]]) -> None:
+    """Entry point of ``python -m services.<name>``: load config, serve health, run main until SIGTERM."""
+    config = load_config()
+    configure_logging(config.log_format)
+    ctx = ServiceContext(name=name, config=config, log=get_logger(name))
+    asyncio.run(_serve(ctx, main))
+
+
+async def wait_until_stopped(ctx: ServiceContext) -> None:
+    """The main of a service that only reports health until its real work lands."""
+    ctx.readiness["kafka"] = kafka_check(ctx.config.kafka.bootstrap_servers)
+    await ctx.stopping.wait()

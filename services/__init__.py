@@ -1,0 +1,1 @@
+"""Cumulus services, one package each; run with `python -m services.<name>`."""

@@ -1,0 +1,1 @@
+"""The collector service (see ARCHITECTURE.md)."""

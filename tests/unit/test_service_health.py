@@ -1,0 +1,50 @@
+import asyncio
+import socket
+
+from aiohttp import ClientSession
+
+from cumulus.config import CumulusConfig, JudgeConfig
+from cumulus.logs import get_logger
+from cumulus.service import ServiceContext, _serve, tcp_check
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+async def test_health_readiness_and_metrics_then_clean_stop() -> None:
+    port, dead_port = _free_port(), _free_port()
+    config = CumulusConfig(judge=JudgeConfig(health_port=port))
+    ctx = ServiceContext(name="judge", config=config, log=get_logger("judge"))
+    ready_flag = {"ok": False}
+
+    async def main(ctx: ServiceContext) -> None:
+        async def flag() -> str | None:
+            return None if ready_flag["ok"] else "warming up"
+
+        ctx.readiness["flag"] = flag
+        await ctx.stopping.wait()
+
+    task = asyncio.create_task(_serve(ctx, main))
+    base = f"http://127.0.0.1:{port}"
+    async with ClientSession() as http:
+        for _ in range(100):
+            try:
+                async with http.get(f"{base}/healthz") as resp:
+                    assert resp.status == 200
+                    break
+            except OSError:
+                await asyncio.sleep(0.02)
+        async with http.get(f"{base}/readyz") as resp:
+            assert resp.status == 503
+            assert (await resp.json())["checks"]["flag"] == {"ok": False, "reason": "warming up"}
+        ready_flag["ok"] = True
+        async with http.get(f"{base}/readyz") as resp:
+            assert resp.status == 200 and (await resp.json())["ready"] is True
+        async with http.get(f"{base}/metrics") as resp:
+            assert resp.status == 200 and "python_info" in await resp.text()
+    ctx.stopping.set()  # what SIGTERM does
+    await asyncio.wait_for(task, timeout=5)
+    assert await tcp_check("127.0.0.1", dead_port)() is not None
