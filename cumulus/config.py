@@ -38,6 +38,8 @@ class KafkaConfig(Section):
     """1 for the local single broker; 3 in production."""
     heap: str = "512m"
     """Local stack only: JVM heap of the broker (-Xmx)."""
+    libs_dir: Path | None = None
+    """Local stack only: where the Kafka jars are fetched to; default <state_dir>/kafka/libs."""
 
 
 class TritonConfig(Section):
@@ -103,6 +105,8 @@ class RouterConfig(ServiceConfig):
 class CumulusConfig(Section):
     state_dir: Path = Path(".cumulus")
     """Local state: pid and log files, chDB data, Kafka data and jars, model cache, artifacts."""
+    model_cache_dir: Path | None = None
+    """Converted offline models; default <state_dir>/models. Stacks sharing it convert once."""
     log_format: str = Field(default="kv", pattern="^(kv|json)$")
     """Structured log lines as key=value (readable) or JSON (for log shippers)."""
     kafka: KafkaConfig = KafkaConfig()
@@ -124,7 +128,7 @@ class CumulusConfig(Section):
 
     @property
     def models_dir(self) -> Path:
-        return self.state_dir / "models"
+        return self.model_cache_dir or self.state_dir / "models"
 
 
 def load_config(path: str | Path | None = None, env: Mapping[str, str] | None = None) -> CumulusConfig:

@@ -30,12 +30,12 @@ def test_empty_value_and_missing_meta_are_decode_errors() -> None:
     with pytest.raises(EventDecodeError, match="empty"):
         codec.decode_event(topics.INFERENCE.name, b"")
     no_meta = events_pb2.InferenceEvent(request_id="r1").SerializeToString()
-    with pytest.raises(EventDecodeError, match="no meta.event_id"):
+    with pytest.raises(EventDecodeError, match=r"no meta\.event_id"):
         codec.decode_event(topics.INFERENCE.name, no_meta)
 
 
 def test_unknown_topic_names_the_fix() -> None:
-    with pytest.raises(EventDecodeError, match="cumulus/topics.py"):
+    with pytest.raises(EventDecodeError, match=r"cumulus/topics\.py"):
         codec.decode_event("cumulus.nope.v1", b"x")
 
 
@@ -47,4 +47,6 @@ def test_routes_topic_is_compacted_and_others_delete() -> None:
 
 def test_every_event_type_carries_meta() -> None:
     for spec in topics.ALL_TOPICS:
-        assert spec.event_type.DESCRIPTOR.fields_by_name["meta"].message_type.full_name == "cumulus.v1.EventMeta"
+        assert (
+            spec.event_type.DESCRIPTOR.fields_by_name["meta"].message_type.full_name == "cumulus.v1.EventMeta"
+        )

@@ -1,0 +1,1 @@
+"""The `cumulus` command line."""

@@ -1,0 +1,1 @@
+"""The local stack: Kafka, Triton and the services as processes on loopback (no Docker)."""

@@ -1,0 +1,91 @@
+"""Health probes the CLI uses to tell whether a stack component is up (sync, short timeouts)."""
+
+from __future__ import annotations
+
+import json
+import socket
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class ProbeResult:
+    healthy: bool
+    detail: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def port_open(host: str, port: int, timeout_s: float = 0.5) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=timeout_s):
+            return True
+    except OSError:
+        return False
+
+
+def http_json(url: str, timeout_s: float = 2.0) -> tuple[int, Any]:
+    """GET url; returns (status, parsed JSON body or text). Status 0 = unreachable."""
+    try:
+        with urllib.request.urlopen(url, timeout=timeout_s) as resp:
+            body = resp.read()
+            status = resp.status
+    except urllib.error.HTTPError as exc:
+        body, status = exc.read(), exc.code
+    except (OSError, TimeoutError):
+        return 0, None
+    try:
+        return status, json.loads(body)
+    except ValueError:
+        return status, body.decode("utf-8", "replace")
+
+
+def probe_kafka(host: str, port: int) -> ProbeResult:
+    """Healthy when the broker answers a metadata request (not merely accepts TCP)."""
+    if not port_open(host, port):
+        return ProbeResult(False, f"{host}:{port} not accepting connections")
+    try:
+        return ProbeResult(True, "metadata ok", {"topics": _kafka_topics(f"{host}:{port}")})
+    except Exception as exc:  # any client failure means "not healthy yet"
+        return ProbeResult(False, f"metadata request failed: {type(exc).__name__}: {exc}")
+
+
+def _kafka_topics(bootstrap: str) -> list[str]:
+    import asyncio
+
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    async def list_topics() -> list[str]:
+        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=3000)
+        await admin.start()
+        try:
+            return sorted(t for t in await admin.list_topics() if t.startswith("cumulus."))
+        finally:
+            await admin.close()
+
+    return asyncio.run(asyncio.wait_for(list_topics(), timeout=5.0))
+
+
+def probe_triton(host: str, http_port: int, models: tuple[str, ...] = ("live", "small")) -> ProbeResult:
+    """Healthy when the server is ready and every expected model is ready."""
+    status, _ = http_json(f"http://{host}:{http_port}/v2/health/ready")
+    if status != 200:
+        return ProbeResult(False, "server not ready" if status else f"{host}:{http_port} unreachable")
+    ready = {m: http_json(f"http://{host}:{http_port}/v2/models/{m}/ready")[0] == 200 for m in models}
+    missing = [m for m, ok in ready.items() if not ok]
+    if missing:
+        return ProbeResult(False, f"models not ready: {', '.join(missing)}", {"models": ready})
+    return ProbeResult(True, "server and models ready", {"models": ready})
+
+
+def probe_service(host: str, health_port: int) -> ProbeResult:
+    """Healthy when the service's /readyz says ready."""
+    status, body = http_json(f"http://{host}:{health_port}/readyz")
+    if status == 0:
+        return ProbeResult(False, f"{host}:{health_port} unreachable")
+    checks = body.get("checks", {}) if isinstance(body, dict) else {}
+    if status != 200:
+        failing = [f"{name}: {c.get('reason', '')}" for name, c in checks.items() if not c.get("ok")]
+        return ProbeResult(False, "; ".join(failing) or f"/readyz answered {status}", {"checks": checks})
+    return ProbeResult(True, "ready", {"checks": checks})
