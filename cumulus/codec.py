@@ -31,7 +31,9 @@ def timestamp_now() -> Timestamp:
     return ts
 
 
-def new_meta(*, tenant: str, workflow: str, producer: str, event_id: str | None = None) -> common_pb2.EventMeta:
+def new_meta(
+    *, tenant: str, workflow: str, producer: str, event_id: str | None = None
+) -> common_pb2.EventMeta:
     """Metadata for an event happening now; ``published_at`` is stamped by the producer."""
     return common_pb2.EventMeta(
         event_id=event_id or new_event_id(),

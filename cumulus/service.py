@@ -79,7 +79,9 @@ def kafka_check(bootstrap_servers: str) -> ReadinessCheck:
 
 def build_health_app(ctx: ServiceContext) -> web.Application:
     async def healthz(_: web.Request) -> web.Response:
-        return web.json_response({"service": ctx.name, "alive": True, "uptime_s": time.time() - ctx.started_at})
+        return web.json_response(
+            {"service": ctx.name, "alive": True, "uptime_s": time.time() - ctx.started_at}
+        )
 
     async def readyz(_: web.Request) -> web.Response:
         ready, checks = await ctx.readiness_report()

@@ -52,7 +52,9 @@ def stale_files() -> list[str]:
         fresh_names = {p.name for p in fresh}
         committed = {p.name for p in committed_dir.glob("*_pb2*.py*")}
         stale = sorted(committed ^ fresh_names)
-        stale += [p.name for p in fresh if p.name in committed and not filecmp.cmp(p, committed_dir / p.name, False)]
+        stale += [
+            p.name for p in fresh if p.name in committed and not filecmp.cmp(p, committed_dir / p.name, False)
+        ]
         return sorted(set(stale))
 
 
@@ -62,7 +64,10 @@ def main() -> int:
     if parser.parse_args().check:
         stale = stale_files()
         if stale:
-            print(f"stale generated code: {', '.join(stale)}; run: python scripts/gen_protos.py", file=sys.stderr)
+            print(
+                f"stale generated code: {', '.join(stale)}; run: python scripts/gen_protos.py",
+                file=sys.stderr,
+            )
             return 1
         print("generated protobuf code is up to date")
         return 0
