@@ -1,0 +1,297 @@
+"""The ClickHouse schema as data: every table and view, its columns, and the DDL built from them.
+
+The collector is the single writer. Each event table is a ReplacingMergeTree whose sorting key
+ends in ``event_id``, so an event delivered twice (a producer retry, a replayed spool) collapses
+to one row at merge time; counting reads use ``FINAL`` or ``argMax``. A batch retried after a
+crash is dropped on insert already: every table keeps the hashes of its last ``DEDUP_WINDOW``
+insert blocks, keyed by the batch's ``insert_deduplication_token`` (see ``client.insert_rows``).
+
+Sorting keys put ``occurred_at`` before ``event_id``: an event's timestamp never changes, so the
+key still identifies the event, and per-workflow time-range reads (stats, dataset export) skip
+whole granules.
+
+``ensure_schema`` only creates what is missing (``IF NOT EXISTS``); it never alters an existing
+table, so a column added here needs an explicit ``ALTER TABLE ... ADD COLUMN`` on old data.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from clickhouse_connect.driver.exceptions import OperationalError
+
+from cumulus.errors import ConfigError, NotReady
+
+if TYPE_CHECKING:
+    from clickhouse_connect.driver.client import Client
+
+DEFAULT_DATABASE = "cumulus"
+DEDUP_WINDOW = 1000
+"""Insert blocks whose hashes each table remembers; a retry older than this is inserted again."""
+_IDENTIFIER_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_TS = "DateTime64(3, 'UTC')"
+_LC = "LowCardinality(String)"
+
+
+@dataclass(frozen=True)
+class Column:
+    name: str
+    type: str
+    default: str | None = None
+    """SQL expression the server fills in; such columns are left out of inserts."""
+    codec: str | None = None
+
+
+@dataclass(frozen=True)
+class TableSpec:
+    """One table: its columns (in insert order), engine and keys."""
+
+    name: str
+    columns: tuple[Column, ...]
+    engine: str
+    order_by: str
+    partition_by: str | None = None
+    indexes: tuple[str, ...] = ()
+
+    @property
+    def column_names(self) -> tuple[str, ...]:
+        return tuple(c.name for c in self.columns)
+
+    @property
+    def insert_columns(self) -> tuple[str, ...]:
+        """Columns a writer supplies, in order: everything without a server-side default."""
+        return tuple(c.name for c in self.columns if c.default is None)
+
+    def create_sql(self, database: str) -> str:
+        lines = [_column_sql(c) for c in self.columns] + [f"INDEX {i}" for i in self.indexes]
+        body = ",\n    ".join(lines)
+        partition = f"\nPARTITION BY {self.partition_by}" if self.partition_by else ""
+        return (
+            f"CREATE TABLE IF NOT EXISTS `{database}`.`{self.name}` (\n    {body}\n)\n"
+            f"ENGINE = {self.engine}{partition}\nORDER BY {self.order_by}\n"
+            f"SETTINGS non_replicated_deduplication_window = {DEDUP_WINDOW}"
+        )
+
+
+@dataclass(frozen=True)
+class ViewSpec:
+    """A materialized view writing into an existing table; ``select`` names tables as ``{db}.x``."""
+
+    name: str
+    target: str
+    select: str
+
+    def create_sql(self, database: str) -> str:
+        return (
+            f"CREATE MATERIALIZED VIEW IF NOT EXISTS `{database}`.`{self.name}` "
+            f"TO `{database}`.`{self.target}` AS\n{self.select.format(db=f'`{database}`')}"
+        )
+
+
+def _column_sql(column: Column) -> str:
+    sql = f"`{column.name}` {column.type}"
+    if column.default is not None:
+        sql += f" DEFAULT {column.default}"
+    if column.codec:
+        sql += f" CODEC({column.codec})"
+    return sql
+
+
+_INGESTED_AT = Column("ingested_at", _TS, default="now64(3)")
+
+REQUESTS = TableSpec(
+    "requests",
+    (
+        Column("event_id", "String"),
+        Column("tenant", _LC),
+        Column("workflow", _LC),
+        Column("workflow_source", _LC),  # "client" (named by the caller) or "fingerprint" (derived)
+        Column("fingerprint", "String"),  # prompt-template fingerprint, even when the client named it
+        Column("request_id", "String"),
+        Column("session_key", "String"),
+        Column("occurred_at", _TS),
+        Column("model", _LC),  # the model id that answered (live model, or small base + adapter)
+        Column("adapter_id", "String"),  # empty when the live model answered
+        Column("route_mode", _LC),  # live / canary / promoted
+        Column("prompt", "String", codec="ZSTD(3)"),  # rendered text_input sent to Triton
+        Column("messages", "String", codec="ZSTD(3)"),  # JSON chat messages as received
+        Column("tools", "String", codec="ZSTD(3)"),  # JSON tool schemas as received
+        Column("response", "String", codec="ZSTD(3)"),
+        Column("finish_reason", _LC),
+        Column("prompt_tokens", "UInt32"),
+        Column("completion_tokens", "UInt32"),
+        Column("latency_ms", "Float32"),
+        Column("ttft_ms", "Float32"),  # time to first token; equals latency_ms when not streamed
+        Column("status", _LC),  # "ok" or an error code name
+        Column("error", "String"),
+        Column("metadata", f"Map({_LC}, String)"),
+        _INGESTED_AT,
+    ),
+    engine="ReplacingMergeTree",
+    order_by="(tenant, workflow, occurred_at, event_id)",
+    partition_by="toYYYYMM(occurred_at)",
+    # Feedback and verdicts refer to a request by id; without this a lookup reads the whole table.
+    indexes=("idx_request_id request_id TYPE bloom_filter(0.01) GRANULARITY 4",),
+)
+
+VERDICTS = TableSpec(
+    "verdicts",
+    (
+        Column("event_id", "String"),
+        Column("tenant", _LC),
+        Column("workflow", _LC),
+        Column("pair_id", "String"),  # the shadow pair graded
+        Column("request_id", "String"),
+        Column("adapter_id", "String"),
+        Column("occurred_at", _TS),
+        Column("grader", _LC),  # deterministic / embedding / pairwise_llm ...
+        Column("score", "Float64"),
+        Column("passed", "Bool"),
+        Column("details", "String", codec="ZSTD(3)"),  # JSON, grader specific
+        Column("live_latency_ms", "Float32"),
+        Column("candidate_latency_ms", "Float32"),
+        _INGESTED_AT,
+    ),
+    engine="ReplacingMergeTree",
+    order_by="(tenant, workflow, adapter_id, occurred_at, event_id)",
+    partition_by="toYYYYMM(occurred_at)",
+)
+
+ADAPTERS = TableSpec(
+    "adapters",
+    (
+        Column("event_id", "String"),  # the AdapterEvent that wrote this version of the row
+        Column("tenant", _LC),
+        Column("workflow", _LC),
+        Column("adapter_id", "String"),
+        Column("status", _LC),  # trained / rejected / registered / retired ...
+        Column("base_model", _LC),
+        Column("dataset_id", "String"),
+        Column("artifact_uri", "String"),
+        Column("metrics", "String"),  # JSON: offline eval results
+        Column("hyperparameters", "String"),  # JSON
+        Column("created_at", _TS),
+        Column("updated_at", _TS),
+        _INGESTED_AT,
+    ),
+    # One row per adapter once merged: the version with the latest updated_at wins.
+    engine="ReplacingMergeTree(updated_at)",
+    order_by="(tenant, workflow, adapter_id)",
+)
+
+ROLLOUT_EVENTS = TableSpec(
+    "rollout_events",
+    (
+        Column("event_id", "String"),
+        Column("tenant", _LC),
+        Column("workflow", _LC),
+        Column("adapter_id", "String"),
+        Column("occurred_at", _TS),
+        Column("from_state", _LC),
+        Column("to_state", _LC),
+        Column("weight", "Float64"),  # traffic share after the transition, 0..1
+        Column("reason", "String"),
+        Column("actor", _LC),  # "router" or the operator who sent the command
+        Column("evidence", f"Map({_LC}, Float64)"),  # bound, n, error rate ... behind the decision
+        _INGESTED_AT,
+    ),
+    engine="ReplacingMergeTree",
+    order_by="(tenant, workflow, adapter_id, occurred_at, event_id)",
+    partition_by="toYYYYMM(occurred_at)",
+)
+
+FEEDBACK = TableSpec(
+    "feedback",
+    (
+        Column("event_id", "String"),
+        Column("tenant", _LC),
+        Column("workflow", _LC),  # may be empty: the caller only names the request
+        Column("request_id", "String"),
+        Column("occurred_at", _TS),
+        Column("score", "Float64"),
+        Column("label", _LC),
+        Column("comment", "String"),
+        Column("metadata", f"Map({_LC}, String)"),
+        _INGESTED_AT,
+    ),
+    engine="ReplacingMergeTree",
+    order_by="(tenant, request_id, event_id)",
+)
+
+WORKFLOW_STATS_MINUTE = TableSpec(
+    "workflow_stats_minute",
+    (
+        Column("tenant", _LC),
+        Column("workflow", _LC),
+        Column("minute", "DateTime('UTC')"),
+        Column("route_mode", _LC),
+        Column("adapter_id", "String"),
+        Column("requests", "SimpleAggregateFunction(sum, UInt64)"),
+        Column("errors", "SimpleAggregateFunction(sum, UInt64)"),
+        Column("prompt_tokens", "SimpleAggregateFunction(sum, UInt64)"),
+        Column("completion_tokens", "SimpleAggregateFunction(sum, UInt64)"),
+        Column("latency_ms", "AggregateFunction(quantiles(0.5, 0.95, 0.99), Float32)"),
+        Column("last_seen", f"SimpleAggregateFunction(max, {_TS})"),
+    ),
+    engine="AggregatingMergeTree",
+    order_by="(tenant, workflow, minute, route_mode, adapter_id)",
+    partition_by="toYYYYMM(minute)",
+)
+
+# Fed by every block inserted into `requests`: a retried batch (same token) is skipped, but an
+# event that arrived in two *different* batches is counted twice here for good, while `requests`
+# collapses it on merge. Exact numbers come from `requests FINAL`; these are for dashboards.
+WORKFLOW_STATS_MINUTE_MV = ViewSpec(
+    "workflow_stats_minute_mv",
+    target=WORKFLOW_STATS_MINUTE.name,
+    select="""SELECT
+    tenant, workflow, toStartOfMinute(occurred_at) AS minute, route_mode, adapter_id,
+    count() AS requests,
+    countIf(status != 'ok') AS errors,
+    sum(prompt_tokens) AS prompt_tokens,
+    sum(completion_tokens) AS completion_tokens,
+    quantilesState(0.5, 0.95, 0.99)(latency_ms) AS latency_ms,
+    max(occurred_at) AS last_seen
+FROM {db}.requests
+GROUP BY tenant, workflow, minute, route_mode, adapter_id""",
+)
+
+TABLES: tuple[TableSpec, ...] = (
+    REQUESTS,
+    VERDICTS,
+    ADAPTERS,
+    ROLLOUT_EVENTS,
+    FEEDBACK,
+    WORKFLOW_STATS_MINUTE,
+)
+VIEWS: tuple[ViewSpec, ...] = (WORKFLOW_STATS_MINUTE_MV,)
+
+
+def schema_statements(database: str = DEFAULT_DATABASE) -> list[str]:
+    """Every DDL statement, in the order they must run (a view after the tables it reads and writes)."""
+    _check_identifier(database)
+    return [
+        f"CREATE DATABASE IF NOT EXISTS `{database}`",
+        *(t.create_sql(database) for t in TABLES),
+        *(v.create_sql(database) for v in VIEWS),
+    ]
+
+
+def ensure_schema(client: Client, database: str = DEFAULT_DATABASE) -> None:
+    """Create the database, tables and views that don't exist yet; safe to run on every start."""
+    for statement in schema_statements(database):
+        try:
+            client.command(statement)
+        except OperationalError as exc:
+            raise NotReady(f"ClickHouse unreachable while creating the schema: {exc}") from exc
+
+
+def _check_identifier(database: str) -> None:
+    # The name is spliced into DDL, so only plain identifiers are accepted.
+    if not _IDENTIFIER_RE.match(database):
+        raise ConfigError(
+            f"clickhouse.database: {database!r} is not a plain identifier",
+            fix="use letters, digits and underscores, starting with a letter (e.g. cumulus)",
+        )
