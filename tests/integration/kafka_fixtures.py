@@ -7,6 +7,9 @@ The broker runs on two free ports, never 9092/9093, with its data in a temporary
 developer's running stack is not disturbed. The jars come from ``<repo>/.cumulus/kafka/libs``,
 the folder ``cumulus up`` uses too, so they are downloaded once per machine. The broker gets its
 own process group and the whole group is stopped at teardown: no java process outlives the tests.
+
+Outage tests ask for ``restartable_kafka`` instead: a broker of their own (function scope) that they
+may ``stop()`` and ``start()`` again on the same ports and data, so topics and records survive.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import socket
 import subprocess
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -82,6 +86,85 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
         proc.wait(timeout=STOP_TIMEOUT_S)
 
 
+def _launch(layout: kafka.BrokerLayout, config: KafkaConfig) -> subprocess.Popen[bytes]:
+    """Start the broker in its own process group (stopped as a whole), its output appended to its log."""
+    with layout.log_file.open("ab") as log_file:
+        return subprocess.Popen(
+            kafka.broker_command(layout, config),
+            stdin=subprocess.DEVNULL,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            env=kafka.broker_env(),
+            start_new_session=True,
+        )
+
+
+def _launch_until_ready(layout: kafka.BrokerLayout, config: KafkaConfig) -> subprocess.Popen[bytes]:
+    """Start the broker and wait until it answers; fail the test with its log tail when it does not."""
+    proc = _launch(layout, config)
+    try:
+        # A loop of its own: this may be called from a thread while the test's loop keeps running.
+        asyncio.run(_wait_ready_or_exit(proc, layout.bootstrap))
+    except NotReady as exc:
+        _stop(proc)
+        pytest.fail(f"{exc}\n--- tail of {layout.log_file} ---\n{_log_tail(layout.log_file)}")
+    return proc
+
+
+def _prepare(state_dir: Path, config: KafkaConfig) -> kafka.BrokerLayout:
+    """Jars, server.properties and formatted storage for a broker under ``state_dir``."""
+    layout = kafka.BrokerLayout.from_config(state_dir, config, kafka.ensure_jars(SHARED_LIBS))
+    kafka.write_server_properties(layout, config)
+    kafka.format_storage(layout)
+    return layout
+
+
+def _create_topics(bootstrap: str, config: KafkaConfig) -> None:
+    asyncio.run(ensure_topics(bootstrap, ALL_TOPICS, config.partitions, config.replication_factor))
+
+
+@dataclass
+class RestartableKafka:
+    """A broker a test may stop and start again on the same ports and data directory.
+
+    ``stop()`` and ``start()`` block until the broker is down or ready; call them through
+    ``asyncio.to_thread`` from an async test so its event loop keeps running meanwhile.
+    """
+
+    layout: kafka.BrokerLayout
+    config: KafkaConfig
+    proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def bootstrap(self) -> str:
+        return self.layout.bootstrap
+
+    def start(self) -> None:
+        """Start the broker (no-op when running) and wait until it answers metadata requests."""
+        if self.proc is None:
+            self.proc = _launch_until_ready(self.layout, self.config)
+
+    def stop(self) -> None:
+        """SIGTERM the broker (a clean shutdown) and wait for it to exit; no-op when stopped."""
+        if self.proc is not None:
+            _stop(self.proc)
+            self.proc = None
+
+
+@pytest.fixture
+def restartable_kafka(tmp_path: Path) -> Iterator[RestartableKafka]:
+    """A broker of this test's own, every cumulus topic created, always stopped at teardown."""
+    port, controller_port = _free_ports(2)
+    config = KafkaConfig(bootstrap_servers=f"127.0.0.1:{port}", controller_port=controller_port)
+    broker = RestartableKafka(_prepare(tmp_path / "kafka-state", config), config)
+    try:
+        broker.start()
+        _create_topics(broker.bootstrap, config)
+        yield broker
+    finally:
+        broker.stop()
+
+
 @pytest.fixture(scope="session")
 def kafka_config() -> KafkaConfig:
     """The settings of the session's broker: default partitions, free loopback ports."""
@@ -92,31 +175,12 @@ def kafka_config() -> KafkaConfig:
 @pytest.fixture(scope="session")
 def kafka_bootstrap(kafka_config: KafkaConfig, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """Start a broker, create every cumulus topic, yield its bootstrap address, stop it."""
-    libs = kafka.ensure_jars(SHARED_LIBS)
-    layout = kafka.BrokerLayout.from_config(tmp_path_factory.mktemp("kafka-state"), kafka_config, libs)
-    kafka.write_server_properties(layout, kafka_config)
-    kafka.format_storage(layout)
+    layout = _prepare(tmp_path_factory.mktemp("kafka-state"), kafka_config)
     started = time.monotonic()
-    with layout.log_file.open("wb") as log_file:
-        proc = subprocess.Popen(
-            kafka.broker_command(layout, kafka_config),
-            stdin=subprocess.DEVNULL,
-            stdout=log_file,
-            stderr=subprocess.STDOUT,
-            env=kafka.broker_env(),
-            start_new_session=True,  # its own process group, stopped as a whole at teardown
-        )
+    proc = _launch_until_ready(layout, kafka_config)
     try:
-        try:
-            asyncio.run(_wait_ready_or_exit(proc, layout.bootstrap))
-        except NotReady as exc:
-            pytest.fail(f"{exc}\n--- tail of {layout.log_file} ---\n{_log_tail(layout.log_file)}")
         ready_s = time.monotonic() - started
-        asyncio.run(
-            ensure_topics(
-                layout.bootstrap, ALL_TOPICS, kafka_config.partitions, kafka_config.replication_factor
-            )
-        )
+        _create_topics(layout.bootstrap, kafka_config)
         print(f"kafka broker ready in {ready_s:.1f}s at {layout.bootstrap} (log: {layout.log_file})")
         yield layout.bootstrap
     finally:
