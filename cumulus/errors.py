@@ -74,3 +74,10 @@ class EventDecodeError(CumulusError):
 
     grpc_status = grpc.StatusCode.DATA_LOSS
     http_status = 422
+
+
+class ArtifactError(CumulusError):
+    """An artifact (dataset, adapter) is missing, incomplete, or does not match its manifest."""
+
+    grpc_status = grpc.StatusCode.DATA_LOSS
+    http_status = 500

@@ -7,6 +7,9 @@ wires the rest. Health endpoints (on the service's ``health_port``):
 - ``GET /readyz``: 200 when every registered readiness check passes, else 503; JSON body
   with each check's result (readiness).
 - ``GET /metrics``: Prometheus text format.
+
+A service with an HTTP API of its own (the collector's read API) mounts its routes on the same
+app through ``run_service(..., routes=...)``: one port per service, one server to supervise.
 """
 
 from __future__ import annotations
@@ -27,6 +30,8 @@ from cumulus.logs import StructuredLogger, configure_logging, get_logger
 
 ReadinessCheck = Callable[[], Awaitable[str | None]]
 """Returns None when ready, else a short reason why not."""
+RouteSetup = Callable[["ServiceContext", web.Application], None]
+"""Adds a service's own routes to its health app; called once, before the server starts."""
 
 
 @dataclass
@@ -52,6 +57,9 @@ class ServiceContext:
             except Exception as exc:  # a failing check means "not ready", never a crash
                 problem = f"{type(exc).__name__}: {exc}"
             checks[check_name] = {"ok": problem is None, **({"reason": problem} if problem else {})}
+        # No checks yet means main() has not got as far as registering them: still starting.
+        if not checks:
+            checks["started"] = {"ok": False, "reason": "service is starting"}
         ready = all(check["ok"] for check in checks.values()) and not self.stopping.is_set()
         return ready, checks
 
@@ -77,7 +85,7 @@ def kafka_check(bootstrap_servers: str) -> ReadinessCheck:
     return tcp_check(host, int(port))
 
 
-def build_health_app(ctx: ServiceContext) -> web.Application:
+def build_health_app(ctx: ServiceContext, routes: RouteSetup | None = None) -> web.Application:
     async def healthz(_: web.Request) -> web.Response:
         return web.json_response(
             {"service": ctx.name, "alive": True, "uptime_s": time.time() - ctx.started_at}
@@ -95,15 +103,21 @@ def build_health_app(ctx: ServiceContext) -> web.Application:
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics)
+    if routes is not None:
+        routes(ctx, app)
     return app
 
 
-async def _serve(ctx: ServiceContext, main: Callable[[ServiceContext], Awaitable[None]]) -> None:
+async def _serve(
+    ctx: ServiceContext,
+    main: Callable[[ServiceContext], Awaitable[None]],
+    routes: RouteSetup | None = None,
+) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, ctx.stopping.set)
     cfg = ctx.service_config
-    runner = web.AppRunner(build_health_app(ctx), access_log=None)
+    runner = web.AppRunner(build_health_app(ctx, routes), access_log=None)
     await runner.setup()
     await web.TCPSite(runner, cfg.host, cfg.health_port).start()
     ctx.log.info("service.started", health=f"http://{cfg.host}:{cfg.health_port}/readyz")
@@ -115,12 +129,17 @@ async def _serve(ctx: ServiceContext, main: Callable[[ServiceContext], Awaitable
         ctx.log.info("service.stopped", uptime_s=round(time.time() - ctx.started_at, 1))
 
 
-def run_service(name: str, main: Callable[[ServiceContext], Awaitable[None]]) -> None:
-    """Entry point of ``python -m services.<name>``: load config, serve health, run main until SIGTERM."""
+def run_service(
+    name: str, main: Callable[[ServiceContext], Awaitable[None]], *, routes: RouteSetup | None = None
+) -> None:
+    """Entry point of ``python -m services.<name>``: load config, serve health, run main until SIGTERM.
+
+    ``routes`` mounts the service's own HTTP API on the health port (see the module docstring).
+    """
     config = load_config()
     configure_logging(config.log_format)
     ctx = ServiceContext(name=name, config=config, log=get_logger(name))
-    asyncio.run(_serve(ctx, main))
+    asyncio.run(_serve(ctx, main, routes))
 
 
 async def wait_until_stopped(ctx: ServiceContext) -> None:

@@ -1,10 +1,88 @@
-"""`python -m services.gateway`.
+"""``python -m services.gateway``: the gRPC front door (cumulus.v1.Gateway + KServe v2 drop-in).
 
-Not built yet (see its issue): the process starts, serves /healthz, /readyz (Kafka reachable)
-and /metrics on its health port, and stops cleanly on SIGTERM, so the stack can supervise it.
+Configured like every service (cumulus.config): ``gateway.*`` for ports, limits, shadow and
+shutdown settings, ``triton.*`` for where Triton is and which base models ``live``/``small`` are,
+``kafka.bootstrap_servers`` for events and routes. /readyz (health port) and gRPC health report
+ready once Triton answers, the route table has been read and the tokenizers are loaded.
+SIGTERM: stop accepting RPCs, drain in-flight ones (``gateway.drain_grace_s``), flush the events.
 """
 
-from cumulus.service import run_service, wait_until_stopped
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")  # no hub on these machines: fail fast, never wait
+
+import asyncio
+
+from cumulus.errors import CumulusError
+from cumulus.publisher import EventPublisher
+from cumulus.service import ServiceContext, run_service
+from services.gateway import metrics
+from services.gateway.adapters import ArtifactAdapters
+from services.gateway.core import GatewayCore
+from services.gateway.rendering import TokenizerRenderer
+from services.gateway.route_feed import RouteFeed
+from services.gateway.server import GatewayServer
+from services.gateway.triton import TritonClient
+
+
+async def main(ctx: ServiceContext) -> None:
+    config, gateway = ctx.config, ctx.config.gateway
+    publisher = EventPublisher(
+        config.kafka.bootstrap_servers,
+        gateway.spool_dir or config.state_dir / "spool" / "gateway",
+        producer_name="gateway",
+        max_spool_bytes=gateway.max_spool_bytes,
+        linger_ms=gateway.events_linger_ms,
+    )
+    triton = TritonClient(config.triton.grpc_url, lanes=gateway.triton_streams)
+    renderer = TokenizerRenderer(
+        {"live": config.triton.live_model, "small": config.triton.small_model}, config.models_dir
+    )
+    core = GatewayCore.build(
+        config,
+        triton=triton,
+        renderer=renderer,
+        sink=publisher,
+        adapters=ArtifactAdapters(config.artifacts_dir),
+    )
+    feed = RouteFeed(config.kafka.bootstrap_servers, core.book, publisher)
+
+    async def ready() -> bool:
+        return (await ctx.readiness_report())[0]
+
+    server = GatewayServer(core, ready)
+
+    async def serving() -> str | None:
+        return None if server.port else "gRPC server not started yet"
+
+    # Registered before the first await: /readyz is already up and must not say ready too early.
+    ctx.readiness.update(
+        grpc=serving, triton=triton.readiness, routes=feed.readiness, tokenizers=renderer.readiness
+    )
+    metrics.watch_route_tables(lambda: len(core.book))
+    loading = asyncio.create_task(_load_tokenizers(ctx, renderer))
+    try:
+        await publisher.start()
+        feed.start()
+        await server.start(gateway.host, gateway.grpc_port)
+        await ctx.stopping.wait()
+    finally:
+        await server.stop(gateway.drain_grace_s)
+        loading.cancel()
+        await feed.stop()
+        await publisher.close(gateway.publisher_close_timeout_s)
+        await triton.close()
+
+
+async def _load_tokenizers(ctx: ServiceContext, renderer: TokenizerRenderer) -> None:
+    try:
+        await renderer.load()
+        ctx.log.info("tokenizers.loaded", models=renderer.model_ids)
+    except CumulusError as exc:  # stays not ready; the reason is in the log and in /readyz
+        ctx.log.error("tokenizers.failed", error=str(exc))
+
 
 if __name__ == "__main__":
-    run_service("gateway", wait_until_stopped)
+    run_service("gateway", main)

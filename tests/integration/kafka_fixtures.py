@@ -151,15 +151,28 @@ class RestartableKafka:
             self.proc = None
 
 
+def start_broker(state_dir: Path) -> RestartableKafka:
+    """A running broker on free ports with every cumulus topic, for scripts (benches) and fixtures.
+
+    The caller must ``stop()`` it (a ``finally`` or an ExitStack callback).
+    """
+    port, controller_port = _free_ports(2)
+    config = KafkaConfig(bootstrap_servers=f"127.0.0.1:{port}", controller_port=controller_port)
+    broker = RestartableKafka(_prepare(state_dir, config), config)
+    broker.start()
+    try:
+        _create_topics(broker.bootstrap, config)
+    except BaseException:
+        broker.stop()
+        raise
+    return broker
+
+
 @pytest.fixture
 def restartable_kafka(tmp_path: Path) -> Iterator[RestartableKafka]:
     """A broker of this test's own, every cumulus topic created, always stopped at teardown."""
-    port, controller_port = _free_ports(2)
-    config = KafkaConfig(bootstrap_servers=f"127.0.0.1:{port}", controller_port=controller_port)
-    broker = RestartableKafka(_prepare(tmp_path / "kafka-state", config), config)
+    broker = start_broker(tmp_path / "kafka-state")
     try:
-        broker.start()
-        _create_topics(broker.bootstrap, config)
         yield broker
     finally:
         broker.stop()

@@ -1,7 +1,7 @@
 import asyncio
 import socket
 
-from aiohttp import ClientSession
+from aiohttp import ClientSession, web
 
 from cumulus.config import CumulusConfig, JudgeConfig
 from cumulus.logs import get_logger
@@ -48,3 +48,29 @@ async def test_health_readiness_and_metrics_then_clean_stop() -> None:
     ctx.stopping.set()  # what SIGTERM does
     await asyncio.wait_for(task, timeout=5)
     assert await tcp_check("127.0.0.1", dead_port)() is not None
+
+
+async def test_a_service_mounts_its_own_routes_on_the_health_port() -> None:
+    port = _free_port()
+    config = CumulusConfig(judge=JudgeConfig(health_port=port))
+    ctx = ServiceContext(name="judge", config=config, log=get_logger("judge"))
+
+    def routes(_: ServiceContext, app: web.Application) -> None:
+        async def hello(_: web.Request) -> web.Response:
+            return web.json_response({"hello": "world"})
+
+        app.router.add_get("/api/v1/hello", hello)
+
+    task = asyncio.create_task(_serve(ctx, lambda ctx: ctx.stopping.wait(), routes))
+    async with ClientSession() as http:
+        for _ in range(100):
+            try:
+                async with http.get(f"http://127.0.0.1:{port}/api/v1/hello") as resp:
+                    assert await resp.json() == {"hello": "world"}
+                    break
+            except OSError:
+                await asyncio.sleep(0.02)
+        else:
+            raise AssertionError("the mounted route never answered")
+    ctx.stopping.set()
+    await asyncio.wait_for(task, timeout=5)

@@ -1,0 +1,35 @@
+"""cumulus.deadletter.v1 events: a record a consumer could not use, kept with the reason.
+
+Consumers never stop on a bad record: they publish it here (key, value and where it came from)
+and move on, so an operator can inspect or replay it later.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from cumulus import codec
+from cumulus.v1 import events_pb2
+
+UNKNOWN_WORKFLOW = "unattributed"
+"""Workflow of a dead letter whose record carried no key."""
+
+
+def dead_letter(record: Any, *, consumer: str, producer: str, reason: str) -> events_pb2.DeadLetter:
+    """The DeadLetter of an aiokafka ``ConsumerRecord`` (topic, partition, offset, key, value)."""
+    failed_at = Timestamp()
+    failed_at.GetCurrentTime()
+    workflow = (record.key or b"").decode("utf-8", "replace") or UNKNOWN_WORKFLOW
+    return events_pb2.DeadLetter(
+        meta=codec.new_meta(tenant="", workflow=workflow, producer=producer),
+        source_topic=record.topic,
+        source_partition=record.partition,
+        source_offset=record.offset,
+        key=record.key or b"",
+        value=record.value or b"",
+        consumer=consumer,
+        reason=reason[:2000],
+        failed_at=failed_at,
+    )

@@ -1,0 +1,81 @@
+"""API-key authentication: ``authorization: Bearer <key>`` metadata -> the caller's tenant.
+
+Keys live hashed in the ApiKeyStore file (written by ``cumulus up`` / the CLI). Looking a key up
+reads that file, so answers are cached per key digest and the cache is dropped whenever the
+file's modification time changes: a newly issued or revoked key takes effect on the next request.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import grpc
+
+from cumulus.apikeys import ApiKeyStore, hash_key
+from cumulus.errors import Unauthenticated
+
+_HEADER = "authorization"
+_SCHEME = "bearer "
+_CACHE_LIMIT = 10_000
+
+Metadata = Sequence[tuple[str, str | bytes]]
+
+
+class Authenticator:
+    """Resolves the tenant of a request from its metadata, or raises Unauthenticated."""
+
+    def __init__(self, keys_file: Path) -> None:
+        self._store = ApiKeyStore(keys_file)
+        self._keys_file = keys_file
+        self._stamp: tuple[int, int] | None = None
+        self._tenants: dict[str, str | None] = {}
+
+    def tenant_for_metadata(self, metadata: Metadata | None) -> str:
+        """The tenant owning the bearer key in ``metadata``."""
+        key = bearer_key(metadata)
+        if key is None:
+            raise Unauthenticated(
+                "missing API key", fix="send metadata `authorization: Bearer <key>` (see `cumulus up`)"
+            )
+        tenant = self._lookup(key)
+        if tenant is None:
+            raise Unauthenticated("unknown API key", fix="use a key issued for your tenant")
+        return tenant
+
+    def tenant(self, context: grpc.aio.ServicerContext) -> str:
+        """The tenant of the RPC behind ``context``."""
+        return self.tenant_for_metadata(context.invocation_metadata())
+
+    def _lookup(self, key: str) -> str | None:
+        self._drop_cache_if_file_changed()
+        digest = hash_key(key)
+        if digest in self._tenants:
+            return self._tenants[digest]
+        tenant = self._store.tenant_for(key)
+        if len(self._tenants) >= _CACHE_LIMIT:  # a flood of made-up keys must not grow memory
+            self._tenants.clear()
+        self._tenants[digest] = tenant
+        return tenant
+
+    def _drop_cache_if_file_changed(self) -> None:
+        try:
+            info = os.stat(self._keys_file)
+            stamp = (info.st_mtime_ns, info.st_size)
+        except FileNotFoundError:
+            stamp = (0, 0)
+        if stamp != self._stamp:
+            self._tenants.clear()
+            self._stamp = stamp
+
+
+def bearer_key(metadata: Metadata | None) -> str | None:
+    """The key of the first ``authorization: Bearer <key>`` entry, if any."""
+    for name, value in metadata or ():
+        if name.lower() != _HEADER:
+            continue
+        text = value.decode("utf-8", "replace") if isinstance(value, bytes) else value
+        if text[: len(_SCHEME)].lower() == _SCHEME and text[len(_SCHEME) :].strip():
+            return text[len(_SCHEME) :].strip()
+    return None

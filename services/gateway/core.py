@@ -1,0 +1,72 @@
+"""What both front doors of the gateway share: its collaborators, bundled so tests can inject fakes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import grpc
+
+from cumulus.config import CumulusConfig
+from services.gateway.adapters import AdapterSource
+from services.gateway.auth import Authenticator
+from services.gateway.capture import EventSink, RecentRequests
+from services.gateway.dispatch import Dispatcher
+from services.gateway.rendering import PromptRenderer
+from services.gateway.routes import RouteBook
+from services.gateway.shadow import ShadowRunner
+from services.gateway.triton import TritonBackend
+from services.gateway.validation import Limits
+
+
+@dataclass
+class GatewayCore:
+    """The gateway's parts; ``build`` wires them from the config and the injected outside world."""
+
+    config: CumulusConfig
+    limits: Limits
+    auth: Authenticator
+    book: RouteBook
+    renderer: PromptRenderer
+    triton: TritonBackend
+    sink: EventSink
+    recent: RecentRequests
+    shadows: ShadowRunner
+    dispatcher: Dispatcher
+
+    @classmethod
+    def build(
+        cls,
+        config: CumulusConfig,
+        *,
+        triton: TritonBackend,
+        renderer: PromptRenderer,
+        sink: EventSink,
+        adapters: AdapterSource,
+        book: RouteBook | None = None,
+        auth: Authenticator | None = None,
+    ) -> GatewayCore:
+        """Wire the gateway around the given Triton, renderer, event sink and adapter source."""
+        gateway = config.gateway
+        keys_file = gateway.api_keys_file or config.state_dir / "api-keys.json"
+        recent = RecentRequests(gateway.feedback_memory)
+        shadows = ShadowRunner(
+            triton, adapters, sink, concurrency=gateway.shadow_concurrency, timeout_s=gateway.shadow_timeout_s
+        )
+        return cls(
+            config=config,
+            limits=Limits.from_config(config),
+            auth=auth or Authenticator(keys_file),
+            book=book or RouteBook(),
+            renderer=renderer,
+            triton=triton,
+            sink=sink,
+            recent=recent,
+            shadows=shadows,
+            dispatcher=Dispatcher(triton, adapters, sink, shadows, recent),
+        )
+
+    def timeout_s(self, context: grpc.aio.ServicerContext) -> float:
+        """Triton timeout of one request: the configured one, or the client's deadline if sooner."""
+        remaining = context.time_remaining()
+        configured = self.config.triton.request_timeout_s
+        return configured if remaining is None else max(min(configured, remaining), 0.001)

@@ -1,0 +1,131 @@
+"""Serving one admitted request: its route, the canary fallback, its shadow copy, its event.
+
+Both front doors (cumulus.v1.Gateway and the KServe v2 drop-in) admit a request into a ``Call``
+and hand it here, so routing and capture are identical for both:
+
+1. a shadow copy starts beside the request when its route plan has one (shadow.py);
+2. the primary target answers; when it is a canary candidate and fails before any output, the
+   live model answers instead (mode FALLBACK) and the candidate's error is recorded;
+3. when the request ends, however it ends, exactly one InferenceEvent is published, the metrics
+   are updated and the live outcome is handed to the shadow copy.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+from tritonclient.grpc import service_pb2
+
+from cumulus import topics
+from cumulus.logs import get_logger
+from cumulus.v1 import common_pb2
+from services.gateway import metrics
+from services.gateway.adapters import AdapterSource
+from services.gateway.calls import Call, Outcome
+from services.gateway.capture import EventSink, RecentRequests, inference_event
+from services.gateway.shadow import ShadowHandle, ShadowRunner
+from services.gateway.tensors import Delta, output_delta
+from services.gateway.triton import TritonBackend, infer_with_lora
+
+log = get_logger("gateway")
+
+Answer = tuple[service_pb2.ModelInferResponse, Delta | None]
+"""One Triton response as received, and its decoded text (None for an empty final response)."""
+
+
+class Dispatcher:
+    """Runs admitted calls (see the module docstring)."""
+
+    def __init__(
+        self,
+        triton: TritonBackend,
+        adapters: AdapterSource,
+        sink: EventSink,
+        shadows: ShadowRunner,
+        recent: RecentRequests,
+    ) -> None:
+        self.triton = triton
+        self.adapters = adapters
+        self.sink = sink
+        self.shadows = shadows
+        self.recent = recent
+
+    async def run(self, call: Call) -> AsyncIterator[Answer]:
+        """Yield the answering model's responses; ``call.outcome`` holds the totals afterwards."""
+        plan = call.plan
+        outcome = Outcome(route=plan.primary)
+        call.outcome = outcome
+        shadow = self.shadows.start(call, plan.shadow) if plan.shadow is not None else None
+        try:
+            try:
+                async for answer in self._attempt(call, plan.primary.target, outcome):
+                    yield answer
+            except Exception as exc:
+                if not plan.is_candidate or outcome.answered:
+                    raise
+                self._fall_back(call, outcome, exc)
+                async for answer in self._attempt(call, plan.live, outcome):
+                    yield answer
+        except BaseException as exc:  # also cancellation: the request still gets its event
+            outcome.error = exc
+            raise
+        finally:
+            self._finish(call, outcome, shadow)
+
+    async def _attempt(
+        self, call: Call, target: common_pb2.RouteTarget, outcome: Outcome
+    ) -> AsyncIterator[Answer]:
+        request, outcome.prompt_text = call.factory(target)
+        responses = infer_with_lora(
+            self.triton, request, target, self.adapters, workflow=call.workflow.name, timeout_s=call.timeout_s
+        )
+        async for response in responses:
+            delta = output_delta(response)
+            if delta is not None:
+                if not outcome.ttft_ms:
+                    outcome.ttft_ms = call.elapsed_ms()
+                outcome.text += delta.text
+                outcome.prompt_tokens = delta.prompt_tokens
+                outcome.completion_tokens = delta.completion_tokens
+            yield response, delta
+
+    def _fall_back(self, call: Call, outcome: Outcome, exc: Exception) -> None:
+        candidate = call.plan.primary.target
+        outcome.candidate_error = f"{type(exc).__name__}: {exc}"[:2000]
+        outcome.route = common_pb2.Route(target=call.plan.live, mode=common_pb2.ROUTE_MODE_FALLBACK)
+        log.warning(
+            "candidate.failed",
+            workflow=call.workflow.name,
+            adapter=candidate.adapter_id,
+            request_id=call.request_id,
+            error=outcome.candidate_error[:300],
+        )
+
+    def _finish(self, call: Call, outcome: Outcome, shadow: ShadowHandle | None) -> None:
+        outcome.latency_ms = call.elapsed_ms()
+        if shadow is not None:
+            shadow.live_finished(outcome)
+        self.recent.remember(call.request_id, call.tenant, call.workflow.name)
+        self.sink.publish(topics.INFERENCE, inference_event(call, outcome))
+        metrics.observe(call, outcome)
+        if outcome.error is not None:
+            log.warning(
+                "request.failed",
+                api=call.api,
+                workflow=call.workflow.name,
+                adapter=outcome.route.target.adapter_id,
+                request_id=call.request_id,
+                mode=metrics.mode_name(outcome.route),
+                code=outcome.error_code,
+                error=str(outcome.error)[:300],
+            )
+        else:
+            log.debug(
+                "request.done",
+                api=call.api,
+                workflow=call.workflow.name,
+                adapter=outcome.route.target.adapter_id,
+                request_id=call.request_id,
+                mode=metrics.mode_name(outcome.route),
+                latency_ms=round(outcome.latency_ms, 2),
+            )

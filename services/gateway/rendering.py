@@ -1,0 +1,95 @@
+"""Chat messages and tools -> the prompt text of the model a request is routed to.
+
+Each Triton model (``live``, ``small``) is one offline base model (``triton.live_model``,
+``triton.small_model``); its tokenizer's chat template renders the prompt, through the shared
+``cumulus.prompts.render_prompt`` the trainer uses too, so an adapter is served the prompt shape it
+was trained on. Tokenizers are loaded once at start, in a thread, before the gateway reports ready.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, Protocol
+
+from jinja2 import TemplateError
+
+from cumulus.errors import InvalidArgument, NotFound, NotReady
+from cumulus.prompts import RenderedPrompt, render_prompt
+from cumulus.v1 import common_pb2
+
+
+class PromptRenderer(Protocol):
+    """Renders a chat request for one Triton model."""
+
+    def render(
+        self, model: str, messages: Sequence[Mapping[str, Any]], tools: Sequence[Mapping[str, Any]]
+    ) -> RenderedPrompt: ...
+
+
+def chat_messages(messages: Sequence[common_pb2.ChatMessage]) -> list[dict[str, Any]]:
+    """Proto chat messages as the OpenAI-style dicts the renderer takes."""
+    out: list[dict[str, Any]] = []
+    for message in messages:
+        item: dict[str, Any] = {"role": message.role, "content": message.content}
+        if message.name:
+            item["name"] = message.name
+        if message.tool_call_id:
+            item["tool_call_id"] = message.tool_call_id
+        out.append(item)
+    return out
+
+
+def chat_tools(tools: Sequence[common_pb2.Tool], schemas: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Proto tools (with their parsed parameter schemas) as OpenAI-style function tools."""
+    return [
+        {
+            "type": "function",
+            "function": {"name": tool.name, "description": tool.description, "parameters": schema},
+        }
+        for tool, schema in zip(tools, schemas, strict=True)
+    ]
+
+
+class TokenizerRenderer:
+    """PromptRenderer using each model's own tokenizer (see the module docstring)."""
+
+    def __init__(self, model_ids: Mapping[str, str], models_dir: Path) -> None:
+        self.model_ids = dict(model_ids)
+        """Triton model name -> offline model id."""
+        self.models_dir = models_dir
+        self._tokenizers: dict[str, Any] = {}
+
+    async def load(self) -> None:
+        """Load every model's tokenizer (converting the model into the cache once if needed)."""
+        for name, model_id in self.model_ids.items():
+            self._tokenizers[name] = await asyncio.to_thread(self._load_one, model_id)
+
+    def _load_one(self, model_id: str) -> Any:
+        from transformers import AutoTokenizer
+
+        from cumulus.models import ensure_model
+
+        folder = ensure_model(model_id, self.models_dir)
+        return AutoTokenizer.from_pretrained(folder, local_files_only=True)
+
+    async def readiness(self) -> str | None:
+        """Readiness check: None once every tokenizer is loaded."""
+        missing = sorted(set(self.model_ids) - set(self._tokenizers))
+        return f"tokenizers not loaded yet for {missing}" if missing else None
+
+    def render(
+        self, model: str, messages: Sequence[Mapping[str, Any]], tools: Sequence[Mapping[str, Any]]
+    ) -> RenderedPrompt:
+        tokenizer = self._tokenizers.get(model)
+        if tokenizer is None:
+            if model not in self.model_ids:
+                raise NotFound(
+                    f"no tokenizer for model {model!r}", fix=f"route to one of {sorted(self.model_ids)}"
+                )
+            raise NotReady(f"the tokenizer of model {model} is still loading")
+        try:
+            return render_prompt(tokenizer, messages, tools or None)
+        except TemplateError as exc:  # the chat template refused the conversation (e.g. role order)
+            raise InvalidArgument("messages", f"model {model} cannot render them: {exc}") from exc

@@ -1,0 +1,133 @@
+"""cumulus.v1.Gateway: Generate, GenerateStream and Feedback.
+
+A request is authenticated (its tenant), validated, assigned a workflow (named or derived from its
+template), routed, and then served by the Dispatcher like every other request. Errors are raised
+as CumulusErrors; the ErrorInterceptor turns them into gRPC statuses.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+
+import grpc
+from tritonclient.grpc import service_pb2
+
+from cumulus import topics
+from cumulus.errors import NotFound
+from cumulus.v1 import common_pb2, events_pb2, gateway_pb2, gateway_pb2_grpc
+from services.gateway.calls import Call
+from services.gateway.capture import UNATTRIBUTED_WORKFLOW, feedback_event
+from services.gateway.core import GatewayCore
+from services.gateway.rendering import chat_messages, chat_tools
+from services.gateway.triton import build_request
+from services.gateway.validation import validate_feedback, validate_generate
+from services.gateway.workflows import resolve_chat
+
+
+class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
+    """The client-facing API (see the module docstring)."""
+
+    def __init__(self, core: GatewayCore) -> None:
+        self.core = core
+
+    async def Generate(
+        self, request: gateway_pb2.GenerateRequest, context: grpc.aio.ServicerContext
+    ) -> gateway_pb2.GenerateResponse:
+        call = self._admit(request, context, api="generate", stream=False)
+        async for _ in self.core.dispatcher.run(call):
+            pass
+        outcome = call.outcome
+        assert outcome is not None
+        return gateway_pb2.GenerateResponse(
+            request_id=call.request_id,
+            workflow=call.workflow.name,
+            text=outcome.text,
+            route=outcome.route,
+            usage=outcome.usage,
+            latency_ms=outcome.latency_ms,
+        )
+
+    async def GenerateStream(
+        self, request: gateway_pb2.GenerateRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[gateway_pb2.GenerateChunk]:
+        call = self._admit(request, context, api="generate_stream", stream=True)
+        async for _, delta in self.core.dispatcher.run(call):
+            if delta is not None and delta.text:
+                yield gateway_pb2.GenerateChunk(request_id=call.request_id, delta=delta.text)
+        outcome = call.outcome
+        assert outcome is not None
+        yield gateway_pb2.GenerateChunk(
+            request_id=call.request_id,
+            finished=True,
+            workflow=call.workflow.name,
+            route=outcome.route,
+            usage=outcome.usage,
+            latency_ms=outcome.latency_ms,
+        )
+
+    async def Feedback(
+        self, request: gateway_pb2.FeedbackRequest, context: grpc.aio.ServicerContext
+    ) -> gateway_pb2.FeedbackResponse:
+        tenant = self.core.auth.tenant(context)
+        validate_feedback(request, self.core.limits.max_prompt_chars)
+        known = self.core.recent.lookup(request.request_id)
+        if known is not None and known[0] != tenant:  # never confirm another tenant's request ids
+            raise NotFound(f"unknown request_id {request.request_id!r}")
+        workflow = known[1] if known is not None else UNATTRIBUTED_WORKFLOW
+        event = feedback_event(request, tenant, workflow)
+        self.core.sink.publish(topics.FEEDBACK, event)
+        return gateway_pb2.FeedbackResponse(event_id=event.meta.event_id)
+
+    def _admit(
+        self,
+        request: gateway_pb2.GenerateRequest,
+        context: grpc.aio.ServicerContext,
+        *,
+        api: str,
+        stream: bool,
+    ) -> Call:
+        core = self.core
+        tenant = core.auth.tenant(context)
+        valid = validate_generate(request, core.limits)
+        request_id = request.request_id or uuid.uuid4().hex
+        workflow = resolve_chat(
+            tenant,
+            request.workflow,
+            [(m.role, m.content) for m in request.messages],
+            [t.name for t in request.tools],
+        )
+        plan = core.book.plan(tenant, workflow.name, request.session_key or request_id)
+        messages = chat_messages(request.messages)
+        tools = chat_tools(request.tools, valid.tool_schemas)
+        sampling = valid.sampling
+        rendered: dict[str, str] = {}
+
+        def factory(target: common_pb2.RouteTarget) -> tuple[service_pb2.ModelInferRequest, str]:
+            text = rendered.get(target.model)
+            if text is None:
+                text = rendered[target.model] = core.renderer.render(target.model, messages, tools).text
+            return build_request(target.model, text, sampling, stream=stream, request_id=request_id), text
+
+        capture = events_pb2.InferenceEvent(
+            messages=request.messages,
+            tools=request.tools,
+            params=common_pb2.GenerationParams(
+                max_tokens=sampling.max_tokens,
+                temperature=sampling.temperature,
+                top_p=sampling.top_p,
+                stop=sampling.stop,
+            ),
+            metadata=request.metadata,
+        )
+        return Call(
+            api=api,
+            tenant=tenant,
+            workflow=workflow,
+            request_id=request_id,
+            session_key=request.session_key,
+            plan=plan,
+            factory=factory,
+            timeout_s=core.timeout_s(context),
+            capture=capture,
+        )

@@ -1,0 +1,136 @@
+"""Shadow traffic: a fire-and-forget copy of a request to a candidate adapter, graded later.
+
+The copy runs beside the live request in its own task and is never awaited by it: the client's
+response is neither delayed, changed nor failed by the candidate, whatever it does. Concurrency
+is bounded by a fixed number of slots; when all are busy the copy is skipped (and counted), never
+queued, so a slow or hanging candidate cannot pile up work. A copy that takes longer than the
+shadow timeout is abandoned and graded as a candidate error. Once both sides have finished, one
+ShadowPair goes to cumulus.shadow.v1 for the judge.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+from cumulus import topics
+from cumulus.logs import get_logger
+from cumulus.v1 import common_pb2
+from services.gateway import metrics
+from services.gateway.adapters import AdapterSource
+from services.gateway.calls import Call, Outcome
+from services.gateway.capture import EventSink, shadow_pair
+from services.gateway.tensors import output_delta
+from services.gateway.triton import TritonBackend, infer_with_lora
+from services.gateway.triton_errors import DeadlineExceeded
+
+log = get_logger("gateway")
+
+
+class ShadowHandle:
+    """The link from a live request to its shadow copy: the live side reports its outcome here."""
+
+    def __init__(self) -> None:
+        self.live: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
+
+    def live_finished(self, outcome: Outcome) -> None:
+        if not self.live.done():
+            self.live.set_result(outcome)
+
+
+class ShadowRunner:
+    """Starts shadow copies within ``concurrency`` slots (see the module docstring)."""
+
+    def __init__(
+        self,
+        triton: TritonBackend,
+        adapters: AdapterSource,
+        sink: EventSink,
+        *,
+        concurrency: int,
+        timeout_s: float,
+    ) -> None:
+        self.triton = triton
+        self.adapters = adapters
+        self.sink = sink
+        self.concurrency = concurrency
+        self.timeout_s = timeout_s
+        self.in_flight = 0
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def start(self, call: Call, target: common_pb2.RouteTarget) -> ShadowHandle | None:
+        """Start a copy of ``call`` to ``target`` now, or skip it when every slot is busy."""
+        if self.in_flight >= self.concurrency:
+            metrics.SHADOW.labels("skipped").inc()
+            return None
+        self.in_flight += 1
+        metrics.SHADOW_IN_FLIGHT.inc()
+        handle = ShadowHandle()
+        task = asyncio.create_task(self._run(call, target, handle), name=f"shadow-{call.request_id}")
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return handle
+
+    async def drain(self, timeout_s: float) -> None:
+        """Give running copies ``timeout_s`` to finish (on shutdown), then cancel the rest."""
+        if self._tasks:
+            await asyncio.wait(set(self._tasks), timeout=timeout_s)
+        for task in list(self._tasks):
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    async def _run(self, call: Call, target: common_pb2.RouteTarget, handle: ShadowHandle) -> None:
+        candidate = Outcome(route=common_pb2.Route(target=target, mode=common_pb2.ROUTE_MODE_SHADOW))
+        outcome_label = "ok"
+        try:
+            try:
+                await asyncio.wait_for(self._collect(call, target, candidate), self.timeout_s)
+            except TimeoutError:
+                candidate.error = DeadlineExceeded(
+                    f"shadow copy to {target.adapter_id} took over {self.timeout_s}s"
+                )
+                outcome_label = "timeout"
+            except Exception as exc:  # the candidate's failure is data for the judge, nothing more
+                candidate.error = exc
+                outcome_label = "error"
+            candidate.latency_ms = call.elapsed_ms()
+            live = await asyncio.wait_for(handle.live, self.timeout_s)
+            self.sink.publish(topics.SHADOW, shadow_pair(call, live, candidate))
+            metrics.SHADOW.labels(outcome_label).inc()
+            if candidate.error is not None:
+                log.info(
+                    "shadow.candidate_failed",
+                    workflow=call.workflow.name,
+                    adapter=target.adapter_id,
+                    request_id=call.request_id,
+                    error=str(candidate.error)[:300],
+                )
+        except Exception:
+            metrics.SHADOW.labels("lost").inc()
+            log.exception(
+                "shadow.lost",
+                workflow=call.workflow.name,
+                adapter=target.adapter_id,
+                request_id=call.request_id,
+            )
+        finally:
+            self.in_flight -= 1
+            metrics.SHADOW_IN_FLIGHT.dec()
+
+    async def _collect(self, call: Call, target: common_pb2.RouteTarget, candidate: Outcome) -> None:
+        request, candidate.prompt_text = call.factory(target)
+        responses = infer_with_lora(
+            self.triton, request, target, self.adapters, workflow=call.workflow.name, timeout_s=self.timeout_s
+        )
+        async for response in responses:
+            delta = output_delta(response)
+            if delta is None:
+                continue
+            if not candidate.ttft_ms:
+                candidate.ttft_ms = call.elapsed_ms()
+            candidate.text += delta.text
+            candidate.prompt_tokens, candidate.completion_tokens = (
+                delta.prompt_tokens,
+                delta.completion_tokens,
+            )

@@ -1,0 +1,103 @@
+"""The one place where exceptions become gRPC statuses, for every RPC the gateway serves.
+
+``ErrorInterceptor`` wraps the handlers of the gateway's own services (cumulus.v1.Gateway and the
+KServe v2 drop-in): a ``CumulusError`` is answered with its ``grpc_status`` and message
+(INVALID_ARGUMENT names the field, UNAUTHENTICATED, UNAVAILABLE, ...); anything else is a bug,
+logged with its traceback and answered INTERNAL without internals leaking to the client.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import grpc
+
+from cumulus.errors import CumulusError
+from cumulus.logs import get_logger
+
+log = get_logger("gateway")
+
+_WRAPPED_PREFIXES = ("/cumulus.v1.Gateway/", "/inference.GRPCInferenceService/")
+
+
+def status_for(exc: BaseException) -> tuple[grpc.StatusCode, str]:
+    """The gRPC status code and client-facing message for ``exc``."""
+    if isinstance(exc, CumulusError):
+        return exc.grpc_status, str(exc)
+    return grpc.StatusCode.INTERNAL, "internal error (logged by the gateway)"
+
+
+async def _abort(exc: Exception, context: grpc.aio.ServicerContext, method: str) -> None:
+    code, message = status_for(exc)
+    if not isinstance(exc, CumulusError):
+        log.exception("rpc.crashed", method=method, error=f"{type(exc).__name__}: {exc}")
+    await context.abort(code, message)
+
+
+def _unary(behavior: Callable[..., Awaitable[Any]], method: str) -> Callable[..., Awaitable[Any]]:
+    async def wrapped(request: Any, context: grpc.aio.ServicerContext) -> Any:
+        try:
+            return await behavior(request, context)
+        except grpc.aio.AbortError:
+            raise
+        except Exception as exc:
+            await _abort(exc, context, method)
+
+    return wrapped
+
+
+def _streaming(behavior: Callable[..., AsyncIterator[Any]], method: str) -> Callable[..., AsyncIterator[Any]]:
+    async def wrapped(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+        try:
+            async for item in behavior(request, context):
+                yield item
+        except grpc.aio.AbortError:
+            raise
+        except Exception as exc:
+            await _abort(exc, context, method)
+
+    return wrapped
+
+
+class ErrorInterceptor(grpc.aio.ServerInterceptor):
+    """Maps exceptions raised by the gateway's handlers to statuses (see the module docstring)."""
+
+    def __init__(self) -> None:
+        self._handlers: dict[str, grpc.RpcMethodHandler] = {}
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler:
+        method = handler_call_details.method
+        cached = self._handlers.get(method)
+        if cached is not None:
+            return cached
+        handler = await continuation(handler_call_details)
+        if handler is None or not method.startswith(_WRAPPED_PREFIXES):
+            return handler
+        wrapped = _wrap(handler, method)
+        self._handlers[method] = wrapped
+        return wrapped
+
+
+def _wrap(handler: grpc.RpcMethodHandler, method: str) -> grpc.RpcMethodHandler:
+    codec = {
+        "request_deserializer": handler.request_deserializer,
+        "response_serializer": handler.response_serializer,
+    }
+    if handler.unary_unary:
+        return grpc.unary_unary_rpc_method_handler(_unary(handler.unary_unary, method), **codec)
+    if handler.unary_stream:
+        return grpc.unary_stream_rpc_method_handler(_either(handler.unary_stream, method), **codec)
+    if handler.stream_unary:
+        return grpc.stream_unary_rpc_method_handler(_unary(handler.stream_unary, method), **codec)
+    return grpc.stream_stream_rpc_method_handler(_either(handler.stream_stream, method), **codec)
+
+
+def _either(behavior: Callable[..., Any], method: str) -> Callable[..., Any]:
+    # A streaming handler is an async generator, or a coroutine writing with context.write().
+    return _streaming(behavior, method) if inspect.isasyncgenfunction(behavior) else _unary(behavior, method)
