@@ -1,8 +1,9 @@
 """The ClickHouse schema as data: every table and view, its columns, and the DDL built from them.
 
 The collector is the single writer. Each event table is a ReplacingMergeTree whose sorting key
-ends in ``event_id``, so an event delivered twice (a producer retry, a replayed spool) collapses
-to one row at merge time; counting reads use ``FINAL`` or ``argMax``. A batch retried after a
+ends in what identifies one fact (``event_id``; ``verdict_id`` for verdicts; ``adapter_id`` for
+adapters, whose latest version wins), so an event delivered twice (a producer retry, a replayed
+spool) collapses to one row at merge time; counting reads use ``FINAL`` or ``argMax``. A batch retried after a
 crash is dropped on insert already: every table keeps the hashes of its last ``DEDUP_WINDOW``
 insert blocks, keyed by the batch's ``insert_deduplication_token`` (see ``client.insert_rows``).
 
@@ -112,20 +113,23 @@ REQUESTS = TableSpec(
         Column("request_id", "String"),
         Column("session_key", "String"),
         Column("occurred_at", _TS),
-        Column("model", _LC),  # the model id that answered (live model, or small base + adapter)
-        Column("adapter_id", "String"),  # empty when the live model answered
-        Column("route_mode", _LC),  # live / canary / promoted
+        Column("published_at", _TS),  # handed to Kafka by the gateway: ingested_at - this = freshness
+        Column("model", _LC),  # the Triton model that answered: live or small
+        Column("adapter_id", "String"),  # empty when a bare model answered
+        Column("adapter_version", "String"),
+        Column("route_mode", _LC),  # live / canary / fallback / promoted
         Column("prompt", "String", codec="ZSTD(3)"),  # rendered text_input sent to Triton
         Column("messages", "String", codec="ZSTD(3)"),  # JSON chat messages as received
         Column("tools", "String", codec="ZSTD(3)"),  # JSON tool schemas as received
+        Column("params", "String"),  # JSON generation parameters (max_tokens, temperature, ...)
         Column("response", "String", codec="ZSTD(3)"),
-        Column("finish_reason", _LC),
         Column("prompt_tokens", "UInt32"),
         Column("completion_tokens", "UInt32"),
         Column("latency_ms", "Float32"),
-        Column("ttft_ms", "Float32"),  # time to first token; equals latency_ms when not streamed
-        Column("status", _LC),  # "ok" or an error code name
+        Column("ttft_ms", "Float32"),  # time to first token; 0 when not streamed
+        Column("status", _LC),  # "ok" or the gRPC status name of the error
         Column("error", "String"),
+        Column("candidate_error", "String"),  # a canary candidate failed and the live model answered
         Column("metadata", f"Map({_LC}, String)"),
         _INGESTED_AT,
     ),
@@ -142,20 +146,23 @@ VERDICTS = TableSpec(
         Column("event_id", "String"),
         Column("tenant", _LC),
         Column("workflow", _LC),
+        Column("verdict_id", "String"),  # derived from pair and grader: a re-graded pair keeps it
         Column("pair_id", "String"),  # the shadow pair graded
-        Column("request_id", "String"),
         Column("adapter_id", "String"),
         Column("occurred_at", _TS),
-        Column("grader", _LC),  # deterministic / embedding / pairwise_llm ...
+        Column("grader", _LC),  # label / json / tool_call / semantic / pairwise
         Column("score", "Float64"),
         Column("passed", "Bool"),
         Column("details", "String", codec="ZSTD(3)"),  # JSON, grader specific
         Column("live_latency_ms", "Float32"),
         Column("candidate_latency_ms", "Float32"),
+        Column("candidate_error", "Bool"),
         _INGESTED_AT,
     ),
+    # Keyed by verdict_id, not event_id: a shadow pair graded twice (the judge restarted before
+    # committing) is one verdict, whatever event carried it.
     engine="ReplacingMergeTree",
-    order_by="(tenant, workflow, adapter_id, occurred_at, event_id)",
+    order_by="(tenant, workflow, adapter_id, verdict_id)",
     partition_by="toYYYYMM(occurred_at)",
 )
 
@@ -166,14 +173,19 @@ ADAPTERS = TableSpec(
         Column("tenant", _LC),
         Column("workflow", _LC),
         Column("adapter_id", "String"),
-        Column("status", _LC),  # trained / rejected / registered / retired ...
-        Column("base_model", _LC),
+        Column("candidate_id", "String"),
         Column("dataset_id", "String"),
+        Column("base_model", _LC),
+        Column("status", _LC),  # training / ready / rejected / failed
+        Column("progress", "Float32"),  # 0..1 while training
         Column("artifact_uri", "String"),
-        Column("metrics", "String"),  # JSON: offline eval results
-        Column("hyperparameters", "String"),  # JSON
-        Column("created_at", _TS),
-        Column("updated_at", _TS),
+        Column("lora_task_id", "UInt64"),
+        Column("version", "String"),
+        Column("offline_score", "Float64"),
+        Column("gate_passed", "Bool"),
+        Column("metrics", f"Map({_LC}, Float64)"),  # offline eval results
+        Column("error", "String"),
+        Column("updated_at", _TS),  # occurred_at of the event
         _INGESTED_AT,
     ),
     # One row per adapter once merged: the version with the latest updated_at wins.
@@ -187,13 +199,15 @@ ROLLOUT_EVENTS = TableSpec(
         Column("event_id", "String"),
         Column("tenant", _LC),
         Column("workflow", _LC),
+        Column("rollout_id", "String"),
         Column("adapter_id", "String"),
         Column("occurred_at", _TS),
         Column("from_state", _LC),
-        Column("to_state", _LC),
+        Column("to_state", _LC),  # shadow / canary / promoted / rolled_back / paused
+        Column("step", "UInt32"),  # canary step index after the decision
         Column("weight", "Float64"),  # traffic share after the transition, 0..1
         Column("reason", "String"),
-        Column("actor", _LC),  # "router" or the operator who sent the command
+        Column("actor", _LC),  # the producer of the decision: router, or cli for operator commands
         Column("evidence", f"Map({_LC}, Float64)"),  # bound, n, error rate ... behind the decision
         _INGESTED_AT,
     ),
@@ -207,17 +221,39 @@ FEEDBACK = TableSpec(
     (
         Column("event_id", "String"),
         Column("tenant", _LC),
-        Column("workflow", _LC),  # may be empty: the caller only names the request
+        Column("workflow", _LC),  # "unattributed" when the gateway no longer knew the request
         Column("request_id", "String"),
         Column("occurred_at", _TS),
-        Column("score", "Float64"),
+        Column("score", "Nullable(Float64)"),  # optional in the event: NULL when not given
         Column("label", _LC),
+        Column("correction", "String", codec="ZSTD(3)"),  # the answer the model should have given
         Column("comment", "String"),
-        Column("metadata", f"Map({_LC}, String)"),
         _INGESTED_AT,
     ),
     engine="ReplacingMergeTree",
     order_by="(tenant, request_id, event_id)",
+)
+
+CANDIDATES = TableSpec(
+    "candidates",
+    (
+        Column("candidate_id", "String"),
+        Column("tenant", _LC),
+        Column("workflow", _LC),
+        Column("occurred_at", _TS),
+        Column("nominated_by", _LC),  # auto (detection) or manual (CLI)
+        Column("reason", "String"),
+        Column("evidence", f"Map({_LC}, Float64)"),
+        Column("dataset_id", "String"),
+        Column("dataset_uri", "String"),
+        Column("train_examples", "UInt32"),
+        Column("holdout_examples", "UInt32"),
+        Column("base_model", _LC),
+        _INGESTED_AT,
+    ),
+    # Written by the collector itself when it nominates (the CandidateEvent it publishes mirrors it).
+    engine="ReplacingMergeTree",
+    order_by="(tenant, workflow, candidate_id)",
 )
 
 WORKFLOW_STATS_MINUTE = TableSpec(
@@ -264,6 +300,7 @@ TABLES: tuple[TableSpec, ...] = (
     ADAPTERS,
     ROLLOUT_EVENTS,
     FEEDBACK,
+    CANDIDATES,
     WORKFLOW_STATS_MINUTE,
 )
 VIEWS: tuple[ViewSpec, ...] = (WORKFLOW_STATS_MINUTE_MV,)

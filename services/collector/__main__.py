@@ -1,10 +1,72 @@
-"""`python -m services.collector`.
+"""`python -m services.collector`: capture, insight, candidate detection and the read API.
 
-Not built yet (see its issue): the process starts, serves /healthz, /readyz (Kafka reachable)
-and /metrics on its health port, and stops cleanly on SIGTERM, so the stack can supervise it.
+Startup: open ClickHouse (creating the schema), start the event publisher (dead letters and
+candidate events) and the capture consumer, then run capture and detection side by side. The
+read API shares the health port. SIGTERM: stop fetching, insert and commit the buffered batches
+(within ``capture.stop_grace_s``), flush the publisher, leave Kafka, close chDB.
 """
 
-from cumulus.service import run_service, wait_until_stopped
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from cumulus.artifacts import ArtifactStore
+from cumulus.publisher import EventPublisher
+from cumulus.service import ServiceContext, kafka_check, run_service
+from services.collector.api import Backend, ReadApi
+from services.collector.detection import CandidateDetector
+from services.collector.insights import Insights
+from services.collector.nomination import Nominator
+from services.collector.pipeline import CapturePipeline
+from services.collector.store import ClickHouseStore
+
+
+async def main(ctx: ServiceContext, api: ReadApi) -> None:
+    config = ctx.config
+    cfg = config.collector
+    # aiokafka narrates every group join at INFO in free text; its warnings and errors still show.
+    logging.getLogger("aiokafka").setLevel(logging.WARNING)
+    db = ClickHouseStore(config.clickhouse_dsn, config.clickhouse.database)
+    publisher = EventPublisher(
+        config.kafka.bootstrap_servers,
+        cfg.capture.spool_dir or config.state_dir / "spool" / "collector",
+        producer_name="collector",
+    )
+    pipeline = CapturePipeline(config.kafka.bootstrap_servers, cfg.capture, db, publisher)
+    # Registered before the first await: with no checks at all /readyz would already say ready.
+    ctx.readiness.update(
+        kafka=kafka_check(config.kafka.bootstrap_servers), clickhouse=db.ping, capture=pipeline.readiness
+    )
+    insights = Insights(db, cfg.prices)
+    nominator = Nominator(
+        db, ArtifactStore(config.artifacts_dir), publisher, cfg.export, config.triton.small_model
+    )
+    detector = CandidateDetector(insights, nominator, db, cfg.detection)
+    await db.open()
+    await publisher.start()
+    api.backend = Backend(db, insights, nominator, detector, cfg.detection.window_h)
+    try:
+        await pipeline.start()
+        ctx.log.info("collector.started", clickhouse=db.dsn.split("://")[0], database=db.database)
+        tasks = [asyncio.create_task(pipeline.run(), name="capture")]
+        if cfg.detection.enabled:
+            tasks.append(asyncio.create_task(detector.run(ctx.stopping), name="detection"))
+        stop = asyncio.create_task(ctx.stopping.wait())
+        done, _ = await asyncio.wait([*tasks, stop], return_when=asyncio.FIRST_COMPLETED)
+        pipeline.stop()
+        ctx.stopping.set()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        for task in done - {stop}:
+            task.result()  # a task that ended on its own is a crash: let it end the process
+    finally:
+        api.backend = None
+        await pipeline.close()
+        await publisher.close(timeout_s=5.0)
+        await db.close()
+        ctx.log.info("collector.closed")
+
 
 if __name__ == "__main__":
-    run_service("collector", wait_until_stopped)
+    read_api = ReadApi()
+    run_service("collector", lambda ctx: main(ctx, read_api), routes=read_api.mount)

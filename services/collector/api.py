@@ -1,0 +1,191 @@
+"""The collector's read API, served on its health port (see cumulus/service.py ``routes``).
+
+The CLI and the dashboard read ClickHouse only through this API: with chDB the collector's
+process owns the data directory, so nothing else may open it.
+
+- ``GET  /api/v1/workflows?window_h=24&tenant=``                 insight per workflow
+- ``GET  /api/v1/workflows/{workflow}/series?tenant=&window_h=&step_s=``  dashboard time series
+- ``POST /api/v1/workflows/{workflow}/nominate``  body ``{"tenant": "", "reason": ""}``
+- ``GET  /api/v1/candidates``                                    every nomination, newest first
+- ``GET  /api/v1/detection``                                     the last periodic check
+- ``GET  /api/v1/capture?workflow=``             row/event counts per table, rows inserted, capture lag
+
+Errors answer ``{"error": ..., "fix": ...}`` with the error's HTTP status.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from aiohttp import web
+
+from cumulus.errors import CumulusError, InvalidArgument, NotFound, NotReady
+from cumulus.logs import get_logger
+from cumulus.service import ServiceContext
+from services.collector.detection import CandidateDetector, evidence_of
+from services.collector.insights import Insights
+from services.collector.nomination import Nominator
+from services.collector.rows import CAPTURES
+from services.collector.store import ClickHouseStore
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+log = get_logger("collector")
+_CANDIDATES_SQL = """
+SELECT candidate_id, tenant, workflow, occurred_at, nominated_by, reason, evidence, dataset_id,
+       dataset_uri, train_examples, holdout_examples, base_model
+FROM {db}.candidates FINAL ORDER BY occurred_at DESC
+"""
+
+# Rows ever inserted into `requests`, from the view it feeds on every insert: merges collapse
+# duplicates in `requests` itself (so its count() can hide a batch inserted twice), never here.
+_INSERTED_SQL = """
+SELECT sum(requests) AS n FROM {db}.workflow_stats_minute
+WHERE {workflow:String} = '' OR workflow = {workflow:String}
+"""
+# Capture lag: the gateway handed the event to Kafka (published_at) -> its insert ran (ingested_at).
+_FRESHNESS_SQL = """
+SELECT quantileExact(0.5)(lag) AS p50, quantileExact(0.99)(lag) AS p99, max(lag) AS max
+FROM (SELECT dateDiff('millisecond', published_at, ingested_at) AS lag FROM {db}.requests
+      WHERE {workflow:String} = '' OR workflow = {workflow:String})
+"""
+
+
+@dataclass
+class Backend:
+    """What the handlers need; attached by the collector's main once ClickHouse is open."""
+
+    db: ClickHouseStore
+    insights: Insights
+    nominator: Nominator
+    detector: CandidateDetector
+    default_window_h: float
+
+
+def _number(request: web.Request, name: str, default: float) -> float:
+    raw = request.query.get(name)
+    if raw is None:
+        return default
+    try:
+        value = float(raw)
+    except ValueError as exc:
+        raise InvalidArgument(name, f"{raw!r} is not a number") from exc
+    if value <= 0:
+        raise InvalidArgument(name, "must be positive")
+    return value
+
+
+class ReadApi:
+    """Mounts the routes; answers 503 until ``backend`` is attached."""
+
+    def __init__(self) -> None:
+        self.backend: Backend | None = None
+
+    def mount(self, _: ServiceContext, app: web.Application) -> None:
+        add = app.router
+        add.add_get("/api/v1/workflows", self._guard(self.workflows))
+        add.add_get("/api/v1/workflows/{workflow}/series", self._guard(self.series))
+        add.add_post("/api/v1/workflows/{workflow}/nominate", self._guard(self.nominate))
+        add.add_get("/api/v1/candidates", self._guard(self.candidates))
+        add.add_get("/api/v1/detection", self._guard(self.detection))
+        add.add_get("/api/v1/capture", self._guard(self.capture))
+
+    def _guard(self, handler: Callable[[web.Request, Backend], Awaitable[Any]]) -> Handler:
+        async def wrapped(request: web.Request) -> web.StreamResponse:
+            try:
+                if self.backend is None:
+                    raise NotReady("the collector is still starting", fix="retry in a few seconds")
+                body = await handler(request, self.backend)
+            except CumulusError as exc:
+                if exc.http_status >= 500:
+                    log.error("api.failed", path=request.path, error=str(exc))
+                return web.json_response({"error": exc.message, "fix": exc.fix}, status=exc.http_status)
+            return web.json_response(body, dumps=lambda o: json.dumps(o, default=str))
+
+        return wrapped
+
+    async def workflows(self, request: web.Request, b: Backend) -> Any:
+        window_h = _number(request, "window_h", b.default_window_h)
+        stats = await b.insights.workflows(window_h * 3600, tenant=request.query.get("tenant", ""))
+        return {"window_h": window_h, "workflows": [s.to_json() for s in stats]}
+
+    async def series(self, request: web.Request, b: Backend) -> Any:
+        workflow = request.match_info["workflow"]
+        window_h = _number(request, "window_h", b.default_window_h)
+        tenant = await self._tenant_of(b, workflow, request.query.get("tenant", ""), window_h)
+        step_s = int(_number(request, "step_s", 300))
+        points = await b.insights.series(tenant, workflow, window_h * 3600, step_s)
+        return {"tenant": tenant, "workflow": workflow, "step_s": max(60, step_s), "points": points}
+
+    async def nominate(self, request: web.Request, b: Backend) -> Any:
+        workflow = request.match_info["workflow"]
+        try:
+            body = await request.json() if request.can_read_body else {}
+        except json.JSONDecodeError as exc:
+            raise InvalidArgument("body", f"not JSON: {exc}") from exc
+        tenant = await self._tenant_of(b, workflow, str(body.get("tenant", "")), b.default_window_h)
+        stats = await b.insights.workflows(b.default_window_h * 3600, tenant=tenant, workflow=workflow)
+        evidence = evidence_of(stats[0]) if stats else {}
+        reason = str(body.get("reason") or "nominated by an operator")
+        event = await b.nominator.nominate(tenant, workflow, "manual", reason, evidence)
+        return _candidate_json(event)
+
+    async def candidates(self, _: web.Request, b: Backend) -> Any:
+        rows = await b.db.query(_CANDIDATES_SQL.replace("{db}", f"`{b.db.database}`"))
+        return {"candidates": rows}
+
+    async def detection(self, _: web.Request, b: Backend) -> Any:
+        return {
+            "checked_at": b.detector.last_checked,
+            "assessments": [a.to_json() for a in b.detector.last_assessments],
+        }
+
+    async def capture(self, request: web.Request, b: Backend) -> Any:
+        workflow = request.query.get("workflow", "")
+        tables: dict[str, Any] = {}
+        for capture in CAPTURES.values():
+            name = f"`{b.db.database}`.`{capture.table.name}`"
+            where = "WHERE {workflow:String} = '' OR workflow = {workflow:String}"
+            raw = await b.db.query(
+                f"SELECT count() AS rows, uniqExact(event_id) AS events FROM {name} {where}",
+                {"workflow": workflow},
+            )
+            final = await b.db.query(f"SELECT count() AS n FROM {name} FINAL {where}", {"workflow": workflow})
+            tables[capture.table.name] = {**raw[0], "final": final[0]["n"]}
+        inserted = await b.db.query(
+            _INSERTED_SQL.replace("{db}", f"`{b.db.database}`"), {"workflow": workflow}
+        )
+        tables["requests"]["inserted"] = int(inserted[0]["n"])
+        lag = await b.db.query(_FRESHNESS_SQL.replace("{db}", f"`{b.db.database}`"), {"workflow": workflow})
+        # An empty table yields NaN quantiles, which are not JSON.
+        tables["requests"]["freshness_ms"] = {k: None if v != v else float(v) for k, v in lag[0].items()}
+        return {"workflow": workflow, "tables": tables}
+
+    @staticmethod
+    async def _tenant_of(b: Backend, workflow: str, tenant: str, window_h: float) -> str:
+        if tenant:
+            return tenant
+        tenants = sorted({s.tenant for s in await b.insights.workflows(window_h * 3600, workflow=workflow)})
+        if not tenants:
+            raise NotFound(f"no traffic for workflow {workflow!r} in the last {window_h:g} h")
+        if len(tenants) > 1:
+            raise InvalidArgument("tenant", f"workflow {workflow!r} exists for tenants {tenants}; name one")
+        return tenants[0]
+
+
+def _candidate_json(event: Any) -> dict[str, Any]:
+    return {
+        "candidate_id": event.candidate_id,
+        "tenant": event.meta.tenant,
+        "workflow": event.meta.workflow,
+        "nominated_by": event.nominated_by,
+        "reason": event.reason,
+        "evidence": dict(event.evidence),
+        "dataset_id": event.dataset_id,
+        "dataset_uri": event.dataset_uri,
+        "train_examples": event.train_examples,
+        "holdout_examples": event.holdout_examples,
+        "base_model": event.base_model,
+    }

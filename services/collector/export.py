@@ -1,0 +1,232 @@
+"""Dataset export: a candidate workflow's captured traffic as chat-JSONL training data.
+
+What goes in, newest request first, until ``max_examples``:
+
+- successful requests the live model answered (route ``live`` or ``fallback``);
+- a request with a feedback correction is kept with the correction as the answer; one with
+  negative feedback (a low score or a negative label) and no correction is dropped;
+- every text (messages, tool schemas, answer) is PII-scrubbed (pii.py) before anything else looks
+  at it, so neither the files nor the dedup keys ever hold a raw value;
+- requests whose normalised prompt (case-folded, whitespace collapsed, roles kept, tool names)
+  was already taken are duplicates and skipped; over-long examples are skipped;
+- the split is by a hash of the normalised prompt: the same prompt always lands on the same side,
+  whichever export it is in, so a holdout prompt never leaks into a later train set.
+
+Each line: ``{"messages": [..., {"role": "assistant", "content": answer}], "tools": [...],
+"request_id": ..., "source": "live" | "correction"}`` with tools in the OpenAI function format
+that chat templates take. The manifest records counts, filters and sha256 (cumulus.artifacts).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import re
+import uuid
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from cumulus.artifacts import ArtifactStore, Manifest
+from cumulus.config import ExportConfig
+from services.collector.insights import LIVE_MODEL, LIVE_ROUTES
+from services.collector.pii import scrub
+from services.collector.store import ClickHouseStore
+
+FORMAT = "chat-jsonl/v1"
+_SPACE = re.compile(r"\s+")
+_OVERFETCH = 4
+"""Requests read per wanted example: duplicates and dropped feedback are skipped."""
+
+_REQUESTS_SQL = f"""
+SELECT request_id, messages, tools, response
+FROM {{db}}.requests FINAL
+WHERE tenant = {{tenant:String}} AND workflow = {{workflow:String}} AND status = 'ok'
+  AND model = '{LIVE_MODEL}' AND route_mode IN {LIVE_ROUTES}
+ORDER BY occurred_at DESC, event_id
+LIMIT {{limit:UInt32}}
+"""
+_FEEDBACK_SQL = """
+SELECT request_id, score, label, correction
+FROM {db}.feedback FINAL
+WHERE tenant = {tenant:String} AND request_id IN {ids:Array(String)}
+ORDER BY occurred_at, event_id
+"""
+
+
+@dataclass(frozen=True)
+class SourceRequest:
+    request_id: str
+    messages_json: str
+    tools_json: str
+    response: str
+
+
+@dataclass(frozen=True)
+class FeedbackNote:
+    score: float | None
+    label: str
+    correction: str
+
+
+@dataclass
+class Dataset:
+    train: list[dict[str, Any]] = field(default_factory=list)
+    holdout: list[dict[str, Any]] = field(default_factory=list)
+    counts: Counter[str] = field(default_factory=Counter)
+    pii: Counter[str] = field(default_factory=Counter)
+
+
+def normalised_prompt(messages: list[dict[str, Any]], tools: list[dict[str, Any]]) -> str:
+    """The dedup and split key of a prompt: case-folded, whitespace collapsed, tool names sorted."""
+    parts = [
+        f"{m.get('role', '')}\x1f{_SPACE.sub(' ', str(m.get('content', ''))).strip().casefold()}"
+        for m in messages
+    ]
+    names = sorted(str(t.get("name", "")) for t in tools)
+    return "\x1e".join(parts) + "\x1d" + ",".join(names)
+
+
+def holdout_bucket(key: str) -> float:
+    """Where a prompt falls in [0, 1): below ``holdout_fraction`` means holdout."""
+    return int(hashlib.sha256(key.encode()).hexdigest()[:8], 16) / 2**32
+
+
+def is_negative(note: FeedbackNote, cfg: ExportConfig) -> bool:
+    labels = {label.casefold() for label in cfg.negative_labels}
+    return note.label.casefold() in labels or (
+        note.score is not None and note.score < cfg.negative_score_below
+    )
+
+
+def _scrub_values(value: Any, found: Counter[str]) -> Any:
+    """Scrub every string inside parsed JSON (not the JSON text: escapes like \\n would hide PII)."""
+    if isinstance(value, str):
+        return scrub(value, found)
+    if isinstance(value, list):
+        return [_scrub_values(v, found) for v in value]
+    if isinstance(value, dict):
+        return {k: _scrub_values(v, found) for k, v in value.items()}
+    return value
+
+
+def _openai_tools(tools: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [{"type": "function", "function": tool} for tool in tools]
+
+
+def build_dataset(
+    requests: Iterable[SourceRequest], feedback: Mapping[str, FeedbackNote], cfg: ExportConfig
+) -> Dataset:
+    """The examples of a dataset (see the module docstring); pure, so it is tested without storage."""
+    data = Dataset()
+    keys: list[str] = []
+    examples: list[dict[str, Any]] = []
+    seen: set[str] = set()
+    for request in requests:
+        data.counts["read"] += 1
+        if len(examples) >= cfg.max_examples:
+            data.counts["over_cap"] += 1
+            continue
+        note = feedback.get(request.request_id)
+        answer, source = request.response, "live"
+        if note is not None and note.correction.strip():
+            answer, source = note.correction, "correction"
+        elif note is not None and is_negative(note, cfg):
+            data.counts["negative_feedback"] += 1
+            continue
+        if not answer.strip():
+            data.counts["empty_answer"] += 1
+            continue
+        try:
+            messages = _scrub_values(json.loads(request.messages_json), data.pii)
+            tools = _scrub_values(json.loads(request.tools_json), data.pii) if request.tools_json else []
+        except json.JSONDecodeError:
+            data.counts["malformed"] += 1
+            continue
+        answer = scrub(answer, data.pii)
+        key = normalised_prompt(messages, tools)
+        if key in seen:
+            data.counts["duplicate_prompt"] += 1
+            continue
+        seen.add(key)
+        record = {
+            "messages": [*messages, {"role": "assistant", "content": answer}],
+            "tools": _openai_tools(tools),
+            "request_id": request.request_id,
+            "source": source,
+        }
+        if sum(len(str(m.get("content", ""))) for m in record["messages"]) > cfg.max_example_chars:
+            data.counts["too_long"] += 1
+            continue
+        data.counts[f"source_{source}"] += 1
+        keys.append(key)
+        examples.append(record)
+    _split(data, keys, examples, cfg.holdout_fraction)
+    return data
+
+
+def _split(data: Dataset, keys: list[str], examples: list[dict[str, Any]], fraction: float) -> None:
+    buckets = [holdout_bucket(k) for k in keys]
+    holdout = {i for i, b in enumerate(buckets) if b < fraction}
+    if fraction > 0 and not holdout and len(examples) >= 10:
+        # A tiny dataset can miss the holdout range entirely; the offline gate needs something.
+        holdout = {min(range(len(buckets)), key=buckets.__getitem__)}
+    for i, example in enumerate(examples):
+        (data.holdout if i in holdout else data.train).append(example)
+
+
+def new_dataset_id(now: dt.datetime | None = None) -> str:
+    """``ds-YYYYmmdd-HHMMSS-xxxxxx``: sorts by creation time, unique per export."""
+    now = now or dt.datetime.now(dt.UTC)
+    return f"ds-{now:%Y%m%d-%H%M%S}-{uuid.uuid4().hex[:6]}"
+
+
+def write_dataset(
+    store: ArtifactStore, tenant: str, workflow: str, dataset: Dataset, base_model: str, cfg: ExportConfig
+) -> Manifest:
+    """Write train.jsonl, holdout.jsonl and the manifest atomically; returns the manifest."""
+    dataset_id = new_dataset_id()
+    with store.create("datasets", workflow, dataset_id) as writer:
+        dump = lambda r: json.dumps(r, ensure_ascii=False, sort_keys=True)  # noqa: E731
+        writer.write_lines("train.jsonl", map(dump, dataset.train))
+        writer.write_lines("holdout.jsonl", map(dump, dataset.holdout))
+        return writer.commit(
+            {
+                "tenant": tenant,
+                "dataset_id": dataset_id,
+                "base_model": base_model,
+                "format": FORMAT,
+                "examples": {"train": len(dataset.train), "holdout": len(dataset.holdout)},
+                "counts": dict(sorted(dataset.counts.items())),
+                "pii_replaced": dict(sorted(dataset.pii.items())),
+                "filters": [
+                    f"status = ok, model = {LIVE_MODEL}, route in {list(LIVE_ROUTES)}",
+                    "negative feedback without correction dropped; corrections replace the answer",
+                    "PII scrubbed: EMAIL, PHONE, CARD (Luhn), IBAN (mod 97), IP (v4, v6)",
+                    "deduplicated by normalised prompt, newest first",
+                    f"at most {cfg.max_examples} examples of at most {cfg.max_example_chars} characters",
+                ],
+                "split": {"holdout_fraction": cfg.holdout_fraction, "by": "sha256(normalised prompt)"},
+            }
+        )
+
+
+async def read_sources(
+    db: ClickHouseStore, tenant: str, workflow: str, cfg: ExportConfig
+) -> tuple[list[SourceRequest], dict[str, FeedbackNote]]:
+    """The newest candidate requests of a workflow and the latest feedback on each."""
+    params = {"tenant": tenant, "workflow": workflow, "limit": cfg.max_examples * _OVERFETCH}
+    sql = _REQUESTS_SQL.replace("{db}", f"`{db.database}`")
+    rows = await db.query(sql, params)
+    requests = [SourceRequest(r["request_id"], r["messages"], r["tools"], r["response"]) for r in rows]
+    feedback: dict[str, FeedbackNote] = {}
+    ids = [r.request_id for r in requests if r.request_id]
+    if ids:
+        notes = await db.query(
+            _FEEDBACK_SQL.replace("{db}", f"`{db.database}`"), {"tenant": tenant, "ids": ids}
+        )
+        for n in notes:  # oldest first, so the latest note on a request wins
+            feedback[n["request_id"]] = FeedbackNote(n["score"], n["label"], n["correction"])
+    return requests, feedback

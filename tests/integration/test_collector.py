@@ -1,0 +1,352 @@
+"""The collector end to end: real Kafka, the real ``python -m services.collector`` with embedded chDB.
+
+Counts come from the collector's read API (``/api/v1/capture``): ``final`` = count() FINAL,
+``events`` = uniqExact(event_id), ``inserted`` = rows ever inserted (summed by the materialized
+view on every insert, so a background merge can't hide a batch inserted twice, as it can in
+``rows`` = count()). Exactly once: final == events == inserted == the distinct events sent.
+Each test uses workflows of its own; every collector starts at the end of the topics (its group's
+offsets are committed there first), so events of other tests on the session broker don't matter.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from aiokafka import AIOKafkaConsumer
+from aiokafka.structs import OffsetAndMetadata
+
+from cumulus import codec, topics
+from cumulus.artifacts import ArtifactStore, verify_dir
+from cumulus.clickhouse import connect, dedup_token, ensure_schema, insert_rows
+from cumulus.clickhouse.schema import REQUESTS
+from cumulus.v1 import events_pb2
+from services.collector.batching import pending_note
+from services.collector.rows import CAPTURES
+from tests.integration.collector_process import (
+    REPO,
+    CollectorProcess,
+    commit_for_group,
+    inference_event,
+    partitions,
+    produce,
+    stamped,
+    start_at_end,
+)
+
+pytestmark = pytest.mark.integration
+
+DETECTION = {
+    "CUMULUS_COLLECTOR__DETECTION__INTERVAL_S": "1",
+    "CUMULUS_COLLECTOR__DETECTION__MIN_REQUESTS": "50",
+    "CUMULUS_COLLECTOR__DETECTION__MIN_DAILY_SAVINGS": "0.01",
+    "CUMULUS_COLLECTOR__EXPORT__MIN_EXAMPLES": "10",
+}
+
+
+def wf(name: str) -> str:
+    return f"{name}-{uuid.uuid4().hex[:6]}"
+
+
+def send(bootstrap: str, records: list[tuple[bytes, bytes]], rate: float | None = None) -> None:
+    asyncio.run(produce(bootstrap, topics.INFERENCE.name, records, rate_per_s=rate))
+
+
+def new_collector(bootstrap: str, state: Path, **settings: str) -> CollectorProcess:
+    collector = CollectorProcess(state, bootstrap, settings=settings)
+    asyncio.run(start_at_end(bootstrap, collector.group_id))
+    return collector
+
+
+@pytest.fixture(scope="module")
+def collector(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[CollectorProcess]:
+    """One collector for the capture, detection and CLI tests, with detection every second."""
+    process = new_collector(kafka_bootstrap, tmp_path_factory.mktemp("collector"), **DETECTION)
+    process.start()
+    try:
+        yield process
+    finally:
+        code = process.stop()
+        assert code == 0, process.log_tail()
+
+
+def dead_letters(bootstrap: str, workflow: str) -> list[events_pb2.DeadLetter]:
+    tps = asyncio.run(partitions(bootstrap, [topics.DEADLETTER.name]))
+    records = asyncio.run(_read_from(bootstrap, dict.fromkeys(tps, 0)))
+    return [
+        codec.decode_as(events_pb2.DeadLetter, r.value)
+        for rs in records.values()
+        for r in rs
+        if r.key == workflow.encode()
+    ]
+
+
+def test_n_events_make_exactly_n_rows_and_poison_is_dead_lettered(
+    collector: CollectorProcess, kafka_bootstrap: str
+) -> None:
+    name = wf("exact")
+    key = name.encode()
+    no_meta = codec.encode_event(events_pb2.InferenceEvent(request_id="no meta"))
+    poison = [(key, b"\x08\x96garbage"), (key, b""), (key, no_meta)]
+    good = [stamped(inference_event(name, i)) for i in range(600)]
+    # Poison in the middle of the stream: the events after it must still arrive.
+    send(kafka_bootstrap, good[:300] + poison + good[300:])
+    counts = collector.wait_for_rows(name, 600)
+    assert (counts["inserted"], counts["events"], counts["final"]) == (600, 600, 600)
+    letters = dead_letters(kafka_bootstrap, name)
+    assert len(letters) == 3
+    assert {letter.source_topic for letter in letters} == {topics.INFERENCE.name}
+    reasons = sorted(letter.reason for letter in letters)
+    assert any("empty record value" in r for r in reasons)
+    assert any("not a valid InferenceEvent" in r for r in reasons)
+    assert any("no meta.event_id" in r for r in reasons)
+
+
+def test_events_sent_twice_are_stored_once(collector: CollectorProcess, kafka_bootstrap: str) -> None:
+    name = wf("twice")
+    events = [stamped(inference_event(name, i)) for i in range(200)]
+    send(kafka_bootstrap, events)
+    send(kafka_bootstrap, events)  # a producer retrying everything: same event ids, new offsets
+    deadline = time.monotonic() + 30
+    while (counts := collector.capture_counts(name))["inserted"] < 400 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert (counts["inserted"], counts["events"], counts["final"]) == (400, 200, 200)
+
+
+def test_a_batch_inserted_before_a_crash_is_not_inserted_again(kafka_bootstrap: str, tmp_path: Path) -> None:
+    """The crash window between insert and commit: the batch is in ClickHouse, the offset is not
+    committed, only the pending note is. The restarted collector re-forms the same batch, so the
+    retried insert carries the same token and is dropped: N rows inserted, not N + 150."""
+    name = wf("replay")
+    collector = new_collector(kafka_bootstrap, tmp_path / "collector")
+    tps = asyncio.run(partitions(kafka_bootstrap, [topics.INFERENCE.name]))
+    consumer_ends = asyncio.run(_end_offsets(kafka_bootstrap, tps))
+    send(kafka_bootstrap, [stamped(inference_event(name, i)) for i in range(300)])
+    records = asyncio.run(_read_from(kafka_bootstrap, consumer_ends))
+    (tp, batch), *_ = [(tp, rs) for tp, rs in records.items() if rs]
+    first, last = batch[0].offset, batch[149].offset  # the crashed collector's batch: 150 records
+
+    # What the crashed collector did: note, then insert (and no commit of last + 1).
+    asyncio.run(
+        commit_for_group(
+            kafka_bootstrap, collector.group_id, {tp: OffsetAndMetadata(first, pending_note(last))}
+        )
+    )
+    client = connect(f"chdb://{tmp_path / 'collector' / 'clickhouse'}")
+    try:
+        ensure_schema(client, "cumulus")
+        rows = [CAPTURES[tp.topic].row(r.value) for r in batch[:150]]
+        insert_rows(
+            client, REQUESTS, rows, token=dedup_token(tp.topic, tp.partition, first, last), database="cumulus"
+        )
+    finally:
+        client.close()
+
+    collector.start()
+    try:
+        counts = collector.wait_for_rows(name, 300)
+        assert (counts["inserted"], counts["events"], counts["final"]) == (300, 300, 300)
+        assert "capture.replay" in collector.log_tail(20_000)
+    finally:
+        assert collector.stop() == 0
+
+
+async def _end_offsets(bootstrap: str, tps: list) -> dict:  # type: ignore[type-arg]
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap)
+    await consumer.start()
+    try:
+        return dict(await consumer.end_offsets(tps))
+    finally:
+        await consumer.stop()
+
+
+async def _read_from(bootstrap: str, starts: dict) -> dict:  # type: ignore[type-arg]
+    """Every record from ``starts`` to the current end, per partition."""
+    ends = await _end_offsets(bootstrap, list(starts))
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        consumer.assign(list(starts))
+        for tp, offset in starts.items():
+            consumer.seek(tp, offset)
+        out: dict = {tp: [] for tp in starts}  # type: ignore[type-arg]
+        pending = {tp for tp in starts if starts[tp] < ends[tp]}
+        while pending:
+            for tp, records in (await consumer.getmany(timeout_ms=1000)).items():
+                out[tp] += [r for r in records if r.offset < ends[tp]]
+                if records and records[-1].offset >= ends[tp] - 1:
+                    pending.discard(tp)
+        return out
+    finally:
+        await consumer.stop()
+
+
+def test_kill_9_while_events_flow_loses_and_duplicates_nothing(kafka_bootstrap: str, tmp_path: Path) -> None:
+    name = wf("kill9")
+    total, rate = 9000, 600.0
+    collector = new_collector(kafka_bootstrap, tmp_path / "collector")
+    events = [inference_event(name, i) for i in range(total)]
+    producer = threading.Thread(target=send, args=(kafka_bootstrap, (stamped(e) for e in events), rate))
+    producer.start()
+    rng = random.Random(7)
+    kills = 0
+    try:
+        while (producer.is_alive() and kills < 8) or kills < 5:
+            # Half the kills hit a collector still starting up (replaying, joining), half a running one.
+            collector.start(wait=rng.random() < 0.5)
+            time.sleep(rng.uniform(0.5, 2.5))
+            collector.kill()
+            kills += 1
+        producer.join()
+        collector.start()
+        counts = collector.wait_for_rows(name, total, timeout_s=90)
+        assert (counts["inserted"], counts["events"], counts["final"]) == (total, total, total), counts
+    finally:
+        producer.join()
+        collector.kill()
+    assert kills >= 5
+
+
+def test_detection_nominates_a_qualifying_workflow_only(
+    collector: CollectorProcess, kafka_bootstrap: str
+) -> None:
+    good, bad = wf("good"), wf("bad")
+    records = []
+    for i in range(80):
+        # Same template and tool-call answers; one in four users leaves an email to scrub.
+        user = f"Ticket {i}: printer {i} is broken" + (
+            f", mail me at user{i}@example.com" if i % 4 == 0 else ""
+        )
+        records.append(stamped(inference_event(good, i, user=user)))
+        # Many templates, answers of every shape, a fifth failing.
+        answer = (f"hmm {i}", json.dumps({"x": i}), None)[i % 3]
+        records.append(
+            stamped(inference_event(bad, i, response=answer, ok=i % 5 != 0, fingerprint=f"fp-{i % 9}"))
+        )
+    send(kafka_bootstrap, records)
+    collector.wait_for_rows(good, 80)
+    collector.wait_for_rows(bad, 80)
+    deadline = time.monotonic() + 40
+    while time.monotonic() < deadline:
+        _, body = collector.get("/api/v1/candidates")
+        mine = [c for c in body["candidates"] if c["workflow"] == good]
+        if mine:
+            break
+        time.sleep(0.5)
+    else:
+        pytest.fail(f"no candidate for {good}: {collector.get('/api/v1/detection')[1]}")
+    candidate = mine[0]
+    # Detection may run between two batches of the 80: it needs 50, the dataset has what it saw.
+    seen = candidate["evidence"]["live_requests"]
+    assert candidate["nominated_by"] == "auto" and 50 <= seen <= 80
+    assert "100% tool_call answers" in candidate["reason"]
+    assert not [c for c in body["candidates"] if c["workflow"] == bad]
+    _, detection = collector.get("/api/v1/detection")
+    (verdict,) = [a for a in detection["assessments"] if a["workflow"] == bad]
+    assert not verdict["qualifies"] and {"template", "output", "errors"} <= set(verdict["failed"])
+
+    folder = ArtifactStore.path_from_uri(candidate["dataset_uri"])
+    manifest = verify_dir(folder)
+    assert manifest.id == candidate["dataset_id"] and set(manifest.fields["pii_replaced"]) == {"EMAIL"}
+    assert candidate["train_examples"] + candidate["holdout_examples"] == seen
+    text = (folder / "train.jsonl").read_text() + (folder / "holdout.jsonl").read_text()
+    assert "@example.com" not in text and "[EMAIL]" in text
+    event = _candidate_event(kafka_bootstrap, good)
+    assert event.dataset_id == candidate["dataset_id"] and event.evidence["live_requests"] == seen
+
+
+def _candidate_event(bootstrap: str, workflow: str) -> events_pb2.CandidateEvent:
+    async def read() -> events_pb2.CandidateEvent:
+        tps = await partitions(bootstrap, [topics.CANDIDATES.name])
+        records = await _read_from(bootstrap, dict.fromkeys(tps, 0))
+        for rs in records.values():
+            for r in rs:
+                if r.key == workflow.encode():
+                    return codec.decode_as(events_pb2.CandidateEvent, r.value)
+        raise AssertionError(f"no CandidateEvent for {workflow}")
+
+    return asyncio.run(read())
+
+
+def test_cli_reads_workflows_and_nominates_through_the_read_api(
+    collector: CollectorProcess, kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    name = wf("cli")
+    send(kafka_bootstrap, [stamped(inference_event(name, i, ok=i % 10 != 0)) for i in range(50)])
+    collector.wait_for_rows(name, 50)
+    config = tmp_path / "cumulus.yaml"
+    config.write_text(json.dumps({"collector": {"health_port": collector.port}}))
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "cumulus.cli.main", "--config", str(config), *args],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            cwd=REPO,
+        )
+
+    listed = cli("workflows", "--json")
+    assert listed.returncode == 0, listed.stderr
+    (row,) = [w for w in json.loads(listed.stdout) if w["workflow"] == name]
+    assert (row["requests"], row["errors"]) == (50, 5)
+    assert row["p95_ms"] > row["p50_ms"] > 0 and row["est_cost"] > 0
+    human = cli("workflows")
+    assert human.returncode == 0 and name in human.stdout and "P95_MS" in human.stdout
+    nominated = cli("nominate", name, "--json", "--reason", "demo")
+    assert nominated.returncode == 0, nominated.stderr
+    candidate = json.loads(nominated.stdout)
+    assert candidate["nominated_by"] == "manual" and candidate["reason"] == "demo"
+    assert candidate["train_examples"] + candidate["holdout_examples"] == 45  # the 5 errors are not examples
+    listed_candidates = cli("candidates", "--json")
+    assert candidate["candidate_id"] in listed_candidates.stdout
+    missing = cli("nominate", "no-such-workflow")
+    assert missing.returncode == 1 and "no traffic for workflow" in missing.stderr
+
+
+def test_sigterm_inserts_the_buffered_batch_and_commits(kafka_bootstrap: str, tmp_path: Path) -> None:
+    name = wf("sigterm")
+    collector = new_collector(
+        kafka_bootstrap, tmp_path / "collector", CUMULUS_COLLECTOR__CAPTURE__BATCH_MAX_WAIT_S="30"
+    )
+    collector.start()
+    try:
+        send(kafka_bootstrap, [stamped(inference_event(name, i)) for i in range(100)])
+        time.sleep(1.0)  # fetched, but far from the batch's 30 s wait or its 1,000 rows
+        assert collector.capture_counts(name)["rows"] == 0
+    finally:
+        assert collector.stop() == 0
+    client = connect(f"chdb://{tmp_path / 'collector' / 'clickhouse'}", "cumulus")
+    try:
+        rows = client.query(
+            "SELECT count() FROM requests WHERE workflow = {w:String}", parameters={"w": name}
+        )
+        assert rows.result_rows == [(100,)]
+    finally:
+        client.close()
+    tps = asyncio.run(partitions(kafka_bootstrap, [topics.INFERENCE.name]))
+    assert asyncio.run(_committed(kafka_bootstrap, collector.group_id, tps)) == asyncio.run(
+        _end_offsets(kafka_bootstrap, tps)
+    )
+
+
+async def _committed(bootstrap: str, group_id: str, tps: list) -> dict:  # type: ignore[type-arg]
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        offsets = await admin.list_consumer_group_offsets(group_id, partitions=tps)
+    finally:
+        await admin.close()
+    assert all(not o.metadata for o in offsets.values())  # no pending batch left behind
+    return {tp: o.offset for tp, o in offsets.items()}
