@@ -12,7 +12,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from cumulus.cli import stack_cmds
+from cumulus.cli import collector_cmds, judge_cmds, stack_cmds
 from cumulus.config import CONFIG_ENV, CumulusConfig, load_config
 from cumulus.errors import ConfigError, CumulusError
 
@@ -22,6 +22,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--config", help=f"YAML config file (default: ${CONFIG_ENV} or ./cumulus.yaml)")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     stack_cmds.register(sub)
+    judge_cmds.register(sub)
+    collector_cmds.register(sub)
     return parser
 
 

@@ -1,10 +1,124 @@
-"""`python -m services.judge`.
+"""`python -m services.judge`: grades shadow pairs into verdicts (see services/judge/worker.py).
 
-Not built yet (see its issue): the process starts, serves /healthz, /readyz (Kafka reachable)
-and /metrics on its health port, and stops cleanly on SIGTERM, so the stack can supervise it.
+Wiring only: config -> grader suite (+ the LLM judge on Triton when enabled) -> calibration
+store -> publisher -> consumer -> worker loop, with readiness checks for Kafka, the loop and the
+judge model, and an orderly shutdown on SIGTERM (the batch in hand finishes, then everything closes).
 """
 
-from cumulus.service import run_service, wait_until_stopped
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+from aiokafka import AIOKafkaConsumer
+from aiokafka import errors as kafka_errors
+
+from cumulus import topics
+from cumulus.config import CumulusConfig
+from cumulus.graders import GraderSettings, GraderSuite, PairwiseGrader
+from cumulus.graders.semantic import minilm_path
+from cumulus.graders.store import JudgeStore, judge_store_path
+from cumulus.graders.triton_judge import TritonJudgeModel
+from cumulus.publisher import EventPublisher
+from cumulus.service import ServiceContext, kafka_check, run_service
+from services.judge.worker import JudgeWorker
+
+
+def grader_settings(config: CumulusConfig) -> GraderSettings:
+    judge = config.judge
+    return GraderSettings(
+        semantic_threshold=judge.semantic_threshold,
+        json_pass_f1=judge.json_pass_f1,
+        label_max_chars=judge.label_max_chars,
+        workflow_graders=dict(judge.graders),
+        escalate=frozenset(judge.llm_judge.escalate),
+    )
+
+
+def judge_model(config: CumulusConfig) -> TritonJudgeModel:
+    llm = config.judge.llm_judge
+    template = config.triton.live_model if llm.model == "live" else config.triton.small_model
+    return TritonJudgeModel(
+        config.triton.grpc_url,
+        llm.model,
+        template,
+        models_dir=config.models_dir,
+        max_tokens=llm.max_tokens,
+        timeout_s=llm.timeout_s,
+    )
+
+
+async def start_consumer(config: CumulusConfig, stopping: asyncio.Event) -> AIOKafkaConsumer | None:
+    """A started consumer of shadow pairs and feedback; retries while Kafka is down, None if stopped."""
+    attempt = 0
+    while not stopping.is_set():
+        consumer = AIOKafkaConsumer(
+            topics.SHADOW.name,
+            topics.FEEDBACK.name,
+            bootstrap_servers=config.kafka.bootstrap_servers,
+            group_id=config.judge.group_id,
+            client_id="judge",
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+        )
+        try:
+            await consumer.start()
+            return consumer
+        except kafka_errors.KafkaError:
+            await consumer.stop()
+            attempt += 1
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stopping.wait(), min(0.5 * attempt, 5.0))
+    return None
+
+
+async def main(ctx: ServiceContext) -> None:
+    config = ctx.config
+    minilm_path()  # fail at start, naming the install command, not at the first free-text pair
+    model = judge_model(config) if config.judge.llm_judge.enabled else None
+    if model is not None:
+        await model.start()
+        ctx.readiness["llm_judge"] = model.readiness
+    judge = PairwiseGrader(model, config.judge.llm_judge.concurrency) if model else None
+    suite = GraderSuite(grader_settings(config), judge=judge)
+    store = JudgeStore(judge_store_path(config), retention_s=config.judge.store_retention_days * 86400)
+    publisher = EventPublisher(
+        config.kafka.bootstrap_servers,
+        config.judge.spool_dir or config.state_dir / "spool" / "judge",
+        producer_name="judge",
+    )
+    await publisher.start()
+    ctx.readiness["kafka"] = kafka_check(config.kafka.bootstrap_servers)
+    consumer = await start_consumer(config, ctx.stopping)
+    try:
+        if consumer is not None:
+            worker = JudgeWorker(
+                consumer,
+                publisher,
+                suite,
+                store,
+                batch_max=config.judge.batch_max,
+                batch_wait_ms=config.judge.batch_wait_ms,
+            )
+
+            async def progressing() -> str | None:
+                return worker.waiting_for
+
+            ctx.readiness["grading"] = progressing
+            ctx.log.info(
+                "judge.consuming",
+                topics=[topics.SHADOW.name, topics.FEEDBACK.name],
+                store=str(judge_store_path(config)),
+            )
+            await worker.run(ctx.stopping)
+    finally:
+        if consumer is not None:
+            await consumer.stop()
+        await publisher.close()
+        store.close()
+        if model is not None:
+            await model.close()
+
 
 if __name__ == "__main__":
-    run_service("judge", wait_until_stopped)
+    run_service("judge", main)

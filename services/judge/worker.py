@@ -1,0 +1,244 @@
+"""The judge's consume -> grade -> publish -> commit loop over cumulus.shadow.v1 and cumulus.feedback.v1.
+
+An aiokafka consumer with manual commits rather than a Faust agent: the offsets of a batch are
+committed only after Kafka has acknowledged every verdict and dead letter of that batch and the
+grades are in the calibration store. Faust acks an event when its agent moves on, whether or not
+what the agent published has been acknowledged, and an agent that raises still advances its
+offset (faust-streaming #527), so neither guarantee would hold there. A crash between publish
+and commit redelivers the batch; its verdicts come out again with the same ids (harmless).
+
+A batch is up to ``batch_max`` records or what arrived within ``batch_wait_ms``. Records that
+cannot be decoded or graded go to cumulus.deadletter.v1 and never stop the loop. When the LLM
+judge's model is unreachable (NotReady) the batch is retried, not dead-lettered: the pairs are
+fine, the judge is not. SIGTERM lets the batch in hand finish (or leaves it uncommitted).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import Counter
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import errors as kafka_errors
+from prometheus_client import Counter as Metric
+from prometheus_client import Histogram
+
+from cumulus import topics
+from cumulus.codec import decode_as
+from cumulus.deadletter import dead_letter
+from cumulus.errors import EventDecodeError, NotReady
+from cumulus.graders import GraderSuite
+from cumulus.graders.store import FeedbackRow, JudgeStore
+from cumulus.logs import get_logger
+from cumulus.publisher import EventPublisher
+from cumulus.v1 import events_pb2
+from services.judge import pairs
+from services.judge.pairs import Graded
+
+log = get_logger("judge")
+CONSUMER = "judge"
+_RETRY_S = (0.5, 1.0, 2.0, 5.0)
+
+PAIRS = Metric("cumulus_judge_pairs", "Shadow pairs by outcome.", ["outcome"])
+VERDICTS = Metric("cumulus_judge_verdicts", "Verdicts published.", ["grader", "passed"])
+BATCH_SECONDS = Histogram("cumulus_judge_batch_seconds", "Time to grade one batch.")
+
+
+class JudgeWorker:
+    """Runs the loop of the module docstring until ``stopping`` is set."""
+
+    def __init__(
+        self,
+        consumer: AIOKafkaConsumer,
+        publisher: EventPublisher,
+        suite: GraderSuite,
+        store: JudgeStore,
+        *,
+        batch_max: int,
+        batch_wait_ms: int,
+    ) -> None:
+        self.consumer = consumer
+        self.publisher = publisher
+        self.suite = suite
+        self.store = store
+        self.batch_max = batch_max
+        self.batch_wait_ms = batch_wait_ms
+        self.waiting_for: str | None = None
+        """What the loop is stuck on (a readiness reason), None while it makes progress."""
+
+    async def run(self, stopping: asyncio.Event) -> None:
+        while not stopping.is_set():
+            batches = await self.consumer.getmany(timeout_ms=self.batch_wait_ms, max_records=self.batch_max)
+            records = [record for part in batches.values() for record in part]
+            if not records:
+                continue
+            if not await self.handle(records, stopping):
+                return  # stopping mid-batch: left uncommitted, redelivered on the next start
+            offsets = {tp: part[-1].offset + 1 for tp, part in batches.items() if part}
+            await self._commit(offsets, stopping)
+
+    async def handle(self, records: list[Any], stopping: asyncio.Event) -> bool:
+        """Grade, publish and record one batch; False when stopping before it was acknowledged."""
+        started = time.monotonic()
+        shadow, feedback = [], []
+        for record in records:
+            try:
+                if record.topic == topics.FEEDBACK.name:
+                    feedback.append(pairs.feedback_row(decode_as(events_pb2.FeedbackEvent, record.value)))
+                else:
+                    pair = decode_as(events_pb2.ShadowPair, record.value, topic=record.topic)
+                    pairs.check_pair(pair)
+                    shadow.append((record, pair))
+            except EventDecodeError as exc:
+                self._dead_letter(record, str(exc))
+        graded = await self._grade(shadow, stopping)
+        if graded is None:
+            return False
+        for item in graded:
+            self.publisher.publish(topics.VERDICTS, item.verdict())
+            VERDICTS.labels(item.final.grader, str(item.final.passed).lower()).inc()
+        if not await self._acknowledged(stopping):
+            return False
+        rows = [row for item in graded for row in item.rows()]
+        await asyncio.to_thread(self.store.record, rows, feedback)
+        self._log_batch(graded, feedback, time.monotonic() - started)
+        return True
+
+    async def _grade(
+        self, shadow: list[tuple[Any, events_pb2.ShadowPair]], stopping: asyncio.Event
+    ) -> list[Graded] | None:
+        """Grade the pairs; a pair a grader crashes on is dead-lettered alone, the rest go on."""
+        gradable = []
+        for record, pair in shadow:
+            if pairs.live_failed(pair):
+                PAIRS.labels("skipped").inc()
+                log.warning(
+                    "pair.skipped",
+                    workflow=pair.meta.workflow,
+                    adapter=pair.adapter_id,
+                    pair=pair.pair_id,
+                    reason="live output failed: no reference",
+                )
+            else:
+                gradable.append((record, pair))
+        attempt = 0
+        while True:
+            try:
+                return await self._grade_all(gradable)
+            except NotReady as exc:
+                self.waiting_for = str(exc)
+                log.warning("judge.waiting", reason=str(exc), attempt=attempt + 1)
+                if await _stopped_within(stopping, _RETRY_S[min(attempt, len(_RETRY_S) - 1)]):
+                    return None
+                attempt += 1
+
+    async def _grade_all(self, gradable: list[tuple[Any, events_pb2.ShadowPair]]) -> list[Graded]:
+        try:
+            graded = await self._grade_pairs([pair for _, pair in gradable])
+        except NotReady:
+            raise
+        except Exception:  # one bad pair must not sink its batch: find it by grading one at a time
+            graded = []
+            for record, pair in gradable:
+                try:
+                    graded.extend(await self._grade_pairs([pair]))
+                except NotReady:
+                    raise
+                except Exception as exc:
+                    log.exception(
+                        "pair.grader_crashed",
+                        workflow=pair.meta.workflow,
+                        adapter=pair.adapter_id,
+                        pair=pair.pair_id,
+                    )
+                    self._dead_letter(record, f"grader crashed: {type(exc).__name__}: {exc}")
+        self.waiting_for = None
+        PAIRS.labels("graded").inc(len(graded))
+        return graded
+
+    async def _grade_pairs(self, batch: list[events_pb2.ShadowPair]) -> list[Graded]:
+        failed = [p for p in batch if pairs.candidate_failed(p)]
+        ok = [p for p in batch if not pairs.candidate_failed(p)]
+        outcomes = await self.suite.grade([pairs.grade_case(p) for p in ok])
+        graded = [Graded(p, o.grades) for p, o in zip(ok, outcomes, strict=True)]
+        for pair in failed:
+            grader = self.suite.chosen_grader(pairs.grade_case(pair))
+            graded.append(Graded(pair, (pairs.candidate_error_grade(grader, pair),)))
+        return graded
+
+    def _dead_letter(self, record: Any, reason: str) -> None:
+        PAIRS.labels("dead_lettered").inc()
+        log.warning(
+            "record.dead_lettered",
+            topic=record.topic,
+            partition=record.partition,
+            offset=record.offset,
+            reason=reason[:300],
+        )
+        self.publisher.publish(
+            topics.DEADLETTER, dead_letter(record, consumer=CONSUMER, producer=pairs.PRODUCER, reason=reason)
+        )
+
+    async def _acknowledged(self, stopping: asyncio.Event) -> bool:
+        """Wait until Kafka has acknowledged everything published; False if stopping first."""
+        while not await self.publisher.flush(timeout_s=5.0):
+            self.waiting_for = "Kafka has not acknowledged the verdicts yet"
+            log.warning("judge.waiting", reason=self.waiting_for, spool_depth=self.publisher.spool_depth)
+            if stopping.is_set():
+                return False
+        self.waiting_for = None
+        return True
+
+    async def _commit(self, offsets: dict[TopicPartition, int], stopping: asyncio.Event) -> None:
+        attempt = 0
+        while True:
+            try:
+                await self.consumer.commit(offsets)
+                return
+            except kafka_errors.CommitFailedError as exc:  # a rebalance took the partitions: redelivered
+                log.warning("judge.commit_lost", error=str(exc))
+                return
+            except kafka_errors.KafkaError as exc:
+                attempt += 1
+                log.warning("judge.commit_retry", error=repr(exc), attempt=attempt)
+                if await _stopped_within(stopping, _RETRY_S[min(attempt, len(_RETRY_S) - 1)]):
+                    return
+
+    def _log_batch(self, graded: list[Graded], feedback: list[FeedbackRow], took_s: float) -> None:
+        per_target: Counter[tuple[str, str, str]] = Counter()
+        passed: Counter[tuple[str, str, str]] = Counter()
+        for item in graded:
+            key = (item.pair.meta.workflow, item.pair.adapter_id, item.final.grader)
+            per_target[key] += 1
+            passed[key] += item.final.passed
+            log.debug(
+                "verdict",
+                workflow=key[0],
+                adapter=key[1],
+                pair=item.pair.pair_id,
+                grader=key[2],
+                score=item.final.score,
+                passed=item.final.passed,
+            )
+        for (workflow, adapter, grader), count in per_target.items():
+            log.info(
+                "verdicts.published",
+                workflow=workflow,
+                adapter=adapter,
+                grader=grader,
+                pairs=count,
+                passed=passed[(workflow, adapter, grader)],
+            )
+        if feedback:
+            log.info("feedback.recorded", events=len(feedback))
+        BATCH_SECONDS.observe(took_s)
+
+
+async def _stopped_within(stopping: asyncio.Event, seconds: float) -> bool:
+    try:
+        await asyncio.wait_for(stopping.wait(), seconds)
+    except TimeoutError:
+        return False
+    return True
