@@ -26,6 +26,7 @@ from cumulus.service import ServiceContext
 from cumulus.v1 import common_pb2, events_pb2
 from services.judge.__main__ import main as judge_main
 from services.judge.pairs import verdict_id
+from tests.integration.records import decode_or_none
 
 pytestmark = pytest.mark.integration
 TOOLS = [common_pb2.Tool(name="get_weather", parameters_json='{"properties": {"city": {"type": "string"}}}')]
@@ -78,7 +79,7 @@ async def collect(bootstrap: str, tenant: str, want: int, timeout_s: float = 60)
             while len(found["verdicts"]) + len(found["dead"]) < want:
                 for part in (await consumer.getmany(timeout_ms=200)).values():
                     for record in part:
-                        event = codec.decode_event(record.topic, record.value)
+                        event = decode_or_none(record.topic, record.value)
                         if isinstance(event, events_pb2.Verdict) and event.meta.tenant == tenant:
                             found["verdicts"].append(event)
                         elif isinstance(event, events_pb2.DeadLetter) and tenant.encode() in record.value:
