@@ -23,6 +23,9 @@ def register(sub: Any) -> None:
     status = sub.add_parser("status", help="health of every component")
     status.add_argument("--json", action="store_true", help='print {"components": {name: {...}}}')
     status.set_defaults(handler=cmd_status)
+    restart = sub.add_parser("restart", help="restart one component of the running stack")
+    restart.add_argument("name", choices=COMPONENTS)
+    restart.set_defaults(handler=cmd_restart)
     logs = sub.add_parser("logs", help="show a component's log")
     logs.add_argument("name", choices=COMPONENTS)
     logs.add_argument("-n", "--lines", type=int, default=100)
@@ -65,6 +68,12 @@ def cmd_status(args: argparse.Namespace, config: CumulusConfig) -> int:
             mark = "healthy" if info["healthy"] else "DOWN"
             print(f"{name:<10} {mark:<8} {info['endpoint']:<28} {info['detail']}")
     return 0 if all(info["healthy"] for info in components.values()) else 1
+
+
+def cmd_restart(args: argparse.Namespace, config: CumulusConfig) -> int:
+    endpoint = LocalStack(config).restart(args.name)
+    print(f"{args.name} restarted and healthy at {endpoint}")
+    return 0
 
 
 def cmd_logs(args: argparse.Namespace, config: CumulusConfig) -> int:

@@ -109,6 +109,19 @@ class LocalStack:
             raise
         return {name: self.spec(name).endpoint for name in COMPONENTS}
 
+    def restart(self, name: str) -> str:
+        """Stop one component (if running) and start it again; returns its endpoint once healthy."""
+        if name not in COMPONENTS:
+            raise StackError(f"unknown component {name!r}", fix=f"use one of: {', '.join(COMPONENTS)}")
+        self.table.stop(name)
+        spec = self.spec(name)
+        for port in spec.ports:
+            if port_open(spec.host, port):
+                raise StackError(f"port {spec.host}:{port} of {name} is still in use{_holder(port)}")
+        self._start(name)
+        self._wait_healthy(name)
+        return spec.endpoint
+
     def down(self) -> list[str]:
         """Stop every recorded process, services first; returns the names that were running."""
         stopped = []

@@ -3,18 +3,25 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
 import socket
 import subprocess
 import sys
+import threading
+import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+import grpc
 import psutil
 import pytest
 import tritonclient.grpc as grpcclient
 import yaml
 
 from cumulus import topics
+from cumulus.v1 import common_pb2, gateway_pb2, gateway_pb2_grpc
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -125,6 +132,8 @@ def test_up_status_down(stack_config: Path) -> None:
     again = _cli(stack_config, "up")
     assert again.returncode == 1 and "already running" in again.stderr
 
+    _requests_are_counted_exactly_across_a_collector_kill(stack_config, config, state, key)
+
     logs = _cli(stack_config, "logs", "gateway", "-n", "200")
     assert logs.returncode == 0 and "service=gateway" in logs.stdout
 
@@ -134,3 +143,47 @@ def test_up_status_down(stack_config: Path) -> None:
     assert _processes_under(state) == [], "cumulus down left processes behind"
     after = json.loads(_cli(stack_config, "status", "--json").stdout)["components"]
     assert not any(info["healthy"] or info["running"] for info in after.values())
+
+
+def _requests_are_counted_exactly_across_a_collector_kill(
+    stack_config: Path, config: dict, state: Path, key: str
+) -> None:
+    """50 requests through the gateway on a fresh workflow → exactly 50 in `cumulus workflows --json`,
+    with the collector killed (-9) and restarted while they flow."""
+    workflow = f"e2e-{uuid.uuid4().hex[:8]}"
+    sent: list[str] = []
+
+    def send_all() -> None:
+        channel = grpc.insecure_channel(f"127.0.0.1:{config['gateway']['grpc_port']}")
+        stub = gateway_pb2_grpc.GatewayStub(channel)
+        for i in range(50):
+            request = gateway_pb2.GenerateRequest(
+                workflow=workflow,
+                messages=[common_pb2.ChatMessage(role="user", content=f"ticket {i}: printer on fire")],
+                params=common_pb2.GenerationParams(max_tokens=4),
+            )
+            response = stub.Generate(request, metadata=[("authorization", f"Bearer {key}")], timeout=60)
+            sent.append(response.request_id)
+            time.sleep(0.05)
+        channel.close()
+
+    sender = threading.Thread(target=send_all)
+    sender.start()
+    while len(sent) < 20:
+        time.sleep(0.05)
+    collector = json.loads((state / "run" / "collector.json").read_text())
+    os.kill(collector["pid"], signal.SIGKILL)  # mid-stream, no chance to flush or commit
+    restarted = _cli(stack_config, "restart", "collector", timeout=120)
+    assert restarted.returncode == 0, restarted.stdout + restarted.stderr
+    sender.join(timeout=120)
+    assert len(set(sent)) == 50
+
+    deadline, requests = time.monotonic() + 60, -1
+    while time.monotonic() < deadline:
+        listed = _cli(stack_config, "workflows", "--json")
+        assert listed.returncode == 0, listed.stderr
+        requests = next((w["requests"] for w in json.loads(listed.stdout) if w["workflow"] == workflow), 0)
+        if requests >= 50:
+            break
+        time.sleep(1)
+    assert requests == 50
