@@ -302,7 +302,43 @@ class JudgeConfig(ServiceConfig):
 
 
 class RouterConfig(ServiceConfig):
+    """The router (services/router/): rollouts of adapters with sequential-test gates and guardrails."""
+
     health_port: int = 8093
+    """Also serves GET /api/v1/rollouts (what `cumulus rollout list` reads)."""
+    group_id: str = "cumulus-router"
+    """Kafka consumer group for adapters, verdicts and commands (committed after the decisions are acked)."""
+    candidate_model: str = "small"
+    """Triton model every adapter runs on."""
+    shadow_rate: float = Field(default=0.5, gt=0, le=1)
+    """Share of a workflow's requests copied to the candidate while it rolls out (the judge's sample)."""
+    canary_steps: tuple[float, ...] = (0.01, 0.05, 0.25, 0.5)
+    """Candidate traffic share of each canary step, increasing, each in (0, 1); promotion is 100%."""
+    margin: float = Field(default=0.1, gt=0, lt=1)
+    """Non-inferiority margin: a step advances once the judge pass rate is shown >= 1 - margin."""
+    alpha: float = Field(default=0.05, gt=0, lt=1)
+    """Error level of each always-valid test (false advance, false inferiority)."""
+    min_samples_per_step: int = Field(default=100, ge=1)
+    """Verdicts a step needs before it may advance, whatever the test says."""
+    max_samples_per_step: int = Field(default=5000, ge=1)
+    """A step still undecided after this many verdicts rolls back as inconclusive."""
+    max_error_rate: float = Field(default=0.05, ge=0, le=1)
+    """Guardrail: candidate error share (verdict.candidate_error) above this rolls back."""
+    max_p95_latency_ratio: float = Field(default=2.0, gt=0)
+    """Guardrail: candidate p95 latency above this multiple of the live model's rolls back."""
+    guardrail_min_samples: int = Field(default=20, ge=1)
+    """Verdicts in a step before the guardrails are checked."""
+    spool_dir: Path | None = None
+    """Rollout events and route tables waiting for an unreachable Kafka; default <state_dir>/spool/router."""
+
+    @model_validator(mode="after")
+    def _steps_increase(self) -> RouterConfig:
+        steps = self.canary_steps
+        if not steps or any(not 0 < w < 1 for w in steps) or list(steps) != sorted(set(steps)):
+            raise ValueError(f"canary_steps {list(steps)} must be strictly increasing shares in (0, 1)")
+        if self.max_samples_per_step < self.min_samples_per_step:
+            raise ValueError("max_samples_per_step must be >= min_samples_per_step")
+        return self
 
 
 class CumulusConfig(Section):

@@ -1,10 +1,101 @@
-"""`python -m services.router`.
+"""`python -m services.router`: rollouts of adapters with sequential-test gates (see services/router/).
 
-Not built yet (see its issue): the process starts, serves /healthz, /readyz (Kafka reachable)
-and /metrics on its health port, and stops cleanly on SIGTERM, so the stack can supervise it.
+Wiring only: restore the rollouts from Kafka (services/router/state.py), republish any route table
+that lags its rollout, then run the consume loop (services/router/worker.py). The health port also
+serves ``GET /api/v1/rollouts``, which `cumulus rollout list` reads.
 """
 
-from cumulus.service import run_service, wait_until_stopped
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+
+from cumulus.publisher import EventPublisher
+from cumulus.service import ServiceContext, kafka_check, run_service
+from services.router.core import Router
+from services.router.state import load_state
+from services.router.worker import RouterWorker, start_consumer
+
+
+def describe(router: Router) -> list[dict[str, Any]]:
+    """Every workflow's latest rollout: state, weight, the current step's count and the last decision."""
+    rows = []
+    for rollout in sorted(router.rollouts.values(), key=lambda r: r.workflow):
+        last = rollout.last
+        rows.append(
+            {
+                "workflow": rollout.workflow,
+                "tenant": rollout.tenant,
+                "adapter_id": rollout.adapter_id,
+                "state": rollout.state,
+                "step": rollout.step,
+                "weight": rollout.weight,
+                "step_verdicts": rollout.evidence.n,
+                "step_passes": rollout.evidence.passes,
+                "route_version": router.tables[rollout.workflow].version
+                if rollout.workflow in router.tables
+                else 0,
+                "reason": last.reason if last else "",
+                "evidence": dict(last.evidence) if last else {},
+            }
+        )
+    return rows
+
+
+def serve() -> None:
+    holder: list[Router] = []
+
+    def routes(ctx: ServiceContext, app: web.Application) -> None:
+        async def rollouts(_: web.Request) -> web.Response:
+            if not holder:
+                return web.json_response({"error": "router is starting"}, status=503)
+            return web.json_response({"rollouts": describe(holder[0])})
+
+        app.router.add_get("/api/v1/rollouts", rollouts)
+
+    async def main(ctx: ServiceContext) -> None:
+        config = ctx.config
+        bootstrap = config.kafka.bootstrap_servers
+        ctx.readiness["kafka"] = kafka_check(bootstrap)
+
+        async def restored() -> str | None:
+            return None if holder else "reading rollouts and route tables back from Kafka"
+
+        ctx.readiness["restored"] = restored
+        publisher = EventPublisher(
+            bootstrap,
+            config.router.spool_dir or config.state_dir / "spool" / "router",
+            producer_name="router",
+        )
+        await publisher.start()
+        consumer = None
+        try:
+            state = await load_state(bootstrap, ctx.stopping)
+            if state is None:
+                return
+            router = Router(config.router)
+            for output in router.restore(*state):
+                publisher.publish(output.topic, output.event)
+            holder.append(router)
+            consumer = await start_consumer(bootstrap, config.router.group_id, ctx.stopping)
+            if consumer is None:
+                return
+            worker = RouterWorker(consumer, publisher, router)
+
+            async def progressing() -> str | None:
+                return worker.waiting_for
+
+            ctx.readiness["routing"] = progressing
+            ctx.log.info("router.consuming", rollouts=len(router.rollouts))
+            await worker.run(ctx.stopping)
+        finally:
+            if consumer is not None:
+                await consumer.stop()
+            await publisher.close()
+
+    run_service("router", main, routes=routes)
+
 
 if __name__ == "__main__":
-    run_service("router", wait_until_stopped)
+    serve()

@@ -1,0 +1,125 @@
+"""`cumulus rollout list [--json]` and `cumulus rollout pause|resume|promote|rollback WORKFLOW`.
+
+``list`` asks the running router (``GET /api/v1/rollouts`` on its health port): the state it holds
+is the one it acts on. The actions publish a RolloutCommand to cumulus.commands.v1 and return once
+Kafka acknowledged it; the router applies it at its next batch (watch it with ``list``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import getpass
+import json
+from typing import Any
+
+from aiokafka import errors as kafka_errors
+
+from cumulus import codec, topics
+from cumulus.config import CumulusConfig
+from cumulus.errors import NotReady
+from cumulus.kafka_producer import new_producer
+from cumulus.stack.probes import http_json
+from cumulus.v1 import events_pb2
+
+ACTIONS = {
+    "pause": events_pb2.ROLLOUT_ACTION_PAUSE,
+    "resume": events_pb2.ROLLOUT_ACTION_RESUME,
+    "promote": events_pb2.ROLLOUT_ACTION_PROMOTE,
+    "rollback": events_pb2.ROLLOUT_ACTION_ROLLBACK,
+}
+HELP = {
+    "pause": "freeze the rollout at its current weight (gates stop)",
+    "resume": "continue a paused rollout from its step, on fresh verdicts",
+    "promote": "send 100%% of the workflow's traffic to the candidate now",
+    "rollback": "restore the route in force before the rollout",
+}
+
+
+def register(sub: Any) -> None:
+    rollout = sub.add_parser("rollout", help="adapter rollouts (the router)")
+    rollout_sub = rollout.add_subparsers(dest="rollout_command", required=True)
+    listing = rollout_sub.add_parser("list", help="every workflow's rollout: state, weight, evidence")
+    listing.add_argument("--json", action="store_true", help='print {"rollouts": [...]}')
+    listing.set_defaults(handler=cmd_list)
+    for name in ACTIONS:
+        action = rollout_sub.add_parser(name, help=HELP[name])
+        action.add_argument("workflow")
+        action.add_argument("--adapter", default="", help="only if this adapter is the workflow's rollout")
+        action.add_argument("--tenant", default="", help="tenant recorded on the command")
+        action.add_argument("--reason", default="", help="why (kept on the rollout event)")
+        action.set_defaults(handler=cmd_action, action=name)
+
+
+def cmd_list(args: argparse.Namespace, config: CumulusConfig) -> int:
+    router = config.router
+    status, body = http_json(f"http://{router.host}:{router.health_port}/api/v1/rollouts")
+    if status != 200 or not isinstance(body, dict):
+        raise NotReady(
+            f"the router at {router.host}:{router.health_port} did not answer", fix="`cumulus status`"
+        )
+    if args.json:
+        print(json.dumps(body, indent=2))
+    else:
+        print(render(body["rollouts"]))
+    return 0
+
+
+def render(rows: list[dict[str, Any]]) -> str:
+    """Rollouts as a table a person reads: the last decision's key numbers on each line."""
+    lines = [f"{'workflow':<24} {'adapter':<28} {'state':<11} {'weight':>6}  evidence"]
+    for row in rows:
+        ev = row["evidence"]
+        numbers = (
+            f"n={ev['n']:.0f} pass={ev['pass_rate']:.3f} lcb={ev['lower_bound']:.3f} "
+            f"err={ev['error_rate']:.3f}"
+            if "n" in ev
+            else ""
+        )
+        lines.append(
+            f"{row['workflow']:<24} {row['adapter_id']:<28} {row['state']:<11} {100 * row['weight']:>5.1f}%  "
+            f"{numbers} step_verdicts={row['step_verdicts']} ({row['reason']})"
+        )
+    if not rows:
+        lines.append("(no rollout yet)")
+    return "\n".join(lines)
+
+
+def cmd_action(args: argparse.Namespace, config: CumulusConfig) -> int:
+    command = events_pb2.RolloutCommand(
+        meta=codec.new_meta(tenant=args.tenant, workflow=args.workflow, producer="cli"),
+        action=ACTIONS[args.action],
+        adapter_id=args.adapter,
+        operator=_operator(),
+        reason=args.reason,
+    )
+    asyncio.run(send_command(config.kafka.bootstrap_servers, command))
+    print(f"{args.action} sent for workflow {args.workflow} (see `cumulus rollout list`)")
+    return 0
+
+
+async def send_command(bootstrap_servers: str, command: events_pb2.RolloutCommand) -> None:
+    """Publish one command and wait for Kafka's acknowledgement."""
+    producer = new_producer(bootstrap_servers, "cli", linger_ms=0, request_timeout_ms=10_000)
+    try:
+        await asyncio.wait_for(producer.start(), 10.0)
+        command.meta.published_at.CopyFrom(codec.timestamp_now())
+        await asyncio.wait_for(
+            producer.send_and_wait(
+                topics.COMMANDS.name, codec.encode_event(command), key=codec.encode_key(command.meta.workflow)
+            ),
+            15.0,
+        )
+    except (kafka_errors.KafkaError, TimeoutError, OSError) as exc:
+        raise NotReady(
+            f"Kafka at {bootstrap_servers} did not take the command: {exc!r}", fix="`cumulus status`"
+        ) from exc
+    finally:
+        await producer.stop()
+
+
+def _operator() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "operator"

@@ -1,0 +1,259 @@
+"""The router's decisions, free of Kafka: events in, rollout events and route tables out.
+
+``Router`` holds the latest rollout of each workflow and the version of each workflow's route
+table. Handlers return ``Output``s (a topic and an event); the worker publishes them, waits for
+Kafka to acknowledge them, then commits the inputs. ``restore`` rebuilds the same state from the
+compacted route tables and the rollout events, which is how a restarted router resumes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from google.protobuf.message import Message
+
+from cumulus import codec, topics
+from cumulus.config import RouterConfig
+from cumulus.logs import get_logger
+from cumulus.topics import TopicSpec
+from cumulus.v1 import events_pb2
+from services.router import gates
+from services.router.rollout import (
+    ACTIVE,
+    CANARY,
+    PAUSED,
+    ROLLED_BACK,
+    SHADOW,
+    Rollout,
+    Transition,
+    candidate_target,
+    incumbent_of,
+)
+
+log = get_logger("router")
+PRODUCER = "router"
+
+
+@dataclass(frozen=True)
+class Output:
+    topic: TopicSpec
+    event: Message
+
+
+def gate_policy(config: RouterConfig) -> gates.GatePolicy:
+    return gates.GatePolicy(
+        margin=config.margin,
+        alpha=config.alpha,
+        min_samples=config.min_samples_per_step,
+        max_samples=config.max_samples_per_step,
+        max_error_rate=config.max_error_rate,
+        max_p95_latency_ratio=config.max_p95_latency_ratio,
+        guardrail_min_samples=config.guardrail_min_samples,
+    )
+
+
+class Router:
+    """Rollouts by workflow and the route tables they publish (see the module docstring)."""
+
+    def __init__(self, config: RouterConfig) -> None:
+        self.config = config
+        self.policy = gate_policy(config)
+        self.rollouts: dict[str, Rollout] = {}
+        self.tables: dict[str, events_pb2.RouteTable] = {}
+
+    # --- inputs -------------------------------------------------------------------------------
+    def on_adapter(self, event: events_pb2.AdapterEvent) -> list[Output]:
+        """A READY adapter that passed the offline gate starts a rollout in shadow."""
+        if event.status != events_pb2.ADAPTER_STATUS_READY or not event.gate_passed:
+            return []
+        workflow = event.meta.workflow
+        current = self.rollouts.get(workflow)
+        if current is not None and current.adapter_id == event.adapter_id:
+            return []  # redelivered, or already rolled out: one rollout per adapter
+        if current is not None and current.state in ACTIVE:
+            log.warning(
+                "rollout.busy", workflow=workflow, adapter=event.adapter_id, active=current.adapter_id
+            )
+            return []
+        table = self.tables.get(workflow)
+        rollout = Rollout(
+            tenant=event.meta.tenant,
+            workflow=workflow,
+            adapter_id=event.adapter_id,
+            candidate=candidate_target(event, self.config.candidate_model),
+            incumbent=incumbent_of(table),
+            steps=self.config.canary_steps,
+        )
+        self.rollouts[workflow] = rollout
+        started = Transition(
+            "", SHADOW, 0, 0.0, "adapter passed the offline gate", {"offline_score": event.offline_score}
+        )
+        rollout.last = started
+        return self._publish(rollout, started)
+
+    def on_verdict(self, verdict: events_pb2.Verdict) -> None:
+        """Count a verdict toward its rollout's current step.
+
+        Ignored: other adapters' verdicts, verdicts while paused or finished, and verdicts that
+        occurred before the step began (a new consumer group replaying the topic, or verdicts that
+        arrive in the same batch as the command that resumed the step, must not count twice).
+        """
+        rollout = self.rollouts.get(verdict.meta.workflow)
+        if (
+            rollout is None
+            or rollout.adapter_id != verdict.adapter_id
+            or rollout.state not in (SHADOW, CANARY)
+            or verdict.meta.occurred_at.ToNanoseconds() < rollout.step_started_ns
+        ):
+            return
+        rollout.evidence.add(
+            verdict.passed, verdict.candidate_error, verdict.candidate_latency_ms, verdict.live_latency_ms
+        )
+
+    def evaluate(self) -> list[Output]:
+        """Run every gating rollout's gate once; publish what moved."""
+        outputs: list[Output] = []
+        for rollout in self.rollouts.values():
+            if rollout.state not in (SHADOW, CANARY) or rollout.evidence.n == 0:
+                continue
+            decision = gates.evaluate(rollout.evidence, self.policy)
+            if decision.action == "advance":
+                outputs += self._publish(rollout, rollout.advance(decision.reason, decision.evidence))
+            elif decision.action == "rollback":
+                move = rollout.rollback(decision.reason, decision.evidence)
+                outputs += self._publish(rollout, move) if move else []
+        return outputs
+
+    def on_command(self, command: events_pb2.RolloutCommand) -> list[Output]:
+        rollout = self.rollouts.get(command.meta.workflow)
+        who = command.operator or "operator"
+        if rollout is None or (command.adapter_id and command.adapter_id != rollout.adapter_id):
+            log.warning("command.no_rollout", workflow=command.meta.workflow, adapter=command.adapter_id)
+            return []
+        reason = f"{who}: {command.reason}" if command.reason else who
+        actions = {
+            events_pb2.ROLLOUT_ACTION_PAUSE: rollout.pause,
+            events_pb2.ROLLOUT_ACTION_RESUME: rollout.resume,
+            events_pb2.ROLLOUT_ACTION_PROMOTE: rollout.promote,
+            events_pb2.ROLLOUT_ACTION_ROLLBACK: rollout.rollback,
+        }
+        act = actions.get(command.action)
+        move = act(reason) if act else None
+        if move is None:
+            log.info("command.no_op", workflow=rollout.workflow, state=rollout.state, action=command.action)
+            return []
+        return self._publish(rollout, move)
+
+    # --- outputs ------------------------------------------------------------------------------
+    def _publish(self, rollout: Rollout, move: Transition) -> list[Output]:
+        """The route table then the rollout event of ``move`` (restore trusts the event's state)."""
+        table = self._next_table(rollout)
+        event = events_pb2.RolloutEvent(
+            meta=codec.new_meta(tenant=rollout.tenant, workflow=rollout.workflow, producer=PRODUCER),
+            rollout_id=rollout.rollout_id,
+            adapter_id=rollout.adapter_id,
+            from_state=move.from_state,
+            to_state=move.to_state,
+            weight=move.weight,
+            reason=move.reason,
+            evidence=move.evidence,
+            step=move.step,
+        )
+        log.info(
+            "rollout.transition",
+            workflow=rollout.workflow,
+            adapter=rollout.adapter_id,
+            from_state=move.from_state,
+            to_state=move.to_state,
+            step=move.step,
+            weight=move.weight,
+            reason=move.reason,
+            table_version=table.version,
+        )
+        return [Output(topics.ROUTES, table), Output(topics.ROLLOUTS, event)]
+
+    def _next_table(self, rollout: Rollout) -> events_pb2.RouteTable:
+        """The table of ``rollout``'s state, one version above the workflow's current table."""
+        previous = self.tables.get(rollout.workflow)
+        table = rollout.route_table((previous.version if previous else 0) + 1, self.config.shadow_rate)
+        meta = codec.new_meta(tenant=rollout.tenant, workflow=rollout.workflow, producer=PRODUCER)
+        table.meta.CopyFrom(meta)
+        self.tables[rollout.workflow] = table
+        return table
+
+    # --- restart ------------------------------------------------------------------------------
+    def restore(
+        self, tables: list[events_pb2.RouteTable], events: list[events_pb2.RolloutEvent]
+    ) -> list[Output]:
+        """Rebuild from the newest table per workflow and the rollout events, oldest first.
+
+        Returns tables to republish where the one in force does not match the rollout's state
+        (the router died between publishing a table and its rollout event).
+        """
+        for table in tables:
+            self.tables[table.meta.workflow] = table
+        latest: dict[str, events_pb2.RolloutEvent] = {}
+        paused_from: dict[str, str] = {}
+        for event in events:
+            latest[event.meta.workflow] = event
+            if event.to_state == PAUSED:
+                paused_from[event.meta.workflow] = event.from_state
+        repairs: list[Output] = []
+        for workflow, event in latest.items():
+            in_force = self.tables.get(workflow)
+            rollout = self._rebuild(event, in_force, paused_from.get(workflow, ""))
+            if rollout is None:
+                continue
+            self.rollouts[workflow] = rollout
+            expected = rollout.route_table(0, self.config.shadow_rate)
+            if in_force is None or _shape(in_force) != _shape(expected):
+                log.warning("rollout.route_repaired", workflow=workflow, adapter=rollout.adapter_id)
+                repairs.append(Output(topics.ROUTES, self._next_table(rollout)))
+            log.info(
+                "rollout.restored",
+                workflow=workflow,
+                adapter=rollout.adapter_id,
+                state=rollout.state,
+                step=rollout.step,
+                weight=rollout.weight,
+            )
+        return repairs
+
+    def _rebuild(
+        self, event: events_pb2.RolloutEvent, table: events_pb2.RouteTable | None, paused_from: str
+    ) -> Rollout | None:
+        workflow = event.meta.workflow
+        candidate = None
+        if table is not None:
+            targets = [w.target for w in table.canary] + [table.shadow]
+            candidate = next((t for t in targets if t.adapter_id == event.adapter_id), None)
+        if candidate is None and event.to_state != ROLLED_BACK:
+            log.error("rollout.unrestorable", workflow=workflow, adapter=event.adapter_id, reason="no table")
+            return None
+        rollout = Rollout(
+            tenant=event.meta.tenant,
+            workflow=workflow,
+            adapter_id=event.adapter_id,
+            candidate=candidate or candidate_target(events_pb2.AdapterEvent(adapter_id=event.adapter_id), ""),
+            incumbent=table.live if table is not None else incumbent_of(None),
+            steps=self.config.canary_steps,
+            state=event.to_state,
+            step=event.step,
+            paused_from=paused_from,
+            step_started_ns=event.meta.occurred_at.ToNanoseconds(),
+        )
+        rollout.last = Transition(
+            event.from_state, event.to_state, event.step, event.weight, event.reason, dict(event.evidence)
+        )
+        return rollout
+
+
+def _shape(table: events_pb2.RouteTable) -> tuple[object, ...]:
+    """What a table routes, without its version and metadata."""
+    return (
+        table.rollout_state,
+        table.live.SerializeToString(deterministic=True),
+        tuple((w.target.SerializeToString(deterministic=True), round(w.weight, 9)) for w in table.canary),
+        table.shadow.SerializeToString(deterministic=True),
+        round(table.shadow_rate, 9),
+    )

@@ -1,0 +1,142 @@
+"""The rollout of one adapter on one workflow: its state machine and the route table each state means.
+
+States and steps (``step`` is what a RolloutEvent carries):
+
+    shadow (step 0, weight 0) -> canary step 1..K (weights from config) -> promoted (step K+1, 100%)
+    rolled_back and paused are reachable from any other state.
+
+Gates move a rollout forward one step at a time (or roll it back); operator commands may pause,
+resume (to the state it was paused from, with fresh evidence), promote, or roll back. Rolling back
+restores the route in force before the rollout: the ``incumbent`` target serving all traffic.
+Every transition yields a ``Transition`` (the router publishes it as a RolloutEvent) and a new
+RouteTable. Nothing here touches Kafka, so it is tested directly.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+from cumulus.v1 import common_pb2, events_pb2
+from services.router.gates import StepEvidence
+
+SHADOW, CANARY, PROMOTED, ROLLED_BACK, PAUSED = "shadow", "canary", "promoted", "rolled_back", "paused"
+STATES = (SHADOW, CANARY, PROMOTED, ROLLED_BACK, PAUSED)
+ACTIVE = (SHADOW, CANARY, PAUSED)
+"""States in which a rollout still holds its workflow (a new adapter waits for it to finish)."""
+
+
+@dataclass(frozen=True)
+class Transition:
+    from_state: str
+    to_state: str
+    step: int
+    weight: float
+    reason: str
+    evidence: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class Rollout:
+    """One adapter's rollout on one workflow (see the module docstring)."""
+
+    tenant: str
+    workflow: str
+    adapter_id: str
+    candidate: common_pb2.RouteTarget
+    incumbent: common_pb2.RouteTarget
+    """What served all traffic before the rollout; a rollback routes everything back to it."""
+    steps: tuple[float, ...]
+    state: str = SHADOW
+    step: int = 0
+    paused_from: str = ""
+    evidence: StepEvidence = field(default_factory=StepEvidence)
+    step_started_ns: int = field(default_factory=time.time_ns)
+    """Verdicts about earlier moments do not count toward the step (a replayed topic, a late batch)."""
+    last: Transition | None = None
+    """The latest transition: what `cumulus rollout list` explains."""
+
+    @property
+    def rollout_id(self) -> str:
+        """Deterministic, so a redelivered adapter event maps onto the same rollout."""
+        return f"{self.workflow}/{self.adapter_id}"
+
+    @property
+    def promoted_step(self) -> int:
+        return len(self.steps) + 1
+
+    @property
+    def weight(self) -> float:
+        """Candidate share of traffic at the current step (a rolled-back rollout serves none)."""
+        if self.state == ROLLED_BACK or self.step == 0:
+            return 0.0
+        return 1.0 if self.step >= self.promoted_step else self.steps[self.step - 1]
+
+    def _move(self, to_state: str, step: int, reason: str, evidence: dict[str, float]) -> Transition:
+        from_state = self.state
+        self.state, self.step = to_state, step
+        self.evidence = StepEvidence()  # every step is tested on its own verdicts
+        self.step_started_ns = time.time_ns()
+        self.last = Transition(from_state, to_state, step, self.weight, reason, evidence)
+        return self.last
+
+    def advance(self, reason: str, evidence: dict[str, float]) -> Transition:
+        """One step forward: shadow -> first canary step -> ... -> promoted."""
+        step = self.step + 1
+        to_state = PROMOTED if step >= self.promoted_step else CANARY
+        return self._move(to_state, step, reason, evidence)
+
+    def rollback(self, reason: str, evidence: dict[str, float] | None = None) -> Transition | None:
+        if self.state == ROLLED_BACK:
+            return None
+        return self._move(ROLLED_BACK, self.step, reason, evidence or {})
+
+    def pause(self, reason: str) -> Transition | None:
+        if self.state in (PAUSED, ROLLED_BACK):
+            return None
+        self.paused_from = self.state
+        return self._move(PAUSED, self.step, reason, {})
+
+    def resume(self, reason: str) -> Transition | None:
+        if self.state != PAUSED:
+            return None
+        return self._move(self.paused_from or SHADOW, self.step, reason, {})
+
+    def promote(self, reason: str) -> Transition | None:
+        if self.state in (PROMOTED, ROLLED_BACK):
+            return None
+        return self._move(PROMOTED, self.promoted_step, reason, {})
+
+    def route_table(self, version: int, shadow_rate: float) -> events_pb2.RouteTable:
+        """The RouteTable this rollout's state means (``meta`` is stamped by the caller)."""
+        table = events_pb2.RouteTable(version=version, rollout_state=self.state)
+        table.live.CopyFrom(self.incumbent)
+        if self.state == ROLLED_BACK:
+            return table
+        if self.weight > 0:
+            table.canary.add(target=self.candidate, weight=self.weight)
+        if self.weight < 1.0:
+            table.shadow.CopyFrom(self.candidate)
+            table.shadow_rate = shadow_rate
+        return table
+
+
+def candidate_target(event: events_pb2.AdapterEvent, model: str) -> common_pb2.RouteTarget:
+    """The route target of a READY adapter (its TensorRT-LLM tensors sit under ``artifact_uri``)."""
+    return common_pb2.RouteTarget(
+        model=model,
+        adapter_id=event.adapter_id,
+        adapter_version=event.version,
+        lora_task_id=event.lora_task_id,
+        adapter_uri=event.artifact_uri,
+    )
+
+
+def incumbent_of(table: events_pb2.RouteTable | None, default_live: str = "live") -> common_pb2.RouteTarget:
+    """What serves all of a workflow's traffic under ``table``: a fully promoted adapter, else live."""
+    if table is None:
+        return common_pb2.RouteTarget(model=default_live)
+    for weighted in table.canary:
+        if weighted.weight >= 1.0 and weighted.target.model:
+            return weighted.target
+    return table.live if table.live.model else common_pb2.RouteTarget(model=default_live)

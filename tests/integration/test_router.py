@@ -1,0 +1,274 @@
+"""The router against a real broker: a ramp driven by verdicts, SIGKILL mid-ramp, operator commands.
+
+The router runs as ``python -m services.router`` (a real process, so it can be SIGKILLed); the test
+plays the trainer and the judge by publishing adapter events and verdicts, reads what the router
+holds from ``GET /api/v1/rollouts`` and what the gateway would see from cumulus.routes.v1.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiokafka import AIOKafkaProducer
+
+from cumulus import codec, topics
+from cumulus.cli.main import main as cli_main
+from cumulus.stack.probes import http_json
+from cumulus.v1 import events_pb2
+from services.gateway.routes import RouteBook
+from services.router.state import read_topic
+from tests.integration.gateway_process import REPO, free_ports
+
+MIN_SAMPLES = 20
+STEP_VERDICTS = 50
+"""All passing: enough for the test to show non-inferiority at the default margin (it needs 43)."""
+TENANT = "dev"
+
+
+@dataclass
+class RouterProcess:
+    env: dict[str, str]
+    log_path: Path
+    health_port: int
+    proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        with self.log_path.open("ab") as log:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "services.router"], cwd=REPO, env=self.env, stdout=log, stderr=log
+            )
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if self.rollouts() is not None:
+                return
+            assert self.proc.poll() is None, self.log_path.read_text()[-3000:]
+            time.sleep(0.2)
+        raise AssertionError("router did not serve /api/v1/rollouts:\n" + self.log_path.read_text()[-3000:])
+
+    def rollouts(self) -> dict[str, dict[str, Any]] | None:
+        status, body = http_json(f"http://127.0.0.1:{self.health_port}/api/v1/rollouts")
+        if status != 200 or not isinstance(body, dict):
+            return None
+        return {row["workflow"]: row for row in body["rollouts"]}
+
+    def kill(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(10)
+        self.proc = None
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+        self.proc = None
+
+
+@pytest.fixture
+def router(tmp_path: Path, kafka_bootstrap: str) -> Iterator[RouterProcess]:
+    (port,) = free_ports(1)
+    env = {
+        **os.environ,
+        "CUMULUS_STATE_DIR": str(tmp_path / "state"),
+        "CUMULUS_KAFKA__BOOTSTRAP_SERVERS": kafka_bootstrap,
+        "CUMULUS_ROUTER__HEALTH_PORT": str(port),
+        "CUMULUS_ROUTER__GROUP_ID": f"router-{uuid.uuid4().hex[:8]}",
+        "CUMULUS_ROUTER__MIN_SAMPLES_PER_STEP": str(MIN_SAMPLES),
+    }
+    process = RouterProcess(env, tmp_path / "router.log", port)
+    process.start()
+    try:
+        yield process
+    finally:
+        process.stop()
+
+
+async def publish(bootstrap: str, events: list[tuple[topics.TopicSpec, Any]]) -> None:
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=True)
+    await producer.start()
+    try:
+        for spec, event in events:
+            await producer.send(
+                spec.name, codec.encode_event(event), key=codec.encode_key(event.meta.workflow)
+            )
+        await producer.flush()
+    finally:
+        await producer.stop()
+
+
+def adapter_ready(workflow: str, adapter_id: str) -> events_pb2.AdapterEvent:
+    return events_pb2.AdapterEvent(
+        meta=codec.new_meta(tenant=TENANT, workflow=workflow, producer="trainer"),
+        adapter_id=adapter_id,
+        status=events_pb2.ADAPTER_STATUS_READY,
+        gate_passed=True,
+        lora_task_id=7,
+        version="1",
+        artifact_uri=f"file:///artifacts/adapters/{workflow}/{adapter_id}",
+    )
+
+
+def verdicts(workflow: str, adapter_id: str, n: int, *, passed: bool = True) -> list[tuple[Any, Any]]:
+    return [
+        (
+            topics.VERDICTS,
+            events_pb2.Verdict(
+                meta=codec.new_meta(tenant=TENANT, workflow=workflow, producer="judge"),
+                verdict_id=uuid.uuid4().hex,
+                adapter_id=adapter_id,
+                grader="label",
+                passed=passed,
+                score=float(passed),
+                live_latency_ms=80.0,
+                candidate_latency_ms=30.0,
+            ),
+        )
+        for _ in range(n)
+    ]
+
+
+def wait_for(
+    router: RouterProcess, workflow: str, state: str, step: int, timeout_s: float = 60
+) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout_s
+    row: dict[str, Any] | None = None
+    while time.monotonic() < deadline:
+        row = (router.rollouts() or {}).get(workflow)
+        if row is not None and row["state"] == state and row["step"] == step:
+            return row
+        time.sleep(0.2)
+    raise AssertionError(
+        f"{workflow} never reached {state} step {step}; last {row}\n" + router.log_path.read_text()[-3000:]
+    )
+
+
+async def newest_table(bootstrap: str, workflow: str) -> events_pb2.RouteTable:
+    tables = [
+        codec.decode_as(events_pb2.RouteTable, r.value)
+        for r in await read_topic(bootstrap, topics.ROUTES.name)
+        if r.key == codec.encode_key(workflow)
+    ]
+    return max(tables, key=lambda t: t.version)
+
+
+async def test_killed_mid_ramp_the_router_resumes_at_the_same_step_and_weight(
+    router: RouterProcess, kafka_bootstrap: str
+) -> None:
+    workflow, adapter = f"wf-{uuid.uuid4().hex[:8]}", "adapter-a"
+    await publish(kafka_bootstrap, [(topics.ADAPTERS, adapter_ready(workflow, adapter))])
+    await asyncio.to_thread(wait_for, router, workflow, "shadow", 0)
+    await publish(kafka_bootstrap, verdicts(workflow, adapter, STEP_VERDICTS))
+    await asyncio.to_thread(wait_for, router, workflow, "canary", 1)
+    await publish(kafka_bootstrap, verdicts(workflow, adapter, STEP_VERDICTS))
+    before = await asyncio.to_thread(wait_for, router, workflow, "canary", 2)
+    table_before = await newest_table(kafka_bootstrap, workflow)
+    assert before["weight"] == 0.05
+    assert (table_before.meta.tenant, table_before.meta.workflow) == (TENANT, workflow)
+    assert [(w.target.adapter_id, w.weight) for w in table_before.canary] == [(adapter, 0.05)]
+
+    router.kill()
+    router.start()
+    after = await asyncio.to_thread(wait_for, router, workflow, "canary", 2, 5)
+    assert after["weight"] == 0.05 and after["evidence"] == before["evidence"]
+    assert (
+        await newest_table(kafka_bootstrap, workflow)
+    ).version == table_before.version  # nothing to repair
+
+    await publish(kafka_bootstrap, verdicts(workflow, adapter, STEP_VERDICTS))
+    resumed = await asyncio.to_thread(wait_for, router, workflow, "canary", 3)
+    assert resumed["weight"] == 0.25
+    table = await newest_table(kafka_bootstrap, workflow)
+    assert table.version == table_before.version + 1 and [w.weight for w in table.canary] == [0.25]
+
+
+async def test_operator_commands_pause_resume_and_roll_back_through_kafka(
+    router: RouterProcess,
+    kafka_bootstrap: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    for name in ("CUMULUS_KAFKA__BOOTSTRAP_SERVERS", "CUMULUS_ROUTER__HEALTH_PORT"):
+        monkeypatch.setenv(name, router.env[name])
+    workflow, adapter = f"wf-{uuid.uuid4().hex[:8]}", "adapter-b"
+    await publish(kafka_bootstrap, [(topics.ADAPTERS, adapter_ready(workflow, adapter))])
+    await asyncio.to_thread(wait_for, router, workflow, "shadow", 0)
+    await publish(kafka_bootstrap, verdicts(workflow, adapter, STEP_VERDICTS))
+    await asyncio.to_thread(wait_for, router, workflow, "canary", 1)
+
+    assert await asyncio.to_thread(cli_main, ["rollout", "pause", workflow, "--reason", "investigating"]) == 0
+    await asyncio.to_thread(wait_for, router, workflow, "paused", 1)
+    await publish(kafka_bootstrap, verdicts(workflow, adapter, 3 * STEP_VERDICTS))  # ignored while paused
+    assert await asyncio.to_thread(cli_main, ["rollout", "list", "--json"]) == 0
+    assert '"state": "paused"' in capsys.readouterr().out
+
+    assert await asyncio.to_thread(cli_main, ["rollout", "resume", workflow]) == 0
+    await asyncio.to_thread(wait_for, router, workflow, "canary", 1)
+    assert await asyncio.to_thread(cli_main, ["rollout", "rollback", workflow]) == 0
+    row = await asyncio.to_thread(wait_for, router, workflow, "rolled_back", 1)
+    assert row["weight"] == 0.0
+    table = await newest_table(kafka_bootstrap, workflow)
+    assert table.rollout_state == "rolled_back" and not table.canary and not table.shadow.model
+    assert table.live.model == "live"
+    capsys.readouterr()
+    assert await asyncio.to_thread(cli_main, ["rollout", "list"]) == 0
+    assert workflow in capsys.readouterr().out
+
+
+async def test_a_broken_adapter_is_rolled_back_before_any_canary_traffic(
+    router: RouterProcess, kafka_bootstrap: str
+) -> None:
+    workflow, adapter = f"wf-{uuid.uuid4().hex[:8]}", "adapter-broken"
+    await publish(kafka_bootstrap, [(topics.ADAPTERS, adapter_ready(workflow, adapter))])
+    await asyncio.to_thread(wait_for, router, workflow, "shadow", 0)  # verdicts follow the shadow route
+    await publish(kafka_bootstrap, verdicts(workflow, adapter, 30, passed=False))
+    row = await asyncio.to_thread(wait_for, router, workflow, "rolled_back", 0)
+    assert row["evidence"]["log_e_inferior"] >= row["evidence"]["log_e_needed"]
+    tables = [
+        codec.decode_as(events_pb2.RouteTable, r.value)
+        for r in await read_topic(kafka_bootstrap, topics.ROUTES.name)
+        if r.key == codec.encode_key(workflow)
+    ]
+    assert all(not t.canary for t in tables)  # it never served a client request
+
+
+async def test_the_gateways_route_book_realises_each_published_weight(
+    router: RouterProcess, kafka_bootstrap: str
+) -> None:
+    """The tables the router publishes, read by the gateway's own RouteBook, split traffic as intended.
+
+    (RouteBook in-process rather than a gateway process: the split is a pure function of the
+    table and the request id; the gateway process applying tables is covered in test_gateway.)
+    """
+    workflow, adapter = f"wf-{uuid.uuid4().hex[:8]}", "adapter-c"
+    await publish(kafka_bootstrap, [(topics.ADAPTERS, adapter_ready(workflow, adapter))])
+    await asyncio.to_thread(wait_for, router, workflow, "shadow", 0)
+    request_ids = [f"req-{i}" for i in range(20_000)]
+    for step, weight in enumerate((0.01, 0.05, 0.25, 0.5), start=1):
+        await publish(kafka_bootstrap, verdicts(workflow, adapter, STEP_VERDICTS))
+        await asyncio.to_thread(wait_for, router, workflow, "canary", step)
+        book = RouteBook()
+        for record in await read_topic(kafka_bootstrap, topics.ROUTES.name):
+            book.apply(codec.decode_as(events_pb2.RouteTable, record.value))
+        plans = [book.plan(TENANT, workflow, request_id) for request_id in request_ids]
+        share = sum(p.primary.target.adapter_id == adapter for p in plans) / len(plans)
+        shadowed = sum(p.shadow is not None for p in plans) / len(plans)
+        assert abs(share - weight) < 0.01, (step, share)
+        # shadow copies go to the requests the candidate does not answer itself
+        assert abs(shadowed - 0.5 * (1 - weight)) < 0.02, (step, shadowed)
+        assert all(p.primary.target.lora_task_id == 7 for p in plans if p.is_candidate)
+        assert book.table("someone-else", workflow) is None  # tenant-scoped
