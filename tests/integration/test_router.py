@@ -246,6 +246,23 @@ async def test_a_broken_adapter_is_rolled_back_before_any_canary_traffic(
     assert all(not t.canary for t in tables)  # it never served a client request
 
 
+async def book_with_weight(bootstrap: str, workflow: str, weight: float, timeout_s: float = 30) -> RouteBook:
+    """The gateway's RouteBook once the routes topic carries ``weight`` for ``workflow``.
+
+    The router reports a step as soon as it decided it; the table reaches Kafka a moment later.
+    """
+    deadline = time.monotonic() + timeout_s
+    while True:
+        book = RouteBook()
+        for record in await read_topic(bootstrap, topics.ROUTES.name):
+            book.apply(codec.decode_as(events_pb2.RouteTable, record.value))
+        table = book.table(TENANT, workflow)
+        if table is not None and [c.weight for c in table.canary] == [weight]:
+            return book
+        assert time.monotonic() < deadline, f"no route table with weight {weight} for {workflow}"
+        await asyncio.sleep(0.2)
+
+
 async def test_the_gateways_route_book_realises_each_published_weight(
     router: RouterProcess, kafka_bootstrap: str
 ) -> None:
@@ -261,9 +278,7 @@ async def test_the_gateways_route_book_realises_each_published_weight(
     for step, weight in enumerate((0.01, 0.05, 0.25, 0.5), start=1):
         await publish(kafka_bootstrap, verdicts(workflow, adapter, STEP_VERDICTS))
         await asyncio.to_thread(wait_for, router, workflow, "canary", step)
-        book = RouteBook()
-        for record in await read_topic(kafka_bootstrap, topics.ROUTES.name):
-            book.apply(codec.decode_as(events_pb2.RouteTable, record.value))
+        book = await book_with_weight(kafka_bootstrap, workflow, weight)
         plans = [book.plan(TENANT, workflow, request_id) for request_id in request_ids]
         share = sum(p.primary.target.adapter_id == adapter for p in plans) / len(plans)
         shadowed = sum(p.shadow is not None for p in plans) / len(plans)
