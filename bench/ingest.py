@@ -24,11 +24,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
 import re
 import sys
-import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -36,15 +34,9 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from bench.collector_stack import add_kafka_option, collector_stack  # noqa: E402
 from cumulus import topics  # noqa: E402
-from tests.integration.collector_process import (  # noqa: E402
-    CollectorProcess,
-    inference_event,
-    produce,
-    stamped,
-    start_at_end,
-)
-from tests.integration.kafka_fixtures import start_broker  # noqa: E402
+from tests.integration.collector_process import CollectorProcess, inference_event, produce, stamped  # noqa: E402
 
 TARGETS = {"events_per_s": 20_000.0, "freshness_p99_ms": 2000.0}
 _ROWS_RE = re.compile(r'^collector_rows_inserted_total\{table="requests"\} ([0-9.e+]+)$', re.MULTILINE)
@@ -124,25 +116,12 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=300_000)
     parser.add_argument("--rate", type=float, default=5000.0, help="paced events/s of the freshness phase")
     parser.add_argument("--seconds", type=float, default=20.0)
-    parser.add_argument(
-        "--kafka", default="", help="bootstrap servers of a running broker (default: start one)"
-    )
+    add_kafka_option(parser)
     args = parser.parse_args()
     if args.quick:
         args.events, args.seconds = 60_000, 6.0
     run = uuid.uuid4().hex[:6]
-    with tempfile.TemporaryDirectory(prefix="bench-ingest-") as tmp, contextlib.ExitStack() as cleanup:
-        state = Path(tmp)
-        bootstrap = args.kafka
-        if not bootstrap:
-            broker = start_broker(state / "kafka")
-            cleanup.callback(broker.stop)
-            bootstrap = broker.bootstrap
-        collector = CollectorProcess(
-            state / "collector", bootstrap, settings={"CUMULUS_COLLECTOR__DETECTION__ENABLED": "false"}
-        )
-        cleanup.callback(collector.kill)
-        asyncio.run(start_at_end(bootstrap, collector.group_id))
+    with collector_stack("bench-ingest-", args.kafka) as (bootstrap, collector):
         results: dict[str, object] = {"events": args.events, "rate": args.rate}
         results.update(throughput(collector, bootstrap, f"bench-{run}", args.events))
         results.update(freshness(collector, bootstrap, f"fresh-{run}", args.rate, args.seconds))

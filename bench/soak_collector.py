@@ -14,11 +14,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
 import random
 import sys
-import tempfile
 import threading
 import time
 import uuid
@@ -27,15 +25,9 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from bench.collector_stack import add_kafka_option, collector_stack  # noqa: E402
 from cumulus import topics  # noqa: E402
-from tests.integration.collector_process import (  # noqa: E402
-    CollectorProcess,
-    inference_event,
-    produce,
-    stamped,
-    start_at_end,
-)
-from tests.integration.kafka_fixtures import start_broker  # noqa: E402
+from tests.integration.collector_process import inference_event, produce, stamped  # noqa: E402
 
 
 def main() -> None:
@@ -43,23 +35,11 @@ def main() -> None:
     parser.add_argument("--kills", type=int, default=100)
     parser.add_argument("--rate", type=float, default=1000.0, help="events/s sent while killing")
     parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument(
-        "--kafka", default="", help="bootstrap servers of a running broker (default: start one)"
-    )
+    add_kafka_option(parser)
     args = parser.parse_args()
     rng = random.Random(args.seed)
     workflow = f"soak-{uuid.uuid4().hex[:6]}"
-    with tempfile.TemporaryDirectory(prefix="soak-collector-") as tmp, contextlib.ExitStack() as cleanup:
-        bootstrap = args.kafka
-        if not bootstrap:
-            broker = start_broker(Path(tmp) / "kafka")
-            cleanup.callback(broker.stop)
-            bootstrap = broker.bootstrap
-        collector = CollectorProcess(
-            Path(tmp) / "collector", bootstrap, settings={"CUMULUS_COLLECTOR__DETECTION__ENABLED": "false"}
-        )
-        cleanup.callback(collector.kill)
-        asyncio.run(start_at_end(bootstrap, collector.group_id))
+    with collector_stack("soak-collector-", args.kafka) as (bootstrap, collector):
         stop_sending = threading.Event()
         sent = [0]
 

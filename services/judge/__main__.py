@@ -7,14 +7,9 @@ judge model, and an orderly shutdown on SIGTERM (the batch in hand finishes, the
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-
-from aiokafka import AIOKafkaConsumer
-from aiokafka import errors as kafka_errors
-
 from cumulus import topics
 from cumulus.config import CumulusConfig
+from cumulus.consuming import start_consumer
 from cumulus.graders import GraderSettings, GraderSuite, PairwiseGrader
 from cumulus.graders.semantic import minilm_path
 from cumulus.graders.store import JudgeStore, judge_store_path
@@ -48,30 +43,6 @@ def judge_model(config: CumulusConfig) -> TritonJudgeModel:
     )
 
 
-async def start_consumer(config: CumulusConfig, stopping: asyncio.Event) -> AIOKafkaConsumer | None:
-    """A started consumer of shadow pairs and feedback; retries while Kafka is down, None if stopped."""
-    attempt = 0
-    while not stopping.is_set():
-        consumer = AIOKafkaConsumer(
-            topics.SHADOW.name,
-            topics.FEEDBACK.name,
-            bootstrap_servers=config.kafka.bootstrap_servers,
-            group_id=config.judge.group_id,
-            client_id="judge",
-            enable_auto_commit=False,
-            auto_offset_reset="earliest",
-        )
-        try:
-            await consumer.start()
-            return consumer
-        except kafka_errors.KafkaError:
-            await consumer.stop()
-            attempt += 1
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stopping.wait(), min(0.5 * attempt, 5.0))
-    return None
-
-
 async def main(ctx: ServiceContext) -> None:
     config = ctx.config
     minilm_path()  # fail at start, naming the install command, not at the first free-text pair
@@ -89,7 +60,14 @@ async def main(ctx: ServiceContext) -> None:
     )
     await publisher.start()
     ctx.readiness["kafka"] = kafka_check(config.kafka.bootstrap_servers)
-    consumer = await start_consumer(config, ctx.stopping)
+    consumer = await start_consumer(
+        topics.SHADOW.name,
+        topics.FEEDBACK.name,
+        bootstrap_servers=config.kafka.bootstrap_servers,
+        group_id=config.judge.group_id,
+        client_id="judge",
+        stopping=ctx.stopping,
+    )
     try:
         if consumer is not None:
             worker = JudgeWorker(
@@ -100,11 +78,7 @@ async def main(ctx: ServiceContext) -> None:
                 batch_max=config.judge.batch_max,
                 batch_wait_ms=config.judge.batch_wait_ms,
             )
-
-            async def progressing() -> str | None:
-                return worker.waiting_for
-
-            ctx.readiness["grading"] = progressing
+            ctx.readiness["grading"] = worker.progress.check
             ctx.log.info(
                 "judge.consuming",
                 topics=[topics.SHADOW.name, topics.FEEDBACK.name],

@@ -20,13 +20,20 @@ import time
 from collections import Counter
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
-from aiokafka import errors as kafka_errors
+from aiokafka import AIOKafkaConsumer
 from prometheus_client import Counter as Metric
 from prometheus_client import Histogram
 
 from cumulus import topics
 from cumulus.codec import decode_as
+from cumulus.consuming import (
+    Progress,
+    backoff_s,
+    commit_offsets,
+    fetch_batch,
+    stopped_within,
+    wait_acknowledged,
+)
 from cumulus.deadletter import dead_letter
 from cumulus.errors import EventDecodeError, NotReady
 from cumulus.graders import GraderSuite
@@ -39,7 +46,6 @@ from services.judge.pairs import Graded
 
 log = get_logger("judge")
 CONSUMER = "judge"
-_RETRY_S = (0.5, 1.0, 2.0, 5.0)
 
 PAIRS = Metric("cumulus_judge_pairs", "Shadow pairs by outcome.", ["outcome"])
 VERDICTS = Metric("cumulus_judge_verdicts", "Verdicts published.", ["grader", "passed"])
@@ -65,19 +71,19 @@ class JudgeWorker:
         self.store = store
         self.batch_max = batch_max
         self.batch_wait_ms = batch_wait_ms
-        self.waiting_for: str | None = None
-        """What the loop is stuck on (a readiness reason), None while it makes progress."""
+        self.progress = Progress()
+        """What the loop is stuck on (the readiness check ``grading``), None while it makes progress."""
 
     async def run(self, stopping: asyncio.Event) -> None:
         while not stopping.is_set():
-            batches = await self.consumer.getmany(timeout_ms=self.batch_wait_ms, max_records=self.batch_max)
-            records = [record for part in batches.values() for record in part]
+            records, offsets = await fetch_batch(
+                self.consumer, timeout_ms=self.batch_wait_ms, max_records=self.batch_max
+            )
             if not records:
                 continue
             if not await self.handle(records, stopping):
                 return  # stopping mid-batch: left uncommitted, redelivered on the next start
-            offsets = {tp: part[-1].offset + 1 for tp, part in batches.items() if part}
-            await self._commit(offsets, stopping)
+            await commit_offsets(self.consumer, offsets, stopping, log=log)
 
     async def handle(self, records: list[Any], stopping: asyncio.Event) -> bool:
         """Grade, publish and record one batch; False when stopping before it was acknowledged."""
@@ -99,7 +105,7 @@ class JudgeWorker:
         for item in graded:
             self.publisher.publish(topics.VERDICTS, item.verdict())
             VERDICTS.labels(item.final.grader, str(item.final.passed).lower()).inc()
-        if not await self._acknowledged(stopping):
+        if not await wait_acknowledged(self.publisher, stopping, self.progress, what="the verdicts", log=log):
             return False
         rows = [row for item in graded for row in item.rows()]
         await asyncio.to_thread(self.store.record, rows, feedback)
@@ -128,9 +134,9 @@ class JudgeWorker:
             try:
                 return await self._grade_all(gradable)
             except NotReady as exc:
-                self.waiting_for = str(exc)
+                self.progress.waiting_for = str(exc)
                 log.warning("judge.waiting", reason=str(exc), attempt=attempt + 1)
-                if await _stopped_within(stopping, _RETRY_S[min(attempt, len(_RETRY_S) - 1)]):
+                if await stopped_within(stopping, backoff_s(attempt)):
                     return None
                 attempt += 1
 
@@ -154,7 +160,7 @@ class JudgeWorker:
                         pair=pair.pair_id,
                     )
                     self._dead_letter(record, f"grader crashed: {type(exc).__name__}: {exc}")
-        self.waiting_for = None
+        self.progress.waiting_for = None
         PAIRS.labels("graded").inc(len(graded))
         return graded
 
@@ -180,31 +186,6 @@ class JudgeWorker:
         self.publisher.publish(
             topics.DEADLETTER, dead_letter(record, consumer=CONSUMER, producer=pairs.PRODUCER, reason=reason)
         )
-
-    async def _acknowledged(self, stopping: asyncio.Event) -> bool:
-        """Wait until Kafka has acknowledged everything published; False if stopping first."""
-        while not await self.publisher.flush(timeout_s=5.0):
-            self.waiting_for = "Kafka has not acknowledged the verdicts yet"
-            log.warning("judge.waiting", reason=self.waiting_for, spool_depth=self.publisher.spool_depth)
-            if stopping.is_set():
-                return False
-        self.waiting_for = None
-        return True
-
-    async def _commit(self, offsets: dict[TopicPartition, int], stopping: asyncio.Event) -> None:
-        attempt = 0
-        while True:
-            try:
-                await self.consumer.commit(offsets)
-                return
-            except kafka_errors.CommitFailedError as exc:  # a rebalance took the partitions: redelivered
-                log.warning("judge.commit_lost", error=str(exc))
-                return
-            except kafka_errors.KafkaError as exc:
-                attempt += 1
-                log.warning("judge.commit_retry", error=repr(exc), attempt=attempt)
-                if await _stopped_within(stopping, _RETRY_S[min(attempt, len(_RETRY_S) - 1)]):
-                    return
 
     def _log_batch(self, graded: list[Graded], feedback: list[FeedbackRow], took_s: float) -> None:
         per_target: Counter[tuple[str, str, str]] = Counter()
@@ -234,11 +215,3 @@ class JudgeWorker:
         if feedback:
             log.info("feedback.recorded", events=len(feedback))
         BATCH_SECONDS.observe(took_s)
-
-
-async def _stopped_within(stopping: asyncio.Event, seconds: float) -> bool:
-    try:
-        await asyncio.wait_for(stopping.wait(), seconds)
-    except TimeoutError:
-        return False
-    return True

@@ -11,11 +11,12 @@ from typing import Any
 
 from aiohttp import web
 
+from cumulus.consuming import start_consumer
 from cumulus.publisher import EventPublisher
 from cumulus.service import ServiceContext, kafka_check, run_service
 from services.router.core import Router
 from services.router.state import load_state
-from services.router.worker import RouterWorker, start_consumer
+from services.router.worker import INPUTS, RouterWorker
 
 
 def describe(router: Router) -> list[dict[str, Any]]:
@@ -78,15 +79,17 @@ def serve() -> None:
             for output in router.restore(*state):
                 publisher.publish(output.topic, output.event)
             holder.append(router)
-            consumer = await start_consumer(bootstrap, config.router.group_id, ctx.stopping)
+            consumer = await start_consumer(
+                *(spec.name for spec in INPUTS),
+                bootstrap_servers=bootstrap,
+                group_id=config.router.group_id,
+                client_id="router",
+                stopping=ctx.stopping,
+            )
             if consumer is None:
                 return
             worker = RouterWorker(consumer, publisher, router)
-
-            async def progressing() -> str | None:
-                return worker.waiting_for
-
-            ctx.readiness["routing"] = progressing
+            ctx.readiness["routing"] = worker.progress.check
             ctx.log.info("router.consuming", rollouts=len(router.rollouts))
             await worker.run(ctx.stopping)
         finally:

@@ -15,19 +15,18 @@ republishes the table of the event's state (the conservative step).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka import errors as kafka_errors
 
 from cumulus import codec, topics
+from cumulus.consuming import backoff_s, stopped_within
 from cumulus.errors import EventDecodeError
 from cumulus.logs import get_logger
 from cumulus.v1 import events_pb2
 
 log = get_logger("router")
-_RETRY_S = (0.5, 1.0, 2.0, 5.0)
 
 
 async def read_topic(bootstrap_servers: str, topic: str) -> list[Any]:
@@ -72,8 +71,7 @@ async def load_state(
             log.warning(
                 "restore.kafka_unavailable", error=f"{type(exc).__name__}: {exc}", attempt=attempt + 1
             )
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stopping.wait(), _RETRY_S[min(attempt, len(_RETRY_S) - 1)])
+            await stopped_within(stopping, backoff_s(attempt))  # the loop's test sees a stop
             attempt += 1
             continue
         tables: dict[str, events_pb2.RouteTable] = {}

@@ -12,15 +12,14 @@ or repeats an idempotent one, and verdicts only count in memory (see services/ro
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
-from aiokafka import errors as kafka_errors
+from aiokafka import AIOKafkaConsumer
 from prometheus_client import Counter
 
 from cumulus import topics
 from cumulus.codec import decode_as
+from cumulus.consuming import Progress, commit_offsets, fetch_batch, wait_acknowledged
 from cumulus.deadletter import dead_letter
 from cumulus.errors import EventDecodeError
 from cumulus.logs import get_logger
@@ -31,35 +30,9 @@ from services.router.core import PRODUCER, Output, Router
 log = get_logger("router")
 CONSUMER = "router"
 INPUTS = (topics.ADAPTERS, topics.VERDICTS, topics.COMMANDS)
-_RETRY_S = (0.5, 1.0, 2.0, 5.0)
 
 RECORDS = Counter("cumulus_router_records", "Input records by topic and outcome.", ["topic", "outcome"])
 TRANSITIONS = Counter("cumulus_router_transitions", "Rollout transitions by target state.", ["to_state"])
-
-
-async def start_consumer(
-    bootstrap_servers: str, group_id: str, stopping: asyncio.Event
-) -> AIOKafkaConsumer | None:
-    """A started consumer of the router's inputs; retries while Kafka is down, None if stopped."""
-    attempt = 0
-    while not stopping.is_set():
-        consumer = AIOKafkaConsumer(
-            *(spec.name for spec in INPUTS),
-            bootstrap_servers=bootstrap_servers,
-            group_id=group_id,
-            client_id="router",
-            enable_auto_commit=False,
-            auto_offset_reset="earliest",
-        )
-        try:
-            await consumer.start()
-            return consumer
-        except kafka_errors.KafkaError:
-            await consumer.stop()
-            attempt += 1
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stopping.wait(), _RETRY_S[min(attempt, len(_RETRY_S) - 1)])
-    return None
 
 
 class RouterWorker:
@@ -69,18 +42,20 @@ class RouterWorker:
         self.consumer = consumer
         self.publisher = publisher
         self.router = router
-        self.waiting_for: str | None = None
+        self.progress = Progress()
+        """What the loop is stuck on (the readiness check ``routing``), None while it makes progress."""
 
     async def run(self, stopping: asyncio.Event) -> None:
         while not stopping.is_set():
-            batches = await self.consumer.getmany(timeout_ms=200, max_records=1000)
-            records = [record for part in batches.values() for record in part]
+            records, offsets = await fetch_batch(self.consumer, timeout_ms=200, max_records=1000)
             if not records:
                 continue
             self.publish(self.handle(records))
-            if not await self.acknowledged(stopping):
+            if not await wait_acknowledged(
+                self.publisher, stopping, self.progress, what="the route tables", log=log
+            ):
                 return  # left uncommitted: redelivered on the next start
-            await self._commit({tp: part[-1].offset + 1 for tp, part in batches.items() if part}, stopping)
+            await commit_offsets(self.consumer, offsets, stopping, log=log)
 
     def handle(self, records: list[Any]) -> list[Output]:
         """Apply one batch to the router; the outputs to publish, gates evaluated once at the end."""
@@ -108,28 +83,3 @@ class RouterWorker:
             self.publisher.publish(output.topic, output.event)
             if isinstance(output.event, events_pb2.RolloutEvent):
                 TRANSITIONS.labels(output.event.to_state).inc()
-
-    async def acknowledged(self, stopping: asyncio.Event) -> bool:
-        """Wait until Kafka has acknowledged everything published; False if stopping first."""
-        while not await self.publisher.flush(timeout_s=5.0):
-            self.waiting_for = "Kafka has not acknowledged the route tables yet"
-            log.warning("router.waiting", reason=self.waiting_for, spool_depth=self.publisher.spool_depth)
-            if stopping.is_set():
-                return False
-        self.waiting_for = None
-        return True
-
-    async def _commit(self, offsets: dict[TopicPartition, int], stopping: asyncio.Event) -> None:
-        attempt = 0
-        while not stopping.is_set():
-            try:
-                await self.consumer.commit(offsets)
-                return
-            except kafka_errors.CommitFailedError as exc:  # a rebalance took the partitions: redelivered
-                log.warning("router.commit_lost", error=str(exc))
-                return
-            except kafka_errors.KafkaError as exc:
-                attempt += 1
-                log.warning("router.commit_retry", error=repr(exc), attempt=attempt)
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stopping.wait(), _RETRY_S[min(attempt, len(_RETRY_S) - 1)])

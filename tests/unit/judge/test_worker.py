@@ -98,7 +98,7 @@ async def test_a_crashing_pair_is_dead_lettered_alone_after_the_judge_comes_back
     assert reasons[0] == "grader crashed: RuntimeError: grader bug"
     assert reasons[1].startswith("not a valid ShadowPair")
     assert [g.pair_id for g in store.grades] == ["ok"] and store.feedback[0].score == 1.0
-    assert worker.waiting_for is None
+    assert worker.progress.waiting_for is None
 
 
 async def test_stopping_while_the_judge_is_down_leaves_the_batch_unacknowledged() -> None:
@@ -107,7 +107,7 @@ async def test_stopping_while_the_judge_is_down_leaves_the_batch_unacknowledged(
     stopping = asyncio.Event()
     task = asyncio.create_task(worker.handle([record(pair("ok"))], stopping))
     await asyncio.sleep(0.1)
-    assert worker.waiting_for == "judge model down"
+    assert worker.progress.waiting_for == "judge model down"
     stopping.set()
     assert await task is False
     assert publisher.events == [] and store.grades == []
