@@ -5,15 +5,22 @@ own ``max_tokens``, sampling settings and stop words, and streaming needs text d
 Prompts are left-padded, position ids come from the attention mask (so a padded row sees the same
 positions as it would alone), and rows that finish are dropped from the KV cache so they stop
 costing compute. The engine is not thread-safe: one scheduler thread owns it.
+
+With ``adapters`` (an ``AdapterCache`` over the model wrapped by ``MultiLora``) each request may
+carry its own LoRA adapter: a batch mixing adapters and bare-base rows runs as one forward pass.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
+
+if TYPE_CHECKING:
+    from services.inference.lora import AdapterCache
+    from services.inference.multilora import LoraWeights, MultiLora
 
 _INCOMPLETE_UTF8 = "\ufffd"
 
@@ -28,6 +35,8 @@ class GenerationRequest:
     top_p: float = 1.0
     stop: tuple[str, ...] = ()
     """Stop strings: output ends before the first one and never contains it (OpenAI semantics)."""
+    adapter: LoraWeights | None = field(default=None, compare=False)
+    """The LoRA adapter this request runs with (resolved by ``AdapterCache``); None: the base model."""
 
 
 @dataclass(frozen=True)
@@ -59,8 +68,11 @@ class _Row:
 class GenerationEngine:
     """Batched generation over one model and its tokenizer (see the module docstring)."""
 
-    def __init__(self, model: Any, tokenizer: Any, *, seed: int = 0) -> None:
+    def __init__(
+        self, model: Any, tokenizer: Any, *, seed: int = 0, adapters: AdapterCache | None = None
+    ) -> None:
         self.model = model
+        self.adapters = adapters
         self.tokenizer = tokenizer
         if tokenizer.pad_token_id is None:
             tokenizer.pad_token = tokenizer.eos_token
@@ -102,6 +114,21 @@ class GenerationEngine:
         prompts = [self._encode(r.prompt) for r in requests]
         if not all(prompts):
             raise ValueError("every prompt needs at least one token")
+        lora = self.adapters.lora if self.adapters is not None else None
+        if lora is None:
+            if any(r.adapter is not None for r in requests):
+                raise ValueError("this engine serves no LoRA adapters")
+            yield from self._decode(requests, prompts, None)
+            return
+        lora.bind([r.adapter for r in requests])
+        try:
+            yield from self._decode(requests, prompts, lora)
+        finally:
+            lora.release()
+
+    def _decode(
+        self, requests: Sequence[GenerationRequest], prompts: list[list[int]], lora: MultiLora | None
+    ) -> Iterator[list[Chunk]]:
         width = max(len(p) for p in prompts)
         input_ids = torch.full((len(prompts), width), self.tokenizer.pad_token_id, dtype=torch.long)
         mask = torch.zeros((len(prompts), width), dtype=torch.long)
@@ -130,6 +157,8 @@ class GenerationEngine:
             if len(keep) < len(active):
                 index = torch.tensor(keep)
                 cache.batch_select_indices(index)
+                if lora is not None:
+                    lora.select(index)
                 mask, positions, next_ids = mask[index], positions[index], next_ids[index]
                 active = [active[b] for b in keep]
             mask = torch.cat([mask, mask.new_ones(len(active), 1)], dim=-1)

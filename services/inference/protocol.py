@@ -11,6 +11,7 @@ Shapes below exclude the batch dimension; clients send ``[1, ...]`` (one prompt 
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any
 
@@ -75,8 +76,8 @@ def parse_request(
         tuple(filter(None, map(_stop_word, data["stop_words"].reshape(-1)))) if "stop_words" in data else ()
     )
     task_id = int(_scalar(data, "lora_task_id", 0)) if "lora_task_id" in data else None
-    resolve_adapter(task_id, data.get("lora_weights"), data.get("lora_config"))
     engine = scheduler.engine
+    adapter = resolve_adapter(engine.adapters, task_id, data.get("lora_weights"), data.get("lora_config"))
     prompt_tokens = engine.count_tokens(prompt)
     if prompt_tokens + max_tokens > engine.context_length:
         raise InvalidArgument(
@@ -84,7 +85,7 @@ def parse_request(
             f"prompt of {prompt_tokens} tokens plus max_tokens {max_tokens} exceeds the "
             f"{engine.context_length}-token context of model {scheduler.name}",
         )
-    request = GenerationRequest(prompt, max_tokens, temperature, top_p, stop)
+    request = GenerationRequest(prompt, max_tokens, temperature, top_p, stop, adapter)
     return request, bool(_scalar(data, "stream", False))
 
 
@@ -95,7 +96,8 @@ def make_infer_fn(scheduler: BatchScheduler, max_tokens_cap: int) -> InferFn:
         # Triton's batcher is off (server.py), so each call carries exactly one request.
         if len(requests) != 1:
             raise InvalidArgument("text_input", f"expected one request per call, got {len(requests)}")
-        request, stream = parse_request(requests[0].data, scheduler, max_tokens_cap)
+        # In a thread: a registry adapter is read and sha256-verified on its first request.
+        request, stream = await asyncio.to_thread(parse_request, requests[0].data, scheduler, max_tokens_cap)
         text = ""
         async for chunk in scheduler.submit(request):
             if stream:

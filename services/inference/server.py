@@ -29,8 +29,11 @@ from typing import Any
 from cumulus.config import CumulusConfig, TritonConfig
 from cumulus.errors import ConfigError, CumulusError
 from cumulus.logs import get_logger
+from cumulus.lora import AdapterRegistry
 from cumulus.models import ensure_model, load_causal_lm
 from services.inference.backend import GenerationEngine
+from services.inference.lora import AdapterCache
+from services.inference.multilora import MultiLora
 from services.inference.protocol import INPUTS, OUTPUTS, make_infer_fn
 from services.inference.scheduler import BatchScheduler
 
@@ -106,8 +109,17 @@ def serve(config: CumulusConfig, stop: threading.Event) -> None:
 def _start_scheduler(model_id: str, config: CumulusConfig) -> BatchScheduler:
     started = time.monotonic()
     model, tokenizer = load_causal_lm(ensure_model(model_id, config.models_dir), config.triton.dtype)
+    adapters = None
+    if model_id == config.triton.small_model:  # the base of every adapter
+        adapters = AdapterCache(
+            # A slot per row of a full batch (plus the base), so any batch fits in one pass.
+            MultiLora(model, slots=config.triton.max_batch_size + 1),
+            model_id=model_id,
+            registry=AdapterRegistry(config.artifacts_dir),
+            max_adapters=config.triton.lora_cache_size,
+        )
     scheduler = BatchScheduler(
-        GenerationEngine(model, tokenizer),
+        GenerationEngine(model, tokenizer, adapters=adapters),
         name=model_id,
         max_batch_size=config.triton.max_batch_size,
         batch_delay_s=config.triton.batch_delay_us / 1e6,
