@@ -22,7 +22,14 @@ from cumulus.apikeys import ensure_dev_key
 from cumulus.config import CumulusConfig
 from cumulus.errors import CumulusError, StackError
 from cumulus.stack import kafka as kafka_stack
-from cumulus.stack.probes import ProbeResult, port_open, probe_kafka, probe_service, probe_triton
+from cumulus.stack.probes import (
+    ProbeResult,
+    port_open,
+    probe_kafka,
+    probe_service,
+    probe_trainer,
+    probe_triton,
+)
 from cumulus.stack.processes import ProcessTable
 
 SERVICES = ("gateway", "collector", "trainer", "judge", "router")
@@ -77,6 +84,8 @@ class LocalStack:
             return probe_kafka(spec.host, spec.ports[0])
         if name == "triton":
             return probe_triton(spec.host, self.config.triton.http_port)
+        if name == "trainer":
+            return probe_trainer(spec.host, self.config.trainer.health_port)
         return probe_service(spec.host, getattr(self.config, name).health_port)
 
     def child_env(self) -> dict[str, str]:

@@ -89,3 +89,19 @@ def probe_service(host: str, health_port: int) -> ProbeResult:
         failing = [f"{name}: {c.get('reason', '')}" for name, c in checks.items() if not c.get("ok")]
         return ProbeResult(False, "; ".join(failing) or f"/readyz answered {status}", {"checks": checks})
     return ProbeResult(True, "ready", {"checks": checks})
+
+
+def probe_trainer(host: str, health_port: int) -> ProbeResult:
+    """``probe_service``, with the running training job (the trainer's ``GET /status``) in the detail."""
+    result = probe_service(host, health_port)
+    status, body = http_json(f"http://{host}:{health_port}/status")
+    if not result.healthy or status != 200 or not isinstance(body, dict):
+        return result
+    job = body.get("job")
+    if not job:
+        return ProbeResult(True, "ready, no training job", {**result.extra, "training": None})
+    detail = (
+        f"training {job['adapter_id']} ({job['workflow']}): {job['phase']} "
+        f"{100 * job['progress']:.0f}%, step {job['step']}/{job['total_steps']}"
+    )
+    return ProbeResult(True, detail, {**result.extra, "training": job})

@@ -1,0 +1,53 @@
+"""The running job on the trainer's GET /status, and in `cumulus status` (probe_trainer)."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from types import SimpleNamespace
+
+from cumulus.config import CumulusConfig, TrainerConfig
+from cumulus.logs import get_logger
+from cumulus.service import ServiceContext, _serve
+from cumulus.stack.probes import probe_trainer
+from services.trainer import __main__ as trainer_main
+from services.trainer.worker import JobStatus
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+async def test_status_endpoint_and_probe_show_the_running_job() -> None:
+    port = _free_port()
+    ctx = ServiceContext(
+        name="trainer", config=CumulusConfig(trainer=TrainerConfig(health_port=port)), log=get_logger("t")
+    )
+    job = JobStatus("ad-1", "cand-1", "wf-1", phase="train", progress=0.5, step=3, total_steps=6, loss=1.25)
+    worker = SimpleNamespace(status=lambda: {"job": job.__dict__, "recent": []})
+
+    async def main(ctx: ServiceContext) -> None:
+        async def consuming() -> str | None:
+            return None
+
+        ctx.readiness["consumer"] = consuming
+        await ctx.stopping.wait()
+
+    task = asyncio.create_task(_serve(ctx, main, trainer_main.status_routes))
+    try:
+        for _ in range(100):
+            idle = await asyncio.to_thread(probe_trainer, "127.0.0.1", port)
+            if idle.healthy:
+                break
+            await asyncio.sleep(0.05)
+        assert idle.detail == "ready, no training job"
+        trainer_main._WORKERS["trainer"] = worker  # type: ignore[assignment]
+        busy = await asyncio.to_thread(probe_trainer, "127.0.0.1", port)
+        assert busy.healthy and busy.detail == "training ad-1 (wf-1): train 50%, step 3/6"
+        assert busy.extra["training"]["loss"] == 1.25
+    finally:
+        trainer_main._WORKERS.clear()
+        ctx.stopping.set()
+        await asyncio.wait_for(task, timeout=5)
