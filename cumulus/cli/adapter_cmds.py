@@ -14,9 +14,9 @@ from typing import Any
 
 from cumulus.artifacts import verify_dir
 from cumulus.config import CumulusConfig
-from cumulus.errors import ArtifactError, NotReady
+from cumulus.errors import ArtifactError
 from cumulus.lora.registry import AdapterRegistry
-from cumulus.stack.probes import http_json
+from cumulus.stack.probes import service_json
 
 
 def register(sub: Any) -> None:
@@ -84,11 +84,7 @@ def cmd_show(args: argparse.Namespace, config: CumulusConfig) -> int:
 
 def cmd_training(args: argparse.Namespace, config: CumulusConfig) -> int:
     trainer = config.trainer
-    status, body = http_json(f"http://{trainer.host}:{trainer.health_port}/status")
-    if status != 200 or not isinstance(body, dict):
-        raise NotReady(
-            f"the trainer at {trainer.host}:{trainer.health_port} did not answer", fix="`cumulus status`"
-        )
+    body = service_json("trainer", trainer.host, trainer.health_port, "/status")
     if args.json:
         print(json.dumps(body, indent=2))
         return 0

@@ -19,7 +19,7 @@ from cumulus import codec, topics
 from cumulus.config import CumulusConfig
 from cumulus.errors import NotReady
 from cumulus.kafka_producer import new_producer
-from cumulus.stack.probes import http_json
+from cumulus.stack.probes import service_json
 from cumulus.v1 import events_pb2
 
 ACTIONS = {
@@ -53,11 +53,7 @@ def register(sub: Any) -> None:
 
 def cmd_list(args: argparse.Namespace, config: CumulusConfig) -> int:
     router = config.router
-    status, body = http_json(f"http://{router.host}:{router.health_port}/api/v1/rollouts")
-    if status != 200 or not isinstance(body, dict):
-        raise NotReady(
-            f"the router at {router.host}:{router.health_port} did not answer", fix="`cumulus status`"
-        )
+    body = service_json("router", router.host, router.health_port, "/api/v1/rollouts")
     if args.json:
         print(json.dumps(body, indent=2))
     else:

@@ -105,3 +105,13 @@ def probe_trainer(host: str, health_port: int) -> ProbeResult:
         f"{100 * job['progress']:.0f}%, step {job['step']}/{job['total_steps']}"
     )
     return ProbeResult(True, detail, {**result.extra, "training": job})
+
+
+def service_json(service: str, host: str, port: int, path: str) -> dict[str, Any]:
+    """GET a service's JSON endpoint for the CLI; NotReady naming the service when it does not answer."""
+    from cumulus.errors import NotReady
+
+    status, body = http_json(f"http://{host}:{port}{path}")
+    if status != 200 or not isinstance(body, dict):
+        raise NotReady(f"the {service} at {host}:{port} did not answer", fix="`cumulus status`")
+    return body
