@@ -14,7 +14,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -157,13 +157,32 @@ def wait_for(
     )
 
 
-async def newest_table(bootstrap: str, workflow: str) -> events_pb2.RouteTable:
-    tables = [
-        codec.decode_as(events_pb2.RouteTable, r.value)
-        for r in await read_topic(bootstrap, topics.ROUTES.name)
-        if r.key == codec.encode_key(workflow)
-    ]
-    return max(tables, key=lambda t: t.version)
+async def newest_table(
+    bootstrap: str,
+    workflow: str,
+    until: Callable[[events_pb2.RouteTable], bool] | None = None,
+    timeout_s: float = 30,
+) -> events_pb2.RouteTable:
+    """The newest route table of ``workflow``; with ``until``, the first newest one it accepts.
+
+    The router reports a decision as soon as it is made; the table reaches Kafka a moment later.
+    """
+    deadline = time.monotonic() + timeout_s
+    while True:
+        tables = [
+            codec.decode_as(events_pb2.RouteTable, r.value)
+            for r in await read_topic(bootstrap, topics.ROUTES.name)
+            if r.key == codec.encode_key(workflow)
+        ]
+        newest = max(tables, key=lambda t: t.version) if tables else None
+        if newest is not None and (until is None or until(newest)):
+            return newest
+        assert time.monotonic() < deadline, f"no accepted route table for {workflow}; newest: {newest}"
+        await asyncio.sleep(0.2)
+
+
+def weights(table: events_pb2.RouteTable) -> list[float]:
+    return [w.weight for w in table.canary]
 
 
 async def test_killed_mid_ramp_the_router_resumes_at_the_same_step_and_weight(
@@ -176,7 +195,7 @@ async def test_killed_mid_ramp_the_router_resumes_at_the_same_step_and_weight(
     await asyncio.to_thread(wait_for, router, workflow, "canary", 1)
     await publish(kafka_bootstrap, verdicts(workflow, adapter, STEP_VERDICTS))
     before = await asyncio.to_thread(wait_for, router, workflow, "canary", 2)
-    table_before = await newest_table(kafka_bootstrap, workflow)
+    table_before = await newest_table(kafka_bootstrap, workflow, until=lambda t: weights(t) == [0.05])
     assert before["weight"] == 0.05
     assert (table_before.meta.tenant, table_before.meta.workflow) == (TENANT, workflow)
     assert [(w.target.adapter_id, w.weight) for w in table_before.canary] == [(adapter, 0.05)]
@@ -192,8 +211,8 @@ async def test_killed_mid_ramp_the_router_resumes_at_the_same_step_and_weight(
     await publish(kafka_bootstrap, verdicts(workflow, adapter, STEP_VERDICTS))
     resumed = await asyncio.to_thread(wait_for, router, workflow, "canary", 3)
     assert resumed["weight"] == 0.25
-    table = await newest_table(kafka_bootstrap, workflow)
-    assert table.version == table_before.version + 1 and [w.weight for w in table.canary] == [0.25]
+    table = await newest_table(kafka_bootstrap, workflow, until=lambda t: t.version > table_before.version)
+    assert table.version == table_before.version + 1 and weights(table) == [0.25]
 
 
 async def test_operator_commands_pause_resume_and_roll_back_through_kafka(
@@ -221,7 +240,7 @@ async def test_operator_commands_pause_resume_and_roll_back_through_kafka(
     assert await asyncio.to_thread(cli_main, ["rollout", "rollback", workflow]) == 0
     row = await asyncio.to_thread(wait_for, router, workflow, "rolled_back", 1)
     assert row["weight"] == 0.0
-    table = await newest_table(kafka_bootstrap, workflow)
+    table = await newest_table(kafka_bootstrap, workflow, until=lambda t: t.rollout_state == "rolled_back")
     assert table.rollout_state == "rolled_back" and not table.canary and not table.shadow.model
     assert table.live.model == "live"
     capsys.readouterr()

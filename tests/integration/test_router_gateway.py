@@ -81,9 +81,13 @@ async def test_the_gateway_serves_the_published_canary_share(
     for step in (1, 2, 3):
         await publish(kafka_bootstrap, verdicts(workflow, adapter, STEP_VERDICTS))
         await asyncio.to_thread(wait_for, router, workflow, "canary", step)
-    weight = 0.25
-    # The gateway applies the table within a second: wait until a request in the canary slice gets it.
-    probe = next(f"probe-{i}" for i in range(1000) if split_point(workflow, f"probe-{i}") < weight)
+    weight, previous_weight = 0.25, 0.05
+    # The gateway applies the table within a second: wait until a request that only this step's
+    # slice sends to the candidate gets it (one the previous step's table would send there too
+    # would not tell the two tables apart).
+    probe = next(
+        f"probe-{i}" for i in range(10_000) if previous_weight <= split_point(workflow, f"probe-{i}") < weight
+    )
     deadline = time.monotonic() + 10
     while (
         await stub.Generate(ask(workflow, probe), metadata=gateway.auth)
@@ -130,7 +134,14 @@ async def test_an_adapter_failing_in_its_first_canary_step_is_rolled_back_and_li
         if r.key == codec.encode_key(workflow)
     ]
     assert max(w.weight for t in tables for w in t.canary) == 0.01  # never more than the first step
-    await asyncio.sleep(1.0)  # the gateway applies a table within a second
+    # The gateway applies a table within a second: wait until the 1% slice is answered by live.
+    probe = next(f"probe-{i}" for i in range(10_000) if split_point(workflow, f"probe-{i}") < 0.01)
+    deadline = time.monotonic() + 10
+    while (
+        await stub.Generate(ask(workflow, probe), metadata=gateway.auth)
+    ).route.mode != common_pb2.ROUTE_MODE_LIVE:
+        assert time.monotonic() < deadline, "gateway never applied the rollback"
+        await asyncio.sleep(0.2)
     for i in range(50):
         reply = await stub.Generate(ask(workflow, f"{workflow}-{i}"), metadata=gateway.auth)
         assert reply.route.mode == common_pb2.ROUTE_MODE_LIVE and reply.route.target.model == "live"
