@@ -20,6 +20,7 @@ import signal
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import prometheus_client
@@ -27,6 +28,7 @@ from aiohttp import web
 
 from cumulus.config import CumulusConfig, ServiceConfig, load_config
 from cumulus.logs import StructuredLogger, configure_logging, get_logger
+from cumulus.publisher import EventPublisher
 
 ReadinessCheck = Callable[[], Awaitable[str | None]]
 """Returns None when ready, else a short reason why not."""
@@ -48,6 +50,15 @@ class ServiceContext:
         section = getattr(self.config, self.name)
         assert isinstance(section, ServiceConfig)
         return section
+
+    def event_publisher(self, spool_dir: Path | None, **options: Any) -> EventPublisher:
+        """This service's publisher (not started); its spool defaults to <state_dir>/spool/<service>."""
+        return EventPublisher(
+            self.config.kafka.bootstrap_servers,
+            spool_dir or self.config.state_dir / "spool" / self.name,
+            producer_name=self.name,
+            **options,
+        )
 
     async def readiness_report(self) -> tuple[bool, dict[str, Any]]:
         checks: dict[str, Any] = {}

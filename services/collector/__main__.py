@@ -12,7 +12,6 @@ import asyncio
 import logging
 
 from cumulus.artifacts import ArtifactStore
-from cumulus.publisher import EventPublisher
 from cumulus.service import ServiceContext, kafka_check, run_service
 from services.collector.api import Backend, ReadApi
 from services.collector.detection import CandidateDetector
@@ -28,11 +27,7 @@ async def main(ctx: ServiceContext, api: ReadApi) -> None:
     # aiokafka narrates every group join at INFO in free text; its warnings and errors still show.
     logging.getLogger("aiokafka").setLevel(logging.WARNING)
     db = ClickHouseStore(config.clickhouse_dsn, config.clickhouse.database)
-    publisher = EventPublisher(
-        config.kafka.bootstrap_servers,
-        cfg.capture.spool_dir or config.state_dir / "spool" / "collector",
-        producer_name="collector",
-    )
+    publisher = ctx.event_publisher(cfg.capture.spool_dir)
     pipeline = CapturePipeline(config.kafka.bootstrap_servers, cfg.capture, db, publisher)
     # Registered before the first await: with no checks at all /readyz would already say ready.
     ctx.readiness.update(

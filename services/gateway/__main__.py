@@ -16,7 +16,6 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")  # no hub on these machines: fail f
 import asyncio
 
 from cumulus.errors import CumulusError
-from cumulus.publisher import EventPublisher
 from cumulus.service import ServiceContext, run_service
 from services.gateway import metrics
 from services.gateway.adapters import ArtifactAdapters
@@ -29,12 +28,8 @@ from services.gateway.triton import TritonClient
 
 async def main(ctx: ServiceContext) -> None:
     config, gateway = ctx.config, ctx.config.gateway
-    publisher = EventPublisher(
-        config.kafka.bootstrap_servers,
-        gateway.spool_dir or config.state_dir / "spool" / "gateway",
-        producer_name="gateway",
-        max_spool_bytes=gateway.max_spool_bytes,
-        linger_ms=gateway.events_linger_ms,
+    publisher = ctx.event_publisher(
+        gateway.spool_dir, max_spool_bytes=gateway.max_spool_bytes, linger_ms=gateway.events_linger_ms
     )
     triton = TritonClient(config.triton.grpc_url, lanes=gateway.triton_streams)
     renderer = TokenizerRenderer(

@@ -14,7 +14,6 @@ from cumulus.graders import GraderSettings, GraderSuite, PairwiseGrader
 from cumulus.graders.semantic import minilm_path
 from cumulus.graders.store import JudgeStore, judge_store_path
 from cumulus.graders.triton_judge import TritonJudgeModel
-from cumulus.publisher import EventPublisher
 from cumulus.service import ServiceContext, kafka_check, run_service
 from services.judge.worker import JudgeWorker
 
@@ -53,11 +52,7 @@ async def main(ctx: ServiceContext) -> None:
     judge = PairwiseGrader(model, config.judge.llm_judge.concurrency) if model else None
     suite = GraderSuite(grader_settings(config), judge=judge)
     store = JudgeStore(judge_store_path(config), retention_s=config.judge.store_retention_days * 86400)
-    publisher = EventPublisher(
-        config.kafka.bootstrap_servers,
-        config.judge.spool_dir or config.state_dir / "spool" / "judge",
-        producer_name="judge",
-    )
+    publisher = ctx.event_publisher(config.judge.spool_dir)
     await publisher.start()
     ctx.readiness["kafka"] = kafka_check(config.kafka.bootstrap_servers)
     consumer = await start_consumer(

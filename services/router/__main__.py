@@ -12,7 +12,6 @@ from typing import Any
 from aiohttp import web
 
 from cumulus.consuming import start_consumer
-from cumulus.publisher import EventPublisher
 from cumulus.service import ServiceContext, kafka_check, run_service
 from services.router.core import Router
 from services.router.state import load_state
@@ -64,11 +63,7 @@ def serve() -> None:
             return None if holder else "reading rollouts and route tables back from Kafka"
 
         ctx.readiness["restored"] = restored
-        publisher = EventPublisher(
-            bootstrap,
-            config.router.spool_dir or config.state_dir / "spool" / "router",
-            producer_name="router",
-        )
+        publisher = ctx.event_publisher(config.router.spool_dir)
         await publisher.start()
         consumer = None
         try:

@@ -12,7 +12,6 @@ from aiohttp import web
 
 from cumulus import topics
 from cumulus.consuming import start_consumer
-from cumulus.publisher import EventPublisher
 from cumulus.service import ServiceContext, kafka_check, run_service
 from services.trainer.recipe_config import load_recipe_config
 from services.trainer.worker import TrainerWorker
@@ -24,11 +23,7 @@ async def main(ctx: ServiceContext) -> None:
     config = ctx.config
     recipe = load_recipe_config(config.trainer.recipe)
     recipe.resolve()  # refuse e.g. fp16 on CPU now, naming the fix
-    publisher = EventPublisher(
-        config.kafka.bootstrap_servers,
-        config.trainer.spool_dir or config.state_dir / "spool" / "trainer",
-        producer_name="trainer",
-    )
+    publisher = ctx.event_publisher(config.trainer.spool_dir)
     await publisher.start()
     ctx.readiness["kafka"] = kafka_check(config.kafka.bootstrap_servers)
     consumer = await start_consumer(
