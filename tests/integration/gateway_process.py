@@ -15,7 +15,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -128,3 +128,25 @@ class GatewayProcess:
     def log_tail(self, lines: int = 60) -> str:
         path = self.state_dir / "gateway.log"
         return "\n".join(path.read_text(errors="replace").splitlines()[-lines:]) if path.exists() else ""
+
+
+@contextlib.contextmanager
+def session_gateway(
+    state_dir: Path, kafka_bootstrap: str, triton_url: str, settings: Mapping[str, str]
+) -> Iterator[GatewayProcess]:
+    """A gateway on the session's Kafka and Triton (and its models); it must exit 0 on SIGTERM."""
+    from tests.integration.triton_fixtures import LIVE_MODEL, SMALL_MODEL
+
+    process = GatewayProcess.start(
+        state_dir,
+        kafka_bootstrap=kafka_bootstrap,
+        triton_url=triton_url,
+        live_model=LIVE_MODEL,
+        small_model=SMALL_MODEL,
+        settings=settings,
+    )
+    try:
+        yield process
+    finally:
+        code = process.stop()
+        assert code == 0, f"gateway exited {code} on SIGTERM:\n{process.log_tail()}"

@@ -28,7 +28,7 @@ from cumulus import codec, topics
 from cumulus.topics import TopicSpec
 from cumulus.v1 import common_pb2, events_pb2, gateway_pb2, gateway_pb2_grpc
 from services.gateway.routes import split_point
-from tests.integration.gateway_process import GatewayProcess
+from tests.integration.gateway_process import GatewayProcess, session_gateway
 from tests.integration.kafka_fixtures import RestartableKafka
 from tests.integration.records import decode_or_none
 from tests.integration.triton_fixtures import LIVE_MODEL, SMALL_MODEL
@@ -42,19 +42,9 @@ SMALL = common_pb2.RouteTarget(model="small")
 def gateway(
     kafka_bootstrap: str, triton_server: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[GatewayProcess]:
-    process = GatewayProcess.start(
-        tmp_path_factory.mktemp("gateway"),
-        kafka_bootstrap=kafka_bootstrap,
-        triton_url=triton_server,
-        live_model=LIVE_MODEL,
-        small_model=SMALL_MODEL,
-        settings={"CUMULUS_GATEWAY__SHADOW_TIMEOUT_S": "20"},
-    )
-    try:
-        yield process
-    finally:
-        code = process.stop()
-        assert code == 0, f"gateway exited {code} on SIGTERM:\n{process.log_tail()}"
+    settings = {"CUMULUS_GATEWAY__SHADOW_TIMEOUT_S": "20"}
+    with session_gateway(tmp_path_factory.mktemp("gateway"), kafka_bootstrap, triton_server, settings) as gw:
+        yield gw
 
 
 @pytest.fixture

@@ -18,7 +18,7 @@ from cumulus import codec, topics
 from cumulus.v1 import common_pb2, events_pb2, gateway_pb2, gateway_pb2_grpc
 from services.gateway.routes import split_point
 from services.router.state import read_topic
-from tests.integration.gateway_process import GatewayProcess
+from tests.integration.gateway_process import GatewayProcess, session_gateway
 from tests.integration.test_router import (  # noqa: F401 (the router fixture is used by name)
     STEP_VERDICTS,
     RouterProcess,
@@ -28,7 +28,6 @@ from tests.integration.test_router import (  # noqa: F401 (the router fixture is
     verdicts,
     wait_for,
 )
-from tests.integration.triton_fixtures import LIVE_MODEL, SMALL_MODEL
 
 pytestmark = pytest.mark.integration
 CANDIDATE_MODES = (common_pb2.ROUTE_MODE_CANARY, common_pb2.ROUTE_MODE_FALLBACK)
@@ -38,18 +37,9 @@ CANDIDATE_MODES = (common_pb2.ROUTE_MODE_CANARY, common_pb2.ROUTE_MODE_FALLBACK)
 def gateway(
     kafka_bootstrap: str, triton_server: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[GatewayProcess]:
-    process = GatewayProcess.start(
-        tmp_path_factory.mktemp("gateway"),
-        kafka_bootstrap=kafka_bootstrap,
-        triton_url=triton_server,
-        live_model=LIVE_MODEL,
-        small_model=SMALL_MODEL,
-        settings={"CUMULUS_GATEWAY__SHADOW_CONCURRENCY": "0"},  # keep the 2 cores for the answers
-    )
-    try:
-        yield process
-    finally:
-        process.stop()
+    settings = {"CUMULUS_GATEWAY__SHADOW_CONCURRENCY": "0"}  # keep the 2 cores for the answers
+    with session_gateway(tmp_path_factory.mktemp("gateway"), kafka_bootstrap, triton_server, settings) as gw:
+        yield gw
 
 
 @pytest.fixture
