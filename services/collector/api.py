@@ -9,6 +9,9 @@ process owns the data directory, so nothing else may open it.
 - ``GET  /api/v1/candidates``                                    every nomination, newest first
 - ``GET  /api/v1/detection``                                     the last periodic check
 - ``GET  /api/v1/capture?workflow=``             row/event counts per table, rows inserted, capture lag
+- ``GET  /api/v1/adapters?workflow=&limit=100``                  latest version of each adapter, newest first
+- ``GET  /api/v1/rollouts?workflow=&window_h=&limit=20``  transitions, traffic share and judge pass rate
+- ``GET  /dashboard`` (and ``/``)                                the dashboard page (static/dashboard.html)
 
 Errors answer ``{"error": ..., "fix": ...}`` with the error's HTTP status.
 """
@@ -18,6 +21,7 @@ from __future__ import annotations
 import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from importlib import resources
 from typing import Any
 
 from aiohttp import web
@@ -25,6 +29,7 @@ from aiohttp import web
 from cumulus.errors import CumulusError, InvalidArgument, NotFound, NotReady
 from cumulus.logs import get_logger
 from cumulus.service import ServiceContext
+from services.collector import rollout_views
 from services.collector.detection import CandidateDetector, evidence_of
 from services.collector.insights import Insights
 from services.collector.nomination import Nominator
@@ -82,6 +87,7 @@ class ReadApi:
 
     def __init__(self) -> None:
         self.backend: Backend | None = None
+        self.page = (resources.files("services.collector") / "static" / "dashboard.html").read_bytes()
 
     def mount(self, _: ServiceContext, app: web.Application) -> None:
         add = app.router
@@ -91,6 +97,11 @@ class ReadApi:
         add.add_get("/api/v1/candidates", self._guard(self.candidates))
         add.add_get("/api/v1/detection", self._guard(self.detection))
         add.add_get("/api/v1/capture", self._guard(self.capture))
+        add.add_get("/api/v1/adapters", self._guard(self.adapters))
+        add.add_get("/api/v1/rollouts", self._guard(self.rollouts))
+        # Not guarded: served while the backend is still starting; the page shows the API's 503.
+        add.add_get("/dashboard", self.dashboard)
+        add.add_get("/", self.home)
 
     def _guard(self, handler: Callable[[web.Request, Backend], Awaitable[Any]]) -> Handler:
         async def wrapped(request: web.Request) -> web.StreamResponse:
@@ -105,6 +116,12 @@ class ReadApi:
             return web.json_response(body, dumps=lambda o: json.dumps(o, default=str))
 
         return wrapped
+
+    async def dashboard(self, _: web.Request) -> web.Response:
+        return web.Response(body=self.page, content_type="text/html", headers={"Cache-Control": "no-cache"})
+
+    async def home(self, _: web.Request) -> web.Response:
+        raise web.HTTPFound("/dashboard")
 
     async def workflows(self, request: web.Request, b: Backend) -> Any:
         window_h = _number(request, "window_h", b.default_window_h)
@@ -162,6 +179,16 @@ class ReadApi:
         # An empty table yields NaN quantiles, which are not JSON.
         tables["requests"]["freshness_ms"] = {k: None if v != v else float(v) for k, v in lag[0].items()}
         return {"workflow": workflow, "tables": tables}
+
+    async def adapters(self, request: web.Request, b: Backend) -> Any:
+        limit = int(_number(request, "limit", 100))
+        return {"adapters": await rollout_views.adapters(b.db, request.query.get("workflow", ""), limit)}
+
+    async def rollouts(self, request: web.Request, b: Backend) -> Any:
+        window_h = _number(request, "window_h", b.default_window_h)
+        limit = int(_number(request, "limit", 20))
+        found = await rollout_views.rollouts(b.db, window_h * 3600, request.query.get("workflow", ""), limit)
+        return {"window_h": window_h, "rollouts": [r.to_json() for r in found]}
 
     @staticmethod
     async def _tenant_of(b: Backend, workflow: str, tenant: str, window_h: float) -> str:
