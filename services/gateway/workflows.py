@@ -3,9 +3,11 @@
 Clients may name their workflow; when they don't, requests built from the same template should
 still land in the same workflow. The template is what stays fixed between requests of one kind:
 
-- the system prompt and the tool names, when the request has either: the user turn is then
-  treated as pure data (a ticket, a document) and ignored, or every request would be its own
-  workflow;
+- the system prompt, when there is one: it names the application. Tools are then ignored, as
+  is the user turn (pure data: a ticket, a document), because apps that pick tools per request
+  (retrieved tools, per-user plugins, function calling as a service) would otherwise split into
+  a workflow per tool set;
+- else the tool names, when the request declares tools;
 - otherwise the *static prefix* of the first user message: its start, up to the first sign of
   variable content (a digit, a quote, a bracket), at most ``PREFIX_CHARS`` characters.
 
@@ -54,8 +56,10 @@ def static_prefix(text: str) -> str:
 def fingerprint(tenant: str, system_prompt: str, tool_names: Iterable[str], user_text: str) -> str:
     """Fingerprint of a chat request's template: 16 hex characters."""
     tools = sorted(set(tool_names))
-    if system_prompt or tools:
-        parts = ["chat", tenant, normalise(system_prompt), ",".join(tools)]
+    if system_prompt:
+        parts = ["chat", tenant, normalise(system_prompt), ""]
+    elif tools:
+        parts = ["chat", tenant, "", ",".join(tools)]
     else:
         parts = ["chat", tenant, "", "", static_prefix(user_text)]
     return _digest(parts)

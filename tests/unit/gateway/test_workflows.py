@@ -9,7 +9,7 @@ def chat(system: str, user: str) -> list[tuple[str, str]]:
 
 def test_pinned_value_is_stable_across_processes() -> None:
     # blake2b of fixed text: a change here re-buckets every derived workflow in production.
-    assert fingerprint("acme", "You route support tickets.", ["assign"], "ignored") == "8d7de2673be3d616"
+    assert fingerprint("acme", "You route support tickets.", ["assign"], "ignored") == "69069c3064d50a27"
 
 
 def test_same_system_prompt_and_tools_with_different_data_match() -> None:
@@ -20,10 +20,16 @@ def test_same_system_prompt_and_tools_with_different_data_match() -> None:
     assert a == b and a.derived and a.name == "wf-" + a.fingerprint
 
 
-def test_tool_order_does_not_matter_but_tool_names_do() -> None:
-    base = chat("You are a helper.", "x")
+def test_without_a_system_prompt_tool_names_decide_in_any_order() -> None:
+    base = chat("", "x")
     assert resolve_chat("t", "", base, ["a", "b"]) == resolve_chat("t", "", base, ["b", "a"])
     assert resolve_chat("t", "", base, ["a"]) != resolve_chat("t", "", base, ["a", "c"])
+
+
+def test_a_system_prompt_keeps_per_request_tools_in_one_workflow() -> None:
+    # Function calling as a service: the tools change with every request, the app does not.
+    base = chat("You turn requests into API calls.", "x")
+    assert resolve_chat("t", "", base, ["area_of_triangle"]) == resolve_chat("t", "", base, ["get_weather"])
 
 
 def test_different_system_prompts_differ() -> None:
