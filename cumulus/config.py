@@ -2,12 +2,14 @@
 
 Sources, later ones winning: the defaults below (a working local stack with nothing to
 configure), a YAML file (``--config``, ``$CUMULUS_CONFIG`` or ``./cumulus.yaml``), then
-environment variables ``CUMULUS_<SECTION>__<FIELD>`` (e.g. ``CUMULUS_KAFKA__BOOTSTRAP_SERVERS``).
+environment variables ``CUMULUS_<SECTION>__<FIELD>`` (e.g. ``CUMULUS_KAFKA__BOOTSTRAP_SERVERS``;
+lists and mappings as JSON: ``CUMULUS_ROUTER__CANARY_STEPS="[0.1, 0.5]"``).
 Unknown keys are refused, so a typo never silently falls back to a default.
 """
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -198,6 +200,9 @@ class ExportConfig(Section):
     """Feedback with a score below this is negative: the request is dropped unless corrected."""
     negative_labels: tuple[str, ...] = ("bad", "negative", "wrong", "incorrect", "thumbs_down")
     """Feedback labels (case-insensitive) that count as negative whatever the score."""
+    canonical_tool_calls: bool = True
+    """Answers that are tool calls (in any format the graders read) are rewritten as canonical
+    ``<tool_call>`` blocks: one format to learn, fewer tokens; graders compare calls, not text."""
 
 
 def _default_prices() -> dict[str, ModelPrice]:
@@ -414,9 +419,20 @@ def _env_overrides(env: Mapping[str, str]) -> tuple[dict[str, Any], dict[tuple[s
         node = data
         for key in keys[:-1]:
             node = node.setdefault(key, {})
-        node[keys[-1]] = value
+        node[keys[-1]] = _env_value(name, value)
         names[keys] = name
     return data, names
+
+
+def _env_value(name: str, value: str) -> Any:
+    """A variable's value: lists and mappings as JSON (``[0.1, 0.5]``), anything else as text."""
+    if not value.lstrip().startswith(("[", "{")):
+        return value
+    try:
+        return json.loads(value)
+    except ValueError as exc:
+        example = f'{name}="[0.1, 0.5]"'
+        raise ConfigError(f"{name}: not valid JSON: {exc}", fix=f"write it as JSON, e.g. {example}") from exc
 
 
 def _deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:

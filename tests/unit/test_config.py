@@ -57,3 +57,10 @@ def test_out_of_range_value_is_refused(tmp_path: Path) -> None:
     path.write_text("triton:\n  max_batch_size: 0\n")
     with pytest.raises(ConfigError, match=r"triton\.max_batch_size"):
         load_config(path, env={})
+
+
+def test_list_fields_take_json_from_the_environment() -> None:
+    config = load_config(env={"CUMULUS_ROUTER__CANARY_STEPS": "[0.1, 0.5]"})
+    assert config.router.canary_steps == (0.1, 0.5)
+    with pytest.raises(ConfigError, match="CUMULUS_ROUTER__CANARY_STEPS: not valid JSON"):
+        load_config(env={"CUMULUS_ROUTER__CANARY_STEPS": "[0.1,"})
