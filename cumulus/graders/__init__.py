@@ -34,7 +34,7 @@ from cumulus.graders.pairwise import JudgeModel, PairwiseGrader
 from cumulus.graders.selector import GraderSettings, GraderSuite, Outcome, detect_grader
 from cumulus.graders.semantic import Embedder, MiniLMEmbedder, SemanticGrader
 from cumulus.graders.tool_call import ToolCallGrader, call_mismatch
-from cumulus.graders.tool_parsing import ToolCall, parse_tool_calls
+from cumulus.graders.tool_parsing import ToolCall, parse_tool_calls, render_tool_calls
 
 __all__ = [
     "GRADER_NAMES",
@@ -66,5 +66,6 @@ __all__ = [
     "normalise_label",
     "parse_json_output",
     "parse_tool_calls",
+    "render_tool_calls",
     "values_equal",
 ]

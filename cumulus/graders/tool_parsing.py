@@ -53,6 +53,19 @@ def parse_tool_calls(text: str, tools: Sequence[ToolSchema] = ()) -> list[ToolCa
     return _python_calls(body, tools)
 
 
+def render_tool_calls(calls: Sequence[ToolCall]) -> str:
+    """``calls`` in the one canonical format: Qwen2.5's ``<tool_call>`` blocks of compact JSON.
+
+    What the prompt renderer's tool protocol asks every model for; training data uses it so a
+    small model learns one format instead of every variant the live model happened to write.
+    """
+    blocks = (
+        json.dumps({"name": call.name, "arguments": dict(call.arguments)}, ensure_ascii=False)
+        for call in calls
+    )
+    return "\n".join(f"<tool_call>\n{block}\n</tool_call>" for block in blocks)
+
+
 def _json_call(block: str) -> ToolCall | None:
     try:
         calls = _json_calls(json.loads(block))

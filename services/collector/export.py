@@ -9,6 +9,8 @@ What goes in, newest request first, until ``max_examples``:
   at it, so neither the files nor the dedup keys ever hold a raw value;
 - requests whose normalised prompt (case-folded, whitespace collapsed, roles kept, tool names)
   was already taken are duplicates and skipped; over-long examples are skipped;
+- an answer that is a tool call, in whatever format the live model wrote it, is rewritten as
+  canonical ``<tool_call>`` blocks (``canonical_tool_calls``), so the adapter learns one format;
 - the split is by a hash of the normalised prompt: the same prompt always lands on the same side,
   whichever export it is in, so a holdout prompt never leaks into a later train set.
 
@@ -31,6 +33,7 @@ from typing import Any
 
 from cumulus.artifacts import ArtifactStore, Manifest
 from cumulus.config import ExportConfig
+from cumulus.graders import ToolSchema, parse_tool_calls, render_tool_calls
 from services.collector.insights import LIVE_MODEL, LIVE_ROUTES
 from services.collector.pii import scrub
 from services.collector.store import ClickHouseStore
@@ -146,6 +149,8 @@ def build_dataset(
             data.counts["malformed"] += 1
             continue
         answer = scrub(answer, data.pii)
+        if cfg.canonical_tool_calls and tools:
+            answer = _canonical_calls(answer, tools, data)
         key = normalised_prompt(messages, tools)
         if key in seen:
             data.counts["duplicate_prompt"] += 1
@@ -165,6 +170,16 @@ def build_dataset(
         examples.append(record)
     _split(data, keys, examples, cfg.holdout_fraction)
     return data
+
+
+def _canonical_calls(answer: str, tools: list[dict[str, Any]], data: Dataset) -> str:
+    """``answer`` as canonical ``<tool_call>`` blocks when it is a tool call, else unchanged."""
+    schemas = [ToolSchema(str(t.get("name", "")), t.get("parameters") or {}) for t in tools]
+    calls = parse_tool_calls(answer, schemas)
+    if not calls:
+        return answer
+    data.counts["canonical_tool_calls"] += 1
+    return render_tool_calls(calls)
 
 
 def _split(data: Dataset, keys: list[str], examples: list[dict[str, Any]], fraction: float) -> None:

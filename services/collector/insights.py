@@ -6,8 +6,8 @@ duplicates a producer sent); the dashboard's time series come from the per-minut
 
 Output shape, per successful answer: ``tool_call`` (a JSON object or list of objects with ``name``
 and ``arguments``, or a ``<tool_call>`` block as Qwen2.5 writes them), ``json`` (other JSON objects
-or arrays) or ``text``. Template stability is the share of requests carrying the workflow's most
-common prompt-template fingerprint.
+or arrays) or ``text``; a markdown code fence around the answer is looked through. Template
+stability is the share of requests carrying the workflow's most common prompt-template fingerprint.
 """
 
 from __future__ import annotations
@@ -26,12 +26,14 @@ LIVE_ROUTES = ("live", "fallback")
 """Route modes where the live model produced the answer (the traffic a small model could take)."""
 _DAY_S = 86400.0
 
+# Models often fence their answer in markdown (```json ... ```): the shape is that of what is inside.
+_BODY = "replaceRegexpAll(trimBoth(response), '^```[A-Za-z]*\\\\s*|\\\\s*```$', '')"
 _SHAPE = """multiIf(
-    (isValidJSON(response) AND (
-        (JSONHas(response, 'name') AND JSONHas(response, 'arguments'))
-        OR (JSONHas(response, 1, 'name') AND JSONHas(response, 1, 'arguments'))))
+    (isValidJSON(body) AND (
+        (JSONHas(body, 'name') AND JSONHas(body, 'arguments'))
+        OR (JSONHas(body, 1, 'name') AND JSONHas(body, 1, 'arguments'))))
     OR position(response, '<tool_call>') > 0, 'tool_call',
-    isValidJSON(response) AND match(response, '^\\\\s*[\\\\[{]'), 'json',
+    isValidJSON(body) AND match(body, '^\\\\s*[\\\\[{]'), 'json',
     'text')"""
 
 _FILTER = """occurred_at >= {since:DateTime64(3)}
@@ -54,7 +56,7 @@ SELECT tenant, workflow,
     max(occurred_at) AS last_seen
 FROM (
     SELECT tenant, workflow, status, route_mode, prompt_tokens, completion_tokens, latency_ms,
-           response, occurred_at, {_SHAPE} AS shape
+           response, occurred_at, {_BODY} AS body, {_SHAPE} AS shape
     FROM {{db}}.requests FINAL
     WHERE {_FILTER}
 )

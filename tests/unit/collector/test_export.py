@@ -169,3 +169,17 @@ def test_seeded_pii_never_reaches_the_exported_files(tmp_path: Path) -> None:
     assert len(data.train) + len(data.holdout) == 300
     assert set(manifest.fields["pii_replaced"]) == {"EMAIL", "PHONE", "CARD", "IBAN", "IP"}
     assert verify_dir(folder).id == manifest.id
+
+
+def test_tool_call_answers_in_any_format_become_canonical_blocks() -> None:
+    fenced = '```json\n{\n  "name": "route",\n  "arguments": {"team": "billing", "urgent": true}\n}\n```'
+    qwen = '<tool_call>\n{"name": "route", "arguments": {"team": "billing", "urgent": true}}\n</tool_call>'
+    data = build_dataset([request(1, answer=fenced), request(2, answer=qwen)], {}, CFG)
+    answers = [r["messages"][-1]["content"] for r in data.train + data.holdout]
+    assert answers == [qwen, qwen] and data.counts["canonical_tool_calls"] == 2
+    # Not a call (plain JSON data), or the option is off: the answer is kept as written.
+    data = build_dataset([request(3)], {}, CFG)
+    assert [r["messages"][-1]["content"] for r in data.train + data.holdout] == ['{"team": "t0"}']
+    raw = ExportConfig(min_examples=1, holdout_fraction=0.2, canonical_tool_calls=False)
+    data = build_dataset([request(1, answer=fenced)], {}, raw)
+    assert [r["messages"][-1]["content"] for r in data.train + data.holdout] == [fenced]
