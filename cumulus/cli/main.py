@@ -12,7 +12,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from cumulus.cli import adapter_cmds, collector_cmds, judge_cmds, rollout_cmds, stack_cmds
+from cumulus.cli import adapter_cmds, collector_cmds, demo_cmds, judge_cmds, rollout_cmds, stack_cmds
 from cumulus.config import CONFIG_ENV, CumulusConfig, load_config
 from cumulus.errors import ConfigError, CumulusError
 
@@ -26,6 +26,7 @@ def build_parser() -> argparse.ArgumentParser:
     collector_cmds.register(sub)
     adapter_cmds.register(sub)
     rollout_cmds.register(sub)
+    demo_cmds.register(sub)
     return parser
 
 

@@ -6,8 +6,6 @@ import json
 import os
 import signal
 import socket
-import subprocess
-import sys
 import threading
 import time
 import uuid
@@ -15,85 +13,21 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import grpc
-import psutil
 import pytest
 import tritonclient.grpc as grpcclient
 import yaml
 
 from cumulus import topics
 from cumulus.v1 import common_pb2, gateway_pb2, gateway_pb2_grpc
+from tests.integration.stack_process import cli, processes_under, stack_config_file
 
 REPO = Path(__file__).resolve().parents[2]
-
-
-def _free_ports(count: int) -> list[int]:
-    socks = [socket.socket() for _ in range(count)]
-    try:
-        for sock in socks:
-            sock.bind(("127.0.0.1", 0))
-        return [int(sock.getsockname()[1]) for sock in socks]
-    finally:
-        for sock in socks:
-            sock.close()
-
-
-def _cli(config: Path, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "cumulus.cli.main", "--config", str(config), *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        cwd=REPO,
-    )
-
-
-def _processes_under(state_dir: Path) -> list[psutil.Process]:
-    """Every process whose command line or environment points at this stack's state dir."""
-    found = []
-    for proc in psutil.process_iter(["cmdline", "environ"]):
-        try:
-            cmdline = " ".join(proc.info["cmdline"] or [])
-            environ = proc.info["environ"] or {}
-        except (psutil.NoSuchProcess, psutil.AccessDenied):
-            continue
-        if str(state_dir) in cmdline or environ.get("CUMULUS_STATE_DIR") == str(state_dir):
-            found.append(proc)
-    return found
 
 
 @pytest.fixture
 def stack_config(tmp_path: Path) -> Iterator[Path]:
     """A config putting the whole stack on free ports, tiny models, and shared caches."""
-    p = _free_ports(11)
-    state = tmp_path / "state"
-    config = {
-        "state_dir": str(state),
-        "model_cache_dir": str(REPO / ".cumulus" / "models"),
-        "kafka": {
-            "bootstrap_servers": f"127.0.0.1:{p[0]}",
-            "controller_port": p[1],
-            "libs_dir": str(REPO / ".cumulus" / "kafka" / "libs"),
-        },
-        "triton": {
-            "http_port": p[2],
-            "grpc_port": p[3],
-            "metrics_port": p[4],
-            "live_model": "tiny-llama",
-            "small_model": "tiny-llama",
-            "dtype": "float32",
-        },
-        "gateway": {"grpc_port": p[5], "health_port": p[6]},
-        "collector": {"health_port": p[7]},
-        "trainer": {"health_port": p[8]},
-        "judge": {"health_port": p[9]},
-        "router": {"health_port": p[10]},
-    }
-    path = tmp_path / "cumulus.yaml"
-    path.write_text(yaml.safe_dump(config))
-    yield path
-    _cli(path, "down")  # whatever a failed assertion left running
-    for proc in _processes_under(state.resolve()):
-        proc.kill()
+    yield from stack_config_file(tmp_path)
 
 
 def test_port_taken_is_a_clear_error_and_starts_nothing(stack_config: Path) -> None:
@@ -102,23 +36,23 @@ def test_port_taken_is_a_clear_error_and_starts_nothing(stack_config: Path) -> N
     with socket.socket() as blocker:
         blocker.bind(("127.0.0.1", taken))
         blocker.listen()
-        result = _cli(stack_config, "up")
+        result = cli(stack_config, "up")
     assert result.returncode == 1
     assert f"port 127.0.0.1:{taken} needed by triton is already in use" in result.stderr
-    assert _processes_under(Path(config["state_dir"]).resolve()) == []
+    assert processes_under(Path(config["state_dir"]).resolve()) == []
 
 
 def test_up_status_down(stack_config: Path) -> None:
     config = yaml.safe_load(stack_config.read_text())
     state = Path(config["state_dir"]).resolve()
 
-    up = _cli(stack_config, "up", timeout=900)
+    up = cli(stack_config, "up", timeout=900)
     assert up.returncode == 0, up.stdout + up.stderr
     key = (state / "dev-api-key").read_text().strip()
     assert key and key in up.stdout
     assert f"127.0.0.1:{config['gateway']['grpc_port']}" in up.stdout
 
-    status = _cli(stack_config, "status", "--json")
+    status = cli(stack_config, "status", "--json")
     assert status.returncode == 0, status.stdout + status.stderr
     components = json.loads(status.stdout)["components"]
     assert set(components) == {"kafka", "triton", "gateway", "collector", "trainer", "judge", "router"}
@@ -129,19 +63,19 @@ def test_up_status_down(stack_config: Path) -> None:
     assert client.is_model_ready("live") and client.is_model_ready("small")
     client.close()
 
-    again = _cli(stack_config, "up")
+    again = cli(stack_config, "up")
     assert again.returncode == 1 and "already running" in again.stderr
 
     _requests_are_counted_exactly_across_a_collector_kill(stack_config, config, state, key)
 
-    logs = _cli(stack_config, "logs", "gateway", "-n", "200")
+    logs = cli(stack_config, "logs", "gateway", "-n", "200")
     assert logs.returncode == 0 and "service=gateway" in logs.stdout
 
-    down = _cli(stack_config, "down", timeout=180)
+    down = cli(stack_config, "down", timeout=180)
     assert down.returncode == 0, down.stderr
     assert "kafka" in down.stdout and "triton" in down.stdout
-    assert _processes_under(state) == [], "cumulus down left processes behind"
-    after = json.loads(_cli(stack_config, "status", "--json").stdout)["components"]
+    assert processes_under(state) == [], "cumulus down left processes behind"
+    after = json.loads(cli(stack_config, "status", "--json").stdout)["components"]
     assert not any(info["healthy"] or info["running"] for info in after.values())
 
 
@@ -173,14 +107,14 @@ def _requests_are_counted_exactly_across_a_collector_kill(
         time.sleep(0.05)
     collector = json.loads((state / "run" / "collector.json").read_text())
     os.kill(collector["pid"], signal.SIGKILL)  # mid-stream, no chance to flush or commit
-    restarted = _cli(stack_config, "restart", "collector", timeout=120)
+    restarted = cli(stack_config, "restart", "collector", timeout=120)
     assert restarted.returncode == 0, restarted.stdout + restarted.stderr
     sender.join(timeout=120)
     assert len(set(sent)) == 50
 
     deadline, requests = time.monotonic() + 60, -1
     while time.monotonic() < deadline:
-        listed = _cli(stack_config, "workflows", "--json")
+        listed = cli(stack_config, "workflows", "--json")
         assert listed.returncode == 0, listed.stderr
         requests = next((w["requests"] for w in json.loads(listed.stdout) if w["workflow"] == workflow), 0)
         if requests >= 50:

@@ -16,26 +16,15 @@ against ``possible_answer``; the grader's verdict on (live, candidate) should ag
 from __future__ import annotations
 
 import json
-import sys
-import types
-from collections import defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
+from cumulus.demo.bfcl import BfclItem, gold_correct, load_items
 from cumulus.graders import ToolCall, ToolSchema
 
 CATEGORIES = ("simple_python", "multiple", "parallel", "live_simple", "live_multiple")
 FORMATS = ("python", "json", "qwen")
-
-
-@dataclass(frozen=True)
-class BfclItem:
-    id: str
-    category: str
-    functions: list[dict[str, Any]]
-    gold: list[dict[str, dict[str, list[Any]]]]
 
 
 @dataclass(frozen=True)
@@ -51,43 +40,8 @@ class BfclCase:
         return [ToolSchema(f["name"], f["parameters"]) for f in self.item.functions]
 
 
-def data_dir() -> Path:
-    import bfcl_eval
-
-    return Path(bfcl_eval.__file__).parent / "data"
-
-
-def load_items(category: str) -> list[BfclItem]:
-    folder = data_dir()
-    questions = {}
-    for line in (folder / f"BFCL_v4_{category}.json").read_text().splitlines():
-        row = json.loads(line)
-        questions[row["id"]] = row["function"]
-    items = []
-    for line in (folder / "possible_answer" / f"BFCL_v4_{category}.json").read_text().splitlines():
-        row = json.loads(line)
-        items.append(BfclItem(row["id"], category, questions[row["id"]], row["ground_truth"]))
-    return items
-
-
-def _ast_checker() -> Any:
-    """BFCL's checker; its model-name table is stubbed (it imports every model SDK, used for '.' in names)."""
-    name = "bfcl_eval.constants.model_config"
-    if name not in sys.modules:
-        stub = types.ModuleType(name)
-        stub.MODEL_CONFIG_MAPPING = defaultdict(lambda: types.SimpleNamespace(underscore_to_dot=False))  # type: ignore[attr-defined]
-        sys.modules[name] = stub
-    from bfcl_eval.eval_checker.ast_eval.ast_checker import ast_checker
-
-    return ast_checker
-
-
 def bfcl_verdict(item: BfclItem, calls: list[ToolCall]) -> bool:
-    from bfcl_eval.constants.enums import Language
-
-    output = [{call.name: dict(call.arguments)} for call in calls]
-    result = _ast_checker()(item.functions, output, item.gold, Language.PYTHON, item.category, "cumulus")
-    return bool(result["valid"])
+    return gold_correct(item, calls)
 
 
 def _first_accepted(options: dict[str, list[Any]]) -> dict[str, Any]:

@@ -1,0 +1,1 @@
+"""The closed-loop demo: a BFCL tool-calling workload through the real stack, end to end."""
