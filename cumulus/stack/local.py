@@ -25,6 +25,7 @@ from cumulus.stack import kafka as kafka_stack
 from cumulus.stack.probes import (
     ProbeResult,
     port_open,
+    probe_judge,
     probe_kafka,
     probe_service,
     probe_trainer,
@@ -86,6 +87,8 @@ class LocalStack:
             return probe_triton(spec.host, self.config.triton.http_port)
         if name == "trainer":
             return probe_trainer(spec.host, self.config.trainer.health_port)
+        if name == "judge":
+            return probe_judge(spec.host, self.config.judge.health_port, self.config)
         return probe_service(spec.host, getattr(self.config, name).health_port)
 
     def child_env(self) -> dict[str, str]:

@@ -9,6 +9,9 @@ import urllib.request
 from dataclasses import dataclass, field
 from typing import Any
 
+from cumulus.config import CumulusConfig
+from cumulus.graders.store import JudgeStore, judge_store_path
+
 
 @dataclass(frozen=True)
 class ProbeResult:
@@ -105,6 +108,28 @@ def probe_trainer(host: str, health_port: int) -> ProbeResult:
         f"{100 * job['progress']:.0f}%, step {job['step']}/{job['total_steps']}"
     )
     return ProbeResult(True, detail, {**result.extra, "training": job})
+
+
+def probe_judge(host: str, health_port: int, config: CumulusConfig) -> ProbeResult:
+    """``probe_service``, plus the graders calibration flags (poor agreement with reviewers)."""
+    result = probe_service(host, health_port)
+    path = judge_store_path(config)
+    if not result.healthy or not path.exists():
+        return result
+    store = JudgeStore(path)
+    try:
+        report = store.calibration(
+            min_samples=config.judge.min_calibration_samples,
+            min_kappa=config.judge.min_kappa,
+            min_consistency=config.judge.min_position_consistency,
+        )
+    finally:
+        store.close()
+    flagged = [f"{g.grader}: {g.note}" for g in report.graders if g.flagged]
+    if report.position_flagged:
+        flagged.append(f"LLM judge: position consistency {report.position_consistency:.2f}")
+    detail = "ready; FLAGGED " + "; ".join(flagged) if flagged else result.detail
+    return ProbeResult(True, detail, {**result.extra, "calibration_flags": flagged})
 
 
 def service_json(service: str, host: str, port: int, path: str) -> dict[str, Any]:
