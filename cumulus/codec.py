@@ -1,7 +1,8 @@
-"""Encoding and decoding of Kafka records: protobuf values, workflow keys, event metadata.
+"""Encoding and decoding of Kafka records: protobuf values, tenant/workflow keys, event metadata.
 
 Every record value is the serialized event of its topic (see cumulus.topics); the key is the
-workflow, so one workflow's events stay ordered within one partition.
+tenant and the workflow together (see encode_key), so one tenant's workflow stays ordered within
+one partition and the compacted routes topic keeps one table per (tenant, workflow).
 """
 
 from __future__ import annotations
@@ -13,11 +14,14 @@ from typing import TypeVar
 from google.protobuf.message import DecodeError, Message
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from cumulus.errors import EventDecodeError
+from cumulus.errors import EventDecodeError, InvalidArgument
 from cumulus.topics import BY_NAME
 from cumulus.v1 import common_pb2
 
 E = TypeVar("E", bound=Message)
+
+KEY_SEPARATOR = "/"
+"""Between tenant and workflow in a record key; never in a workflow name (see encode_key)."""
 
 
 def new_event_id() -> str:
@@ -44,8 +48,25 @@ def new_meta(
     )
 
 
-def encode_key(workflow: str) -> bytes:
-    return workflow.encode("utf-8")
+def encode_key(tenant: str, workflow: str) -> bytes:
+    """The record key of an event of ``workflow`` of ``tenant``: ``b"tenant/workflow"`` in UTF-8.
+
+    Workflows are tenant-scoped (two tenants may both name one "tickets"), so the key carries both.
+    The key is unambiguous because a workflow name never contains "/": named workflows are
+    identifiers (``[A-Za-z0-9][A-Za-z0-9._:-]*``, see services/gateway/validation.py) and derived
+    ones are ``wf-<hex>``. A tenant may contain anything, so decode_key splits at the last "/".
+    """
+    if KEY_SEPARATOR in workflow:
+        raise InvalidArgument(
+            "workflow", f"{workflow!r} contains {KEY_SEPARATOR!r}", fix="name it with [A-Za-z0-9._:-]"
+        )
+    return f"{tenant}{KEY_SEPARATOR}{workflow}".encode()
+
+
+def decode_key(key: bytes | None) -> tuple[str, str]:
+    """(tenant, workflow) of a record key made by encode_key; a key without "/" is a bare workflow."""
+    tenant, _, workflow = (key or b"").decode("utf-8", "replace").rpartition(KEY_SEPARATOR)
+    return tenant, workflow
 
 
 def encode_event(event: Message) -> bytes:

@@ -14,16 +14,19 @@ from cumulus import codec
 from cumulus.v1 import events_pb2
 
 UNKNOWN_WORKFLOW = "unattributed"
-"""Workflow of a dead letter whose record carried no key."""
+"""Workflow of a dead letter whose record carried no workflow in its key."""
 
 
 def dead_letter(record: Any, *, consumer: str, producer: str, reason: str) -> events_pb2.DeadLetter:
-    """The DeadLetter of an aiokafka ``ConsumerRecord`` (topic, partition, offset, key, value)."""
+    """The DeadLetter of an aiokafka ``ConsumerRecord`` (topic, partition, offset, key, value).
+
+    Its tenant and workflow are read from the record's key (the value may be what failed to decode).
+    """
     failed_at = Timestamp()
     failed_at.GetCurrentTime()
-    workflow = (record.key or b"").decode("utf-8", "replace") or UNKNOWN_WORKFLOW
+    tenant, workflow = codec.decode_key(record.key)
     return events_pb2.DeadLetter(
-        meta=codec.new_meta(tenant="", workflow=workflow, producer=producer),
+        meta=codec.new_meta(tenant=tenant, workflow=workflow or UNKNOWN_WORKFLOW, producer=producer),
         source_topic=record.topic,
         source_partition=record.partition,
         source_offset=record.offset,

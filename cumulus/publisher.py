@@ -116,7 +116,7 @@ class EventPublisher:
         self._run_task.add_done_callback(self._on_run_done)
 
     def publish(self, spec: TopicSpec, event: Message) -> None:
-        """Queue ``event`` for ``spec``'s topic, keyed by its workflow; never blocks or raises for Kafka.
+        """Queue ``event`` for ``spec``'s topic, keyed by tenant+workflow; never blocks or raises for Kafka.
 
         Call it from the event loop's thread. Raises only for a caller's bug: an event of another
         topic's type, or publishing after ``close()``.
@@ -127,7 +127,7 @@ class EventPublisher:
         if self._closed:
             raise CumulusError(f"publish() to {spec.name} after close()", fix="close the publisher last")
         meta.published_at.FromNanoseconds(time.time_ns())
-        record = SpoolRecord(spec.name, encode_key(meta.workflow), encode_event(event))
+        record = SpoolRecord(spec.name, encode_key(meta.tenant, meta.workflow), encode_event(event))
         if self._spooling:
             self._to_spool(record)
             return

@@ -1,6 +1,7 @@
 """Every Kafka topic of the system, its event type and its settings: the one place they are named.
 
-Keys are the workflow, so one workflow's events stay ordered in one partition.
+Keys are "tenant/workflow" (codec.encode_key), so one workflow's events stay ordered in one partition
+and the compacted routes topic keeps one table per workflow of each tenant.
 """
 
 from __future__ import annotations

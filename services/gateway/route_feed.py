@@ -1,4 +1,4 @@
-"""Keeps the RouteBook current from cumulus.routes.v1 (compacted: one RouteTable per workflow).
+"""Keeps the RouteBook current from cumulus.routes.v1 (compacted: one RouteTable per (tenant, workflow)).
 
 At start the feed reads the topic from the beginning, so a (re)started gateway knows every route;
 ``caught_up`` is set once it has read up to the end offsets it saw then (the gateway's readiness).
@@ -98,7 +98,8 @@ class RouteFeed:
 
     def _apply(self, record: ConsumerRecord[bytes, bytes]) -> None:
         if record.value is None:  # a compaction tombstone: the router deletes tables by publishing new ones
-            log.info("routes.tombstone_ignored", workflow=(record.key or b"").decode("utf-8", "replace"))
+            tenant, workflow = codec.decode_key(record.key)
+            log.info("routes.tombstone_ignored", tenant=tenant, workflow=workflow)
             return
         try:
             table = codec.decode_as(events_pb2.RouteTable, record.value, topic=record.topic)

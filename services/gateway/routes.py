@@ -1,6 +1,6 @@
 """Route tables and the traffic split: which model (and adapter) answers a request.
 
-The router publishes one ``RouteTable`` per workflow on cumulus.routes.v1; ``RouteBook`` keeps the
+The router publishes one ``RouteTable`` per (tenant, workflow) on cumulus.routes.v1; ``RouteBook`` keeps the
 newest version of each (older versions are ignored, so a replayed or reordered table never rolls
 a route back). Tables are keyed by (tenant, workflow) from their metadata: a tenant only ever
 reaches adapters of its own workflows, whatever workflow name it sends.

@@ -19,10 +19,11 @@ from services.router.worker import INPUTS, RouterWorker
 
 
 def describe(router: Router) -> list[dict[str, Any]]:
-    """Every workflow's latest rollout: state, weight, the current step's count and the last decision."""
+    """Each tenant's workflows' latest rollouts: state, weight, the step's count, the last decision."""
     rows = []
-    for rollout in sorted(router.rollouts.values(), key=lambda r: r.workflow):
+    for rollout in sorted(router.rollouts.values(), key=lambda r: (r.workflow, r.tenant)):
         last = rollout.last
+        table = router.tables.get(rollout.key)
         rows.append(
             {
                 "workflow": rollout.workflow,
@@ -33,9 +34,7 @@ def describe(router: Router) -> list[dict[str, Any]]:
                 "weight": rollout.weight,
                 "step_verdicts": rollout.evidence.n,
                 "step_passes": rollout.evidence.passes,
-                "route_version": router.tables[rollout.workflow].version
-                if rollout.workflow in router.tables
-                else 0,
+                "route_version": table.version if table is not None else 0,
                 "reason": last.reason if last else "",
                 "evidence": dict(last.evidence) if last else {},
             }

@@ -1,9 +1,11 @@
 """The router's decisions, free of Kafka: events in, rollout events and route tables out.
 
 ``Router`` holds the latest rollout of each workflow and the version of each workflow's route
-table. Handlers return ``Output``s (a topic and an event); the worker publishes them, waits for
-Kafka to acknowledge them, then commits the inputs. ``restore`` rebuilds the same state from the
-compacted route tables and the rollout events, which is how a restarted router resumes.
+table, both keyed by (tenant, workflow): tenants may name their workflows alike, and one tenant's
+adapters, verdicts and commands never touch another's rollout. Handlers return ``Output``s (a
+topic and an event); the worker publishes them, waits for Kafka to acknowledge them, then commits
+the inputs. ``restore`` rebuilds the same state from the compacted route tables and the rollout
+events, which is how a restarted router resumes.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from services.router.rollout import (
     SHADOW,
     Rollout,
     Transition,
+    WorkflowKey,
     candidate_target,
     incumbent_of,
 )
@@ -53,38 +56,42 @@ def gate_policy(config: RouterConfig) -> gates.GatePolicy:
 
 
 class Router:
-    """Rollouts by workflow and the route tables they publish (see the module docstring)."""
+    """Rollouts by (tenant, workflow) and the route tables they publish (see the module docstring)."""
 
     def __init__(self, config: RouterConfig) -> None:
         self.config = config
         self.policy = gate_policy(config)
-        self.rollouts: dict[str, Rollout] = {}
-        self.tables: dict[str, events_pb2.RouteTable] = {}
+        self.rollouts: dict[WorkflowKey, Rollout] = {}
+        self.tables: dict[WorkflowKey, events_pb2.RouteTable] = {}
 
     # --- inputs -------------------------------------------------------------------------------
     def on_adapter(self, event: events_pb2.AdapterEvent) -> list[Output]:
         """A READY adapter that passed the offline gate starts a rollout in shadow."""
         if event.status != events_pb2.ADAPTER_STATUS_READY or not event.gate_passed:
             return []
-        workflow = event.meta.workflow
-        current = self.rollouts.get(workflow)
+        key = WorkflowKey.of(event.meta)
+        current = self.rollouts.get(key)
         if current is not None and current.adapter_id == event.adapter_id:
             return []  # redelivered, or already rolled out: one rollout per adapter
         if current is not None and current.state in ACTIVE:
             log.warning(
-                "rollout.busy", workflow=workflow, adapter=event.adapter_id, active=current.adapter_id
+                "rollout.busy",
+                tenant=key.tenant,
+                workflow=key.workflow,
+                adapter=event.adapter_id,
+                active=current.adapter_id,
             )
             return []
-        table = self.tables.get(workflow)
+        table = self.tables.get(key)
         rollout = Rollout(
-            tenant=event.meta.tenant,
-            workflow=workflow,
+            tenant=key.tenant,
+            workflow=key.workflow,
             adapter_id=event.adapter_id,
             candidate=candidate_target(event, self.config.candidate_model),
             incumbent=incumbent_of(table),
             steps=self.config.canary_steps,
         )
-        self.rollouts[workflow] = rollout
+        self.rollouts[key] = rollout
         started = Transition(
             "", SHADOW, 0, 0.0, "adapter passed the offline gate", {"offline_score": event.offline_score}
         )
@@ -98,7 +105,7 @@ class Router:
         occurred before the step began (a new consumer group replaying the topic, or verdicts that
         arrive in the same batch as the command that resumed the step, must not count twice).
         """
-        rollout = self.rollouts.get(verdict.meta.workflow)
+        rollout = self.rollouts.get(WorkflowKey.of(verdict.meta))
         if (
             rollout is None
             or rollout.adapter_id != verdict.adapter_id
@@ -125,10 +132,15 @@ class Router:
         return outputs
 
     def on_command(self, command: events_pb2.RolloutCommand) -> list[Output]:
-        rollout = self.rollouts.get(command.meta.workflow)
+        rollout = self.rollouts.get(WorkflowKey.of(command.meta))
         who = command.operator or "operator"
         if rollout is None or (command.adapter_id and command.adapter_id != rollout.adapter_id):
-            log.warning("command.no_rollout", workflow=command.meta.workflow, adapter=command.adapter_id)
+            log.warning(
+                "command.no_rollout",
+                tenant=command.meta.tenant,
+                workflow=command.meta.workflow,
+                adapter=command.adapter_id,
+            )
             return []
         reason = f"{who}: {command.reason}" if command.reason else who
         actions = {
@@ -140,7 +152,13 @@ class Router:
         act = actions.get(command.action)
         move = act(reason) if act else None
         if move is None:
-            log.info("command.no_op", workflow=rollout.workflow, state=rollout.state, action=command.action)
+            log.info(
+                "command.no_op",
+                tenant=rollout.tenant,
+                workflow=rollout.workflow,
+                state=rollout.state,
+                action=command.action,
+            )
             return []
         return self._publish(rollout, move)
 
@@ -161,6 +179,7 @@ class Router:
         )
         log.info(
             "rollout.transition",
+            tenant=rollout.tenant,
             workflow=rollout.workflow,
             adapter=rollout.adapter_id,
             from_state=move.from_state,
@@ -174,44 +193,51 @@ class Router:
 
     def _next_table(self, rollout: Rollout) -> events_pb2.RouteTable:
         """The table of ``rollout``'s state, one version above the workflow's current table."""
-        previous = self.tables.get(rollout.workflow)
+        previous = self.tables.get(rollout.key)
         table = rollout.route_table((previous.version if previous else 0) + 1, self.config.shadow_rate)
         meta = codec.new_meta(tenant=rollout.tenant, workflow=rollout.workflow, producer=PRODUCER)
         table.meta.CopyFrom(meta)
-        self.tables[rollout.workflow] = table
+        self.tables[rollout.key] = table
         return table
 
     # --- restart ------------------------------------------------------------------------------
     def restore(
         self, tables: list[events_pb2.RouteTable], events: list[events_pb2.RolloutEvent]
     ) -> list[Output]:
-        """Rebuild from the newest table per workflow and the rollout events, oldest first.
+        """Rebuild from the newest table per (tenant, workflow) and the rollout events, oldest first.
 
         Returns tables to republish where the one in force does not match the rollout's state
         (the router died between publishing a table and its rollout event).
         """
         for table in tables:
-            self.tables[table.meta.workflow] = table
-        latest: dict[str, events_pb2.RolloutEvent] = {}
-        paused_from: dict[str, str] = {}
+            self.tables[WorkflowKey.of(table.meta)] = table
+        latest: dict[WorkflowKey, events_pb2.RolloutEvent] = {}
+        paused_from: dict[WorkflowKey, str] = {}
         for event in events:
-            latest[event.meta.workflow] = event
+            key = WorkflowKey.of(event.meta)
+            latest[key] = event
             if event.to_state == PAUSED:
-                paused_from[event.meta.workflow] = event.from_state
+                paused_from[key] = event.from_state
         repairs: list[Output] = []
-        for workflow, event in latest.items():
-            in_force = self.tables.get(workflow)
-            rollout = self._rebuild(event, in_force, paused_from.get(workflow, ""))
+        for key, event in latest.items():
+            in_force = self.tables.get(key)
+            rollout = self._rebuild(event, in_force, paused_from.get(key, ""))
             if rollout is None:
                 continue
-            self.rollouts[workflow] = rollout
+            self.rollouts[key] = rollout
             expected = rollout.route_table(0, self.config.shadow_rate)
             if in_force is None or _shape(in_force) != _shape(expected):
-                log.warning("rollout.route_repaired", workflow=workflow, adapter=rollout.adapter_id)
+                log.warning(
+                    "rollout.route_repaired",
+                    tenant=key.tenant,
+                    workflow=key.workflow,
+                    adapter=rollout.adapter_id,
+                )
                 repairs.append(Output(topics.ROUTES, self._next_table(rollout)))
             log.info(
                 "rollout.restored",
-                workflow=workflow,
+                tenant=key.tenant,
+                workflow=key.workflow,
                 adapter=rollout.adapter_id,
                 state=rollout.state,
                 step=rollout.step,
@@ -228,7 +254,13 @@ class Router:
             targets = [w.target for w in table.canary] + [table.shadow]
             candidate = next((t for t in targets if t.adapter_id == event.adapter_id), None)
         if candidate is None and event.to_state != ROLLED_BACK:
-            log.error("rollout.unrestorable", workflow=workflow, adapter=event.adapter_id, reason="no table")
+            log.error(
+                "rollout.unrestorable",
+                tenant=event.meta.tenant,
+                workflow=workflow,
+                adapter=event.adapter_id,
+                reason="no table",
+            )
             return None
         rollout = Rollout(
             tenant=event.meta.tenant,

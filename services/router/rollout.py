@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from cumulus.v1 import common_pb2, events_pb2
 from services.router.gates import StepEvidence
@@ -24,6 +25,20 @@ SHADOW, CANARY, PROMOTED, ROLLED_BACK, PAUSED = "shadow", "canary", "promoted", 
 STATES = (SHADOW, CANARY, PROMOTED, ROLLED_BACK, PAUSED)
 ACTIVE = (SHADOW, CANARY, PAUSED)
 """States in which a rollout still holds its workflow (a new adapter waits for it to finish)."""
+
+
+class WorkflowKey(NamedTuple):
+    """What the router keys rollouts and route tables by (a workflow's name is only unique per tenant).
+
+    Two tenants may both name a workflow "tickets": each gets its own rollout and route table.
+    """
+
+    tenant: str
+    workflow: str
+
+    @classmethod
+    def of(cls, meta: common_pb2.EventMeta) -> WorkflowKey:
+        return cls(meta.tenant, meta.workflow)
 
 
 @dataclass(frozen=True)
@@ -55,6 +70,10 @@ class Rollout:
     """Verdicts about earlier moments do not count toward the step (a replayed topic, a late batch)."""
     last: Transition | None = None
     """The latest transition: what `cumulus rollout list` explains."""
+
+    @property
+    def key(self) -> WorkflowKey:
+        return WorkflowKey(self.tenant, self.workflow)
 
     @property
     def rollout_id(self) -> str:

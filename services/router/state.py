@@ -1,10 +1,11 @@
 """Reading the router's state back from Kafka on start (durability without a database).
 
 Where the state lives, and why no extra topic:
-- cumulus.routes.v1 is compacted: the newest RouteTable of each workflow is always there. It holds
-  what the gateway serves now (weights, candidate and incumbent targets, version).
-- cumulus.rollouts.v1 keeps every decision forever: the newest RolloutEvent of a workflow gives
-  the rollout's adapter, state and step (and, for a pause, the state to resume to).
+- cumulus.routes.v1 is compacted (keyed by tenant and workflow): the newest RouteTable of each
+  tenant's workflow is always there. It holds what the gateway serves now (weights, candidate and
+  incumbent targets, version).
+- cumulus.rollouts.v1 keeps every decision forever: the newest RolloutEvent of a tenant's workflow
+  gives the rollout's adapter, state and step (and, for a pause, the state to resume to).
 Together they are the whole rollout state except the verdicts counted in the current step; those
 are deliberately not persisted: a restarted step tests afresh (an always-valid test may start at
 any time), which costs samples, never validity. The router publishes a transition's table before
@@ -25,6 +26,7 @@ from cumulus.consuming import backoff_s, stopped_within
 from cumulus.errors import EventDecodeError
 from cumulus.logs import get_logger
 from cumulus.v1 import events_pb2
+from services.router.rollout import WorkflowKey
 
 log = get_logger("router")
 
@@ -61,7 +63,7 @@ async def read_topic(bootstrap_servers: str, topic: str) -> list[Any]:
 async def load_state(
     bootstrap_servers: str, stopping: asyncio.Event
 ) -> tuple[list[events_pb2.RouteTable], list[events_pb2.RolloutEvent]] | None:
-    """The newest table per workflow and every rollout event, oldest first; retries while Kafka is down."""
+    """Newest table per (tenant, workflow), every rollout event oldest first; retries while Kafka is down."""
     attempt = 0
     while not stopping.is_set():
         try:
@@ -74,11 +76,12 @@ async def load_state(
             await stopped_within(stopping, backoff_s(attempt))  # the loop's test sees a stop
             attempt += 1
             continue
-        tables: dict[str, events_pb2.RouteTable] = {}
+        tables: dict[WorkflowKey, events_pb2.RouteTable] = {}
         for table in _decoded(events_pb2.RouteTable, route_records):
-            held = tables.get(table.meta.workflow)
+            key = WorkflowKey.of(table.meta)
+            held = tables.get(key)
             if held is None or table.version > held.version:
-                tables[table.meta.workflow] = table
+                tables[key] = table
         events = sorted(
             _decoded(events_pb2.RolloutEvent, rollout_records),
             key=lambda e: e.meta.occurred_at.ToNanoseconds(),

@@ -231,7 +231,7 @@ async def produce(
 def stamped(event: events_pb2.InferenceEvent) -> tuple[bytes, bytes]:
     """(key, value) of an event with ``published_at`` = now."""
     event.meta.published_at.FromNanoseconds(time.time_ns())
-    return codec.encode_key(event.meta.workflow), codec.encode_event(event)
+    return codec.encode_key(event.meta.tenant, event.meta.workflow), codec.encode_event(event)
 
 
 async def partitions(bootstrap: str, topic_names: Iterable[str]) -> list[TopicPartition]:

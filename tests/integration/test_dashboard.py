@@ -151,7 +151,7 @@ def seeded(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> It
         traffic = [stamped(inference_event(workflow, i)) for i in range(REQUESTS)]
         asyncio.run(produce(kafka_bootstrap, topics.INFERENCE.name, traffic))
         for topic, events in _events(workflow, adapter_id).items():
-            records = [(codec.encode_key(workflow), codec.encode_event(e)) for e in events]
+            records = [(codec.encode_key("acme", workflow), codec.encode_event(e)) for e in events]
             asyncio.run(produce(kafka_bootstrap, topic, records))
         expected = {"requests": REQUESTS, "rollout_events": len(WEIGHTS), "verdicts": VERDICTS}
         _wait_for(collector, workflow, expected)

@@ -17,7 +17,9 @@ async def test_every_event_type_round_trips_through_kafka(kafka_bootstrap: str) 
         for spec in topics.ALL_TOPICS:
             workflow = f"wf-{uuid.uuid4().hex[:8]}"
             event = spec.event_type(meta=codec.new_meta(tenant="t", workflow=workflow, producer="test"))
-            await producer.send_and_wait(spec.name, codec.encode_event(event), key=codec.encode_key(workflow))
+            await producer.send_and_wait(
+                spec.name, codec.encode_event(event), key=codec.encode_key("t", workflow)
+            )
             sent[spec.name] = event
     finally:
         await producer.stop()
@@ -38,7 +40,7 @@ async def test_every_event_type_round_trips_through_kafka(kafka_bootstrap: str) 
                 async for record in consumer:
                     event = decode_or_none(record.topic, record.value)
                     if event is not None and event.meta.event_id == sent[record.topic].meta.event_id:
-                        assert record.key == codec.encode_key(event.meta.workflow)
+                        assert record.key == codec.encode_key(event.meta.tenant, event.meta.workflow)
                         received[record.topic] = event
                     if len(received) == len(sent):
                         return

@@ -74,7 +74,7 @@ async def publish_route(bootstrap: str, workflow: str, version: int, **fields: A
     await producer.start()
     try:
         await producer.send_and_wait(
-            topics.ROUTES.name, codec.encode_event(table), key=codec.encode_key(workflow)
+            topics.ROUTES.name, codec.encode_event(table), key=codec.encode_key("dev", workflow)
         )
     finally:
         await producer.stop()

@@ -71,7 +71,7 @@ async def _consume_all(bootstrap: str, tenant: str) -> dict[str, list[str]]:
                 for record in records:
                     event = decode_as_or_none(events_pb2.InferenceEvent, record.value)
                     if event is not None and event.meta.tenant == tenant:
-                        assert record.key == codec.encode_key(event.meta.workflow)
+                        assert record.key == codec.encode_key(tenant, event.meta.workflow)
                         received[event.meta.workflow].append(event.meta.event_id)
     finally:
         await consumer.stop()

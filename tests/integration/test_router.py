@@ -56,11 +56,12 @@ class RouterProcess:
             time.sleep(0.2)
         raise AssertionError("router did not serve /api/v1/rollouts:\n" + self.log_path.read_text()[-3000:])
 
-    def rollouts(self) -> dict[str, dict[str, Any]] | None:
+    def rollouts(self) -> dict[tuple[str, str], dict[str, Any]] | None:
+        """The router's rollouts by (tenant, workflow)."""
         status, body = http_json(f"http://127.0.0.1:{self.health_port}/api/v1/rollouts")
         if status != 200 or not isinstance(body, dict):
             return None
-        return {row["workflow"]: row for row in body["rollouts"]}
+        return {(row["tenant"], row["workflow"]): row for row in body["rollouts"]}
 
     def kill(self) -> None:
         assert self.proc is not None
@@ -104,16 +105,18 @@ async def publish(bootstrap: str, events: list[tuple[topics.TopicSpec, Any]]) ->
     try:
         for spec, event in events:
             await producer.send(
-                spec.name, codec.encode_event(event), key=codec.encode_key(event.meta.workflow)
+                spec.name,
+                codec.encode_event(event),
+                key=codec.encode_key(event.meta.tenant, event.meta.workflow),
             )
         await producer.flush()
     finally:
         await producer.stop()
 
 
-def adapter_ready(workflow: str, adapter_id: str) -> events_pb2.AdapterEvent:
+def adapter_ready(workflow: str, adapter_id: str, tenant: str = TENANT) -> events_pb2.AdapterEvent:
     return events_pb2.AdapterEvent(
-        meta=codec.new_meta(tenant=TENANT, workflow=workflow, producer="trainer"),
+        meta=codec.new_meta(tenant=tenant, workflow=workflow, producer="trainer"),
         adapter_id=adapter_id,
         status=events_pb2.ADAPTER_STATUS_READY,
         gate_passed=True,
@@ -123,12 +126,14 @@ def adapter_ready(workflow: str, adapter_id: str) -> events_pb2.AdapterEvent:
     )
 
 
-def verdicts(workflow: str, adapter_id: str, n: int, *, passed: bool = True) -> list[tuple[Any, Any]]:
+def verdicts(
+    workflow: str, adapter_id: str, n: int, *, passed: bool = True, tenant: str = TENANT
+) -> list[tuple[Any, Any]]:
     return [
         (
             topics.VERDICTS,
             events_pb2.Verdict(
-                meta=codec.new_meta(tenant=TENANT, workflow=workflow, producer="judge"),
+                meta=codec.new_meta(tenant=tenant, workflow=workflow, producer="judge"),
                 verdict_id=uuid.uuid4().hex,
                 adapter_id=adapter_id,
                 grader="label",
@@ -143,17 +148,18 @@ def verdicts(workflow: str, adapter_id: str, n: int, *, passed: bool = True) -> 
 
 
 def wait_for(
-    router: RouterProcess, workflow: str, state: str, step: int, timeout_s: float = 60
+    router: RouterProcess, workflow: str, state: str, step: int, timeout_s: float = 60, tenant: str = TENANT
 ) -> dict[str, Any]:
     deadline = time.monotonic() + timeout_s
     row: dict[str, Any] | None = None
     while time.monotonic() < deadline:
-        row = (router.rollouts() or {}).get(workflow)
+        row = (router.rollouts() or {}).get((tenant, workflow))
         if row is not None and row["state"] == state and row["step"] == step:
             return row
         time.sleep(0.2)
     raise AssertionError(
-        f"{workflow} never reached {state} step {step}; last {row}\n" + router.log_path.read_text()[-3000:]
+        f"{tenant}/{workflow} never reached {state} step {step}; last {row}\n"
+        + router.log_path.read_text()[-3000:]
     )
 
 
@@ -162,8 +168,9 @@ async def newest_table(
     workflow: str,
     until: Callable[[events_pb2.RouteTable], bool] | None = None,
     timeout_s: float = 30,
+    tenant: str = TENANT,
 ) -> events_pb2.RouteTable:
-    """The newest route table of ``workflow``; with ``until``, the first newest one it accepts.
+    """The newest route table of ``tenant``'s ``workflow``; with ``until``, the first newest one it accepts.
 
     The router reports a decision as soon as it is made; the table reaches Kafka a moment later.
     """
@@ -172,7 +179,7 @@ async def newest_table(
         tables = [
             codec.decode_as(events_pb2.RouteTable, r.value)
             for r in await read_topic(bootstrap, topics.ROUTES.name)
-            if r.key == codec.encode_key(workflow)
+            if r.key == codec.encode_key(tenant, workflow)
         ]
         newest = max(tables, key=lambda t: t.version) if tables else None
         if newest is not None and (until is None or until(newest)):
@@ -260,9 +267,49 @@ async def test_a_broken_adapter_is_rolled_back_before_any_canary_traffic(
     tables = [
         codec.decode_as(events_pb2.RouteTable, r.value)
         for r in await read_topic(kafka_bootstrap, topics.ROUTES.name)
-        if r.key == codec.encode_key(workflow)
+        if r.key == codec.encode_key(TENANT, workflow)
     ]
     assert all(not t.canary for t in tables)  # it never served a client request
+
+
+async def test_two_tenants_naming_a_workflow_alike_roll_out_apart(
+    router: RouterProcess,
+    kafka_bootstrap: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Each tenant's rollout moves on its own verdicts and commands; compaction keeps both tables."""
+    for name in ("CUMULUS_KAFKA__BOOTSTRAP_SERVERS", "CUMULUS_ROUTER__HEALTH_PORT"):
+        monkeypatch.setenv(name, router.env[name])
+    workflow, other = f"tickets-{uuid.uuid4().hex[:8]}", "globex"
+    await publish(
+        kafka_bootstrap,
+        [
+            (topics.ADAPTERS, adapter_ready(workflow, "adapter-dev")),
+            (topics.ADAPTERS, adapter_ready(workflow, "adapter-globex", tenant=other)),
+        ],
+    )
+    await asyncio.to_thread(wait_for, router, workflow, "shadow", 0)
+    await asyncio.to_thread(wait_for, router, workflow, "shadow", 0, tenant=other)
+    await publish(kafka_bootstrap, verdicts(workflow, "adapter-dev", STEP_VERDICTS))
+    await asyncio.to_thread(wait_for, router, workflow, "canary", 1)
+    globex = (router.rollouts() or {})[(other, workflow)]
+    assert (globex["state"], globex["step_verdicts"]) == ("shadow", 0)
+
+    capsys.readouterr()
+    assert await asyncio.to_thread(cli_main, ["rollout", "pause", workflow]) == 1  # whose? it will not guess
+    assert "--tenant" in capsys.readouterr().err
+    assert await asyncio.to_thread(cli_main, ["rollout", "pause", workflow, "--tenant", other]) == 0
+    await asyncio.to_thread(wait_for, router, workflow, "paused", 0, tenant=other)
+    assert (router.rollouts() or {})[(TENANT, workflow)]["state"] == "canary"
+
+    # one record key per tenant's workflow: the compacted topic keeps both tables
+    ours = await newest_table(kafka_bootstrap, workflow, until=lambda t: weights(t) == [0.01])
+    theirs = await newest_table(
+        kafka_bootstrap, workflow, lambda t: t.rollout_state == "paused", tenant=other
+    )
+    assert (ours.meta.tenant, theirs.meta.tenant) == (TENANT, other)
+    assert theirs.shadow.adapter_id == "adapter-globex" and not theirs.canary
 
 
 async def book_with_weight(bootstrap: str, workflow: str, weight: float, timeout_s: float = 30) -> RouteBook:

@@ -21,6 +21,7 @@ from services.router.state import read_topic
 from tests.integration.gateway_process import GatewayProcess, session_gateway
 from tests.integration.test_router import (  # noqa: F401 (the router fixture is used by name)
     STEP_VERDICTS,
+    TENANT,
     RouterProcess,
     adapter_ready,
     publish,
@@ -121,7 +122,7 @@ async def test_an_adapter_failing_in_its_first_canary_step_is_rolled_back_and_li
     tables = [
         codec.decode_as(events_pb2.RouteTable, r.value)
         for r in await read_topic(kafka_bootstrap, topics.ROUTES.name)
-        if r.key == codec.encode_key(workflow)
+        if r.key == codec.encode_key(TENANT, workflow)
     ]
     assert max(w.weight for t in tables for w in t.canary) == 0.01  # never more than the first step
     # The gateway applies a table within a second: wait until the 1% slice is answered by live.

@@ -1,7 +1,7 @@
 import pytest
 
 from cumulus import codec, topics
-from cumulus.errors import EventDecodeError
+from cumulus.errors import EventDecodeError, InvalidArgument
 from cumulus.v1 import common_pb2, events_pb2
 
 
@@ -50,3 +50,29 @@ def test_every_event_type_carries_meta() -> None:
         assert (
             spec.event_type.DESCRIPTOR.fields_by_name["meta"].message_type.full_name == "cumulus.v1.EventMeta"
         )
+
+
+@pytest.mark.parametrize(
+    ("tenant", "workflow"),
+    [("acme", "tickets"), ("globex", "tickets"), ("", "wf-0123abcd"), ("team/eu", "a.b:c-d_1")],
+)
+def test_record_keys_carry_tenant_and_workflow_and_decode_back(tenant: str, workflow: str) -> None:
+    key = codec.encode_key(tenant, workflow)
+    assert key == f"{tenant}/{workflow}".encode()
+    assert codec.decode_key(key) == (tenant, workflow)  # a tenant may hold "/", a workflow never does
+
+
+def test_two_tenants_naming_a_workflow_alike_get_different_keys() -> None:
+    assert codec.encode_key("acme", "tickets") != codec.encode_key("globex", "tickets")
+
+
+def test_a_workflow_with_the_separator_is_refused() -> None:
+    with pytest.raises(InvalidArgument, match="workflow: 'a/b' contains '/'"):
+        codec.encode_key("acme", "a/b")
+
+
+@pytest.mark.parametrize(
+    ("key", "expected"), [(None, ("", "")), (b"", ("", "")), (b"tickets", ("", "tickets"))]
+)
+def test_keys_without_tenant_decode_to_a_bare_workflow(key: bytes | None, expected: tuple[str, str]) -> None:
+    assert codec.decode_key(key) == expected

@@ -2,23 +2,26 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from cumulus import codec, topics
 from cumulus.config import RouterConfig
 from cumulus.v1 import events_pb2
 from services.router.core import Router
-from services.router.rollout import CANARY, PAUSED, PROMOTED, ROLLED_BACK, SHADOW
+from services.router.rollout import CANARY, PAUSED, PROMOTED, ROLLED_BACK, SHADOW, WorkflowKey
 
-WORKFLOW = "tickets"
+TENANT, WORKFLOW = "acme", "tickets"
+KEY = WorkflowKey(TENANT, WORKFLOW)
 CONFIG = RouterConfig(min_samples_per_step=50, shadow_rate=0.5)
 
 
 def adapter_event(
-    adapter_id: str = "ad-1", *, ready: bool = True, gate: bool = True
+    adapter_id: str = "ad-1", *, ready: bool = True, gate: bool = True, tenant: str = TENANT
 ) -> events_pb2.AdapterEvent:
     return events_pb2.AdapterEvent(
-        meta=codec.new_meta(tenant="acme", workflow=WORKFLOW, producer="trainer"),
+        meta=codec.new_meta(tenant=tenant, workflow=WORKFLOW, producer="trainer"),
         adapter_id=adapter_id,
         status=events_pb2.ADAPTER_STATUS_READY if ready else events_pb2.ADAPTER_STATUS_REJECTED,
         gate_passed=gate,
@@ -28,9 +31,11 @@ def adapter_event(
     )
 
 
-def verdict(passed: bool = True, *, error: bool = False, adapter_id: str = "ad-1") -> events_pb2.Verdict:
+def verdict(
+    passed: bool = True, *, error: bool = False, adapter_id: str = "ad-1", tenant: str = TENANT
+) -> events_pb2.Verdict:
     return events_pb2.Verdict(
-        meta=codec.new_meta(tenant="acme", workflow=WORKFLOW, producer="judge"),
+        meta=codec.new_meta(tenant=tenant, workflow=WORKFLOW, producer="judge"),
         adapter_id=adapter_id,
         passed=passed and not error,
         candidate_error=error,
@@ -39,13 +44,13 @@ def verdict(passed: bool = True, *, error: bool = False, adapter_id: str = "ad-1
     )
 
 
-def command(action: int) -> events_pb2.RolloutCommand:
+def command(action: int, tenant: str = TENANT) -> events_pb2.RolloutCommand:
     return events_pb2.RolloutCommand(
-        meta=codec.new_meta(tenant="acme", workflow=WORKFLOW, producer="cli"), action=action, operator="ops"
+        meta=codec.new_meta(tenant=tenant, workflow=WORKFLOW, producer="cli"), action=action, operator="ops"
     )
 
 
-def feed(router: Router, n: int, **kwargs: bool) -> list[object]:
+def feed(router: Router, n: int, **kwargs: Any) -> list[object]:
     for _ in range(n):
         router.on_verdict(verdict(**kwargs))
     return list(router.evaluate())
@@ -63,7 +68,7 @@ def test_a_ready_adapter_starts_in_shadow_with_the_configured_rate() -> None:
     assert [o.topic for o in outputs] == [topics.ROUTES, topics.ROLLOUTS]
     table = outputs[0].event
     assert isinstance(table, events_pb2.RouteTable)
-    assert (table.meta.tenant, table.meta.workflow, table.version) == ("acme", WORKFLOW, 1)
+    assert (table.meta.tenant, table.meta.workflow, table.version) == (TENANT, WORKFLOW, 1)
     assert table.rollout_state == SHADOW and not table.canary and table.shadow_rate == 0.5
     assert (
         table.shadow.adapter_id == "ad-1"
@@ -81,29 +86,29 @@ def test_adapters_that_did_not_pass_the_gate_start_nothing(event: events_pb2.Ada
 
 def test_a_good_candidate_walks_every_step_to_promotion_with_monotonic_versions() -> None:
     router = started()
-    weights, versions = [], [router.tables[WORKFLOW].version]
-    while router.rollouts[WORKFLOW].state != PROMOTED:
+    weights, versions = [], [router.tables[KEY].version]
+    while router.rollouts[KEY].state != PROMOTED:
         outputs = feed(router, 50)
         assert outputs, "a perfect candidate advances after the minimum sample"
-        weights.append(router.rollouts[WORKFLOW].weight)
-        versions.append(router.tables[WORKFLOW].version)
+        weights.append(router.rollouts[KEY].weight)
+        versions.append(router.tables[KEY].version)
     assert weights == [0.01, 0.05, 0.25, 0.5, 1.0]
     assert versions == sorted(set(versions))
-    table = router.tables[WORKFLOW]
+    table = router.tables[KEY]
     assert [(w.target.adapter_id, w.weight) for w in table.canary] == [
         ("ad-1", 1.0)
     ] and not table.shadow.model
-    event = router.rollouts[WORKFLOW].last
+    event = router.rollouts[KEY].last
     assert event is not None and event.evidence["n"] == 50 and event.evidence["lower_bound"] > 0.9
 
 
 def test_a_broken_candidate_rolls_back_in_shadow_and_the_live_route_returns() -> None:
     router = started()
     feed(router, 20, error=True)
-    rollout = router.rollouts[WORKFLOW]
+    rollout = router.rollouts[KEY]
     assert rollout.state == ROLLED_BACK and rollout.last is not None
     assert rollout.last.reason.startswith("guardrail")
-    table = router.tables[WORKFLOW]
+    table = router.tables[KEY]
     assert not table.canary and not table.shadow.model and table.live.model == "live"
 
 
@@ -117,7 +122,7 @@ def _in_state(state: str) -> Router:
         router.on_command(command(events_pb2.ROLLOUT_ACTION_PAUSE))
     if state == ROLLED_BACK:
         router.on_command(command(events_pb2.ROLLOUT_ACTION_ROLLBACK))
-    assert router.rollouts[WORKFLOW].state == state
+    assert router.rollouts[KEY].state == state
     return router
 
 
@@ -149,27 +154,27 @@ EXPECTED = {
 @pytest.mark.parametrize(("state", "action"), sorted(EXPECTED))
 def test_operator_commands_from_every_state(state: str, action: int) -> None:
     router = _in_state(state)
-    before = router.rollouts[WORKFLOW].state
+    before = router.rollouts[KEY].state
     outputs = router.on_command(command(action))
     expected = EXPECTED[(state, action)]
     if expected is None:
-        assert outputs == [] and router.rollouts[WORKFLOW].state == before
+        assert outputs == [] and router.rollouts[KEY].state == before
         return
-    assert router.rollouts[WORKFLOW].state == expected
+    assert router.rollouts[KEY].state == expected
     event = outputs[1].event
     assert isinstance(event, events_pb2.RolloutEvent)
     assert (event.from_state, event.to_state) == (state, expected)
-    table = router.tables[WORKFLOW]
+    table = router.tables[KEY]
     if expected == ROLLED_BACK:  # the pre-rollout route, in one command
         assert not table.canary and not table.shadow.model and table.live.model == "live"
 
 
 def test_a_paused_rollout_holds_its_weight_and_ignores_verdicts() -> None:
     router = _in_state(PAUSED)
-    assert router.rollouts[WORKFLOW].weight == 0.01
+    assert router.rollouts[KEY].weight == 0.01
     assert feed(router, 200) == []
     router.on_command(command(events_pb2.ROLLOUT_ACTION_RESUME))
-    assert router.rollouts[WORKFLOW].evidence.n == 0  # the resumed step starts on fresh verdicts
+    assert router.rollouts[KEY].evidence.n == 0  # the resumed step starts on fresh verdicts
 
 
 def test_a_restarted_router_resumes_at_the_same_step_and_weight() -> None:
@@ -181,18 +186,18 @@ def test_a_restarted_router_resumes_at_the_same_step_and_weight() -> None:
     tables = [o.event for o in published if o.topic is topics.ROUTES]
     events = [o.event for o in published if o.topic is topics.ROLLOUTS]
     restarted = Router(CONFIG)
-    repairs = restarted.restore([router.tables[WORKFLOW]], events)  # compacted: only the newest table
+    repairs = restarted.restore([router.tables[KEY]], events)  # compacted: only the newest table
     assert repairs == [] and tables
-    rollout = restarted.rollouts[WORKFLOW]
+    rollout = restarted.rollouts[KEY]
     assert (rollout.state, rollout.step, rollout.weight) == (PAUSED, 2, 0.05)
     restarted.on_command(command(events_pb2.ROLLOUT_ACTION_RESUME))
-    assert restarted.rollouts[WORKFLOW].state == CANARY
-    assert restarted.tables[WORKFLOW].version == router.tables[WORKFLOW].version + 1
+    assert restarted.rollouts[KEY].state == CANARY
+    assert restarted.tables[KEY].version == router.tables[KEY].version + 1
 
 
 def test_restore_republishes_a_table_that_lags_its_rollout_event() -> None:
     router = started()
-    first_table = router.tables[WORKFLOW]
+    first_table = router.tables[KEY]
     outputs = feed(router, 50)  # advanced to 1%; pretend its table never reached Kafka
     events = [o.event for o in outputs if o.topic is topics.ROLLOUTS]
     restarted = Router(CONFIG)
@@ -209,9 +214,9 @@ def test_a_candidate_that_breaks_in_its_first_canary_step_never_serves_more_than
     published += feed(router, 50)  # fine in shadow: 1%
     for _ in range(50):
         published += feed(router, 1, passed=False)
-        if router.rollouts[WORKFLOW].state == ROLLED_BACK:
+        if router.rollouts[KEY].state == ROLLED_BACK:
             break
-    assert router.rollouts[WORKFLOW].state == ROLLED_BACK
+    assert router.rollouts[KEY].state == ROLLED_BACK
     shares = [
         w.weight for o in published if isinstance(o.event, events_pb2.RouteTable) for w in o.event.canary
     ]
@@ -221,7 +226,7 @@ def test_a_candidate_that_breaks_in_its_first_canary_step_never_serves_more_than
 def test_verdicts_from_before_the_step_began_do_not_count() -> None:
     router = started()
     stale = verdict()
-    stale.meta.occurred_at.FromNanoseconds(router.rollouts[WORKFLOW].step_started_ns - 1)
+    stale.meta.occurred_at.FromNanoseconds(router.rollouts[KEY].step_started_ns - 1)
     for _ in range(100):
         router.on_verdict(stale)
-    assert router.rollouts[WORKFLOW].evidence.n == 0 and router.evaluate() == []
+    assert router.rollouts[KEY].evidence.n == 0 and router.evaluate() == []
