@@ -16,7 +16,8 @@ import yaml
 
 from tests.integration.stack_process import cli, processes_under, stack_config_file
 
-pytestmark = [pytest.mark.integration, pytest.mark.models]
+# The whole loop takes ~11 minutes on 2 cores; the suite's 600 s default would cut it short.
+pytestmark = [pytest.mark.integration, pytest.mark.models, pytest.mark.timeout(1800)]
 pytest.importorskip("bfcl_eval", reason="bfcl-eval is installed by scripts/setup.sh (model-assets.txt)")
 
 REPORT_KEYS = {
