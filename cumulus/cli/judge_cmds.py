@@ -14,7 +14,7 @@ from typing import Any
 from cumulus.config import CumulusConfig
 from cumulus.errors import NotFound
 from cumulus.graders.calibration import CalibrationReport
-from cumulus.graders.store import JudgeStore, judge_store_path
+from cumulus.graders.store import judge_store_path, read_calibration
 
 FLAGGED_EXIT = 3
 
@@ -28,18 +28,12 @@ def register(sub: Any) -> None:
 
 
 def cmd_calibrate(args: argparse.Namespace, config: CumulusConfig) -> int:
-    path = judge_store_path(config)
-    if not path.exists():
-        raise NotFound(f"no judge store at {path}", fix="start the judge (cumulus up) and let it grade pairs")
-    store = JudgeStore(path)
-    try:
-        report = store.calibration(
-            min_samples=config.judge.min_calibration_samples,
-            min_kappa=config.judge.min_kappa,
-            min_consistency=config.judge.min_position_consistency,
+    report = read_calibration(config)
+    if report is None:
+        raise NotFound(
+            f"no judge store at {judge_store_path(config)}",
+            fix="start the judge (cumulus up) and let it grade pairs",
         )
-    finally:
-        store.close()
     if args.json:
         print(json.dumps(report.as_dict(), indent=2))
     else:

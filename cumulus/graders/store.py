@@ -131,6 +131,22 @@ class JudgeStore:
         )
 
 
+def read_calibration(config: CumulusConfig) -> CalibrationReport | None:
+    """The calibration report of the configured judge store with its thresholds; None: no store yet."""
+    path = judge_store_path(config)
+    if not path.exists():
+        return None
+    store = JudgeStore(path)
+    try:
+        return store.calibration(
+            min_samples=config.judge.min_calibration_samples,
+            min_kappa=config.judge.min_kappa,
+            min_consistency=config.judge.min_position_consistency,
+        )
+    finally:
+        store.close()
+
+
 def _grade_values(g: GradeRow) -> tuple[object, ...]:
     consistent = None if g.consistent is None else int(g.consistent)
     return (

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from cumulus.config import CumulusConfig
-from cumulus.graders.store import JudgeStore, judge_store_path
+from cumulus.graders.store import read_calibration
 
 
 @dataclass(frozen=True)
@@ -113,18 +113,9 @@ def probe_trainer(host: str, health_port: int) -> ProbeResult:
 def probe_judge(host: str, health_port: int, config: CumulusConfig) -> ProbeResult:
     """``probe_service``, plus the graders calibration flags (poor agreement with reviewers)."""
     result = probe_service(host, health_port)
-    path = judge_store_path(config)
-    if not result.healthy or not path.exists():
+    report = read_calibration(config) if result.healthy else None
+    if report is None:
         return result
-    store = JudgeStore(path)
-    try:
-        report = store.calibration(
-            min_samples=config.judge.min_calibration_samples,
-            min_kappa=config.judge.min_kappa,
-            min_consistency=config.judge.min_position_consistency,
-        )
-    finally:
-        store.close()
     flagged = [f"{g.grader}: {g.note}" for g in report.graders if g.flagged]
     if report.position_flagged:
         flagged.append(f"LLM judge: position consistency {report.position_consistency:.2f}")
