@@ -86,7 +86,7 @@ def dead_letters(bootstrap: str, workflow: str) -> list[events_pb2.DeadLetter]:
         codec.decode_as(events_pb2.DeadLetter, r.value)
         for rs in records.values()
         for r in rs
-        if r.key == workflow.encode()
+        if codec.decode_key(r.key)[1] == workflow
     ]
 
 
@@ -270,7 +270,7 @@ def _candidate_event(bootstrap: str, workflow: str) -> events_pb2.CandidateEvent
         records = await _read_from(bootstrap, dict.fromkeys(tps, 0))
         for rs in records.values():
             for r in rs:
-                if r.key == workflow.encode():
+                if codec.decode_key(r.key)[1] == workflow:
                     return codec.decode_as(events_pb2.CandidateEvent, r.value)
         raise AssertionError(f"no CandidateEvent for {workflow}")
 

@@ -136,7 +136,9 @@ async def test_trainer_killed_mid_job_retries_the_candidate_and_resumes(
     await producer.start()
     try:
         await producer.send_and_wait(
-            topics.CANDIDATES.name, codec.encode_event(candidate), key=WORKFLOW.encode()
+            topics.CANDIDATES.name,
+            codec.encode_event(candidate),
+            key=codec.encode_key(candidate.meta.tenant, WORKFLOW),
         )
         with trainer_process(state_dir, bootstrap, unused_tcp_port) as first:
             training = await next_event(events, lambda e: e.metrics.get("step", 0) >= 10)
