@@ -13,7 +13,7 @@ from typing import Any
 from cumulus.config import CumulusConfig, load_config
 from cumulus.demo import report
 from cumulus.demo.profile import PROFILES
-from cumulus.demo.runner import DemoRun
+from cumulus.demo.runner import DemoFailed, DemoRun
 from cumulus.errors import CumulusError
 from cumulus.stack.local import COMPONENTS, LocalStack
 
@@ -65,6 +65,10 @@ def cmd_demo(args: argparse.Namespace, config: CumulusConfig) -> int:
     path = args.report or config.state_dir / "demo-report.json"
     try:
         body = asyncio.run(DemoRun(config, profile, say=_say).run())
+    except DemoFailed as exc:
+        report.write(exc.report, path)
+        _say(f"the demo stopped in its {exc.report['stopped_in']} stage; what happened so far: {path}")
+        raise
     finally:
         if started and args.down:
             _say(f"stopped: {', '.join(stack.down())}")

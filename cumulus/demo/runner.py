@@ -49,6 +49,14 @@ _OUTCOMES = (
 )
 
 
+class DemoFailed(CumulusError):
+    """A stage did not finish; ``report`` says how far the loop got, for the report file."""
+
+    def __init__(self, cause: CumulusError, report: dict[str, Any]) -> None:
+        super().__init__(cause.message, fix=cause.fix)
+        self.report = report
+
+
 @dataclass
 class DemoRun:
     config: CumulusConfig
@@ -73,6 +81,8 @@ class DemoRun:
         await observer.start()
         try:
             return await self._stages(client, observer, train, held_out)
+        except CumulusError as exc:
+            raise DemoFailed(exc, self._what_happened(observer, str(exc))) from exc
         finally:
             await observer.stop()
 
@@ -235,6 +245,33 @@ class DemoRun:
         else:
             status = events_pb2.AdapterStatus.Name(event.status).removeprefix("ADAPTER_STATUS_")
             self.say(f"[train] {event.adapter_id} {status}, offline score {event.offline_score:.2f}")
+
+    def _what_happened(self, observer: Observer, error: str) -> dict[str, Any]:
+        """The partial report of a demo that stopped at a stage: the stage, the error, the events."""
+        seen = observer.seen
+        stages = ("capture", "detect", "train", "rollout", "broken")
+        return {
+            "error": error,
+            "stopped_in": next((s for s in reversed(stages) if s in self.phases), "start"),
+            "workflow": self.workflow,
+            "tenant": self.tenant,
+            "candidates": [c.candidate_id for _, c in seen.candidates],
+            "adapters": {
+                a.adapter_id: {
+                    "status": events_pb2.AdapterStatus.Name(a.status),
+                    "offline_score": a.offline_score,
+                    "error": a.error,
+                }
+                for a in seen.adapters.values()
+            },
+            "rollout_steps": [
+                {"adapter": e.adapter_id, "to": e.to_state, "weight": e.weight, "reason": e.reason}
+                for _, e in seen.rollouts
+            ],
+            "phase_seconds": self.phases,
+            "total_seconds": round(time.time() - self.t0, 1),
+            "profile": self.profile.to_json(),
+        }
 
     def _report(self, observer: Observer, good: str, bad: str, detected_at: float) -> dict[str, Any]:
         seen, cfg = observer.seen, self.config

@@ -105,3 +105,19 @@ def test_every_profile_is_a_valid_stack_configuration(name: str) -> None:
     assert config.router.canary_steps == profile.canary_steps
     assert config.collector.detection.min_requests <= profile.capture_requests
     assert config.trainer.recipe is not None and config.trainer.recipe.is_file()
+
+
+def test_a_demo_that_stops_reports_the_stage_and_what_it_saw() -> None:
+    from cumulus.demo.observer import Observer
+    from cumulus.demo.runner import DemoRun
+
+    run = DemoRun(load_config(env={}), PROFILES["quick"], say=lambda _: None)
+    run.phases.update({"capture": 210.0, "detect": 60.0, "train": 300.0})
+    observer = Observer("127.0.0.1:1", run.tenant)
+    observer.seen.adapters["ad-1"] = events_pb2.AdapterEvent(
+        adapter_id="ad-1", status=events_pb2.ADAPTER_STATUS_REJECTED, offline_score=0.3
+    )
+    partial = run._what_happened(observer, "adapter ad-1 ended REJECTED")
+    assert partial["stopped_in"] == "train" and partial["error"] == "adapter ad-1 ended REJECTED"
+    assert partial["adapters"]["ad-1"]["status"] == "ADAPTER_STATUS_REJECTED"
+    json.dumps(partial)
