@@ -23,7 +23,7 @@ from cumulus.v1 import gateway_pb2, gateway_pb2_grpc
 from services.gateway.core import GatewayCore
 from services.gateway.kserve import KServeServicer
 from services.gateway.servicer import GatewayServicer
-from services.gateway.status import ErrorInterceptor
+from services.gateway.status import ErrorMapping
 
 log = get_logger("gateway")
 
@@ -47,15 +47,15 @@ class GatewayServer:
         self.port = 0
         self._health = HealthServicer()
         self._server = grpc.aio.server(
-            interceptors=[ErrorInterceptor()],
             options=[
                 ("grpc.so_reuseport", 0),  # a second gateway on the same port must fail, not share it
                 ("grpc.max_send_message_length", MAX_GRPC_MESSAGE_SIZE),
                 ("grpc.max_receive_message_length", MAX_GRPC_MESSAGE_SIZE),
             ],
         )
-        gateway_pb2_grpc.add_GatewayServicer_to_server(GatewayServicer(core), self._server)
-        service_pb2_grpc.add_GRPCInferenceServiceServicer_to_server(KServeServicer(core, ready), self._server)
+        mapped = ErrorMapping(self._server)
+        gateway_pb2_grpc.add_GatewayServicer_to_server(GatewayServicer(core), mapped)
+        service_pb2_grpc.add_GRPCInferenceServiceServicer_to_server(KServeServicer(core, ready), mapped)
         health_pb2_grpc.add_HealthServicer_to_server(self._health, self._server)
         reflection.enable_server_reflection(
             (

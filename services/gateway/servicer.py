@@ -2,7 +2,7 @@
 
 A request is authenticated (its tenant), validated, assigned a workflow (named or derived from its
 template), routed, and then served by the Dispatcher like every other request. Errors are raised
-as CumulusErrors; the ErrorInterceptor turns them into gRPC statuses.
+as CumulusErrors; status.ErrorMapping turns them into gRPC statuses.
 """
 
 from __future__ import annotations

@@ -1,15 +1,18 @@
 """The one place where exceptions become gRPC statuses, for every RPC the gateway serves.
 
-``ErrorInterceptor`` wraps the handlers of the gateway's own services (cumulus.v1.Gateway and the
-KServe v2 drop-in): a ``CumulusError`` is answered with its ``grpc_status`` and message
-(INVALID_ARGUMENT names the field, UNAUTHENTICATED, UNAVAILABLE, ...); anything else is a bug,
-logged with its traceback and answered INTERNAL without internals leaking to the client.
+``ErrorMapping`` wraps the handlers of the gateway's own services (cumulus.v1.Gateway and the
+KServe v2 drop-in) as they are registered: a ``CumulusError`` is answered with its ``grpc_status``
+and message (INVALID_ARGUMENT names the field, UNAUTHENTICATED, UNAVAILABLE, ...); anything else is
+a bug, logged with its traceback and answered INTERNAL without internals leaking to the client.
+
+Wrapping at registration rather than in a server interceptor saves grpc.aio an interceptor chain
+per RPC (~60 us of CPU per request, ~5% of what a KServe request costs the gateway).
 """
 
 from __future__ import annotations
 
 import inspect
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 import grpc
@@ -18,8 +21,6 @@ from cumulus.errors import CumulusError
 from cumulus.logs import get_logger
 
 log = get_logger("gateway")
-
-_WRAPPED_PREFIXES = ("/cumulus.v1.Gateway/", "/inference.GRPCInferenceService/")
 
 
 def status_for(exc: BaseException) -> tuple[grpc.StatusCode, str]:
@@ -61,27 +62,24 @@ def _streaming(behavior: Callable[..., AsyncIterator[Any]], method: str) -> Call
     return wrapped
 
 
-class ErrorInterceptor(grpc.aio.ServerInterceptor):
-    """Maps exceptions raised by the gateway's handlers to statuses (see the module docstring)."""
+class ErrorMapping:
+    """Stands in for ``server`` in the generated ``add_*Servicer_to_server`` functions.
 
-    def __init__(self) -> None:
-        self._handlers: dict[str, grpc.RpcMethodHandler] = {}
+    Each handler they register reaches ``server`` wrapped (see the module docstring).
+    """
 
-    async def intercept_service(
-        self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
-        handler_call_details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler:
-        method = handler_call_details.method
-        cached = self._handlers.get(method)
-        if cached is not None:
-            return cached
-        handler = await continuation(handler_call_details)
-        if handler is None or not method.startswith(_WRAPPED_PREFIXES):
-            return handler
-        wrapped = _wrap(handler, method)
-        self._handlers[method] = wrapped
-        return wrapped
+    def __init__(self, server: grpc.aio.Server) -> None:
+        self._server = server
+
+    def add_generic_rpc_handlers(self, handlers: Sequence[grpc.GenericRpcHandler]) -> None:
+        """Ignored: the generated code registers the same handlers again by name, below."""
+
+    def add_registered_method_handlers(
+        self, service: str, handlers: Mapping[str, grpc.RpcMethodHandler]
+    ) -> None:
+        wrapped = {name: _wrap(handler, f"/{service}/{name}") for name, handler in handlers.items()}
+        self._server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(service, wrapped),))
+        self._server.add_registered_method_handlers(service, wrapped)
 
 
 def _wrap(handler: grpc.RpcMethodHandler, method: str) -> grpc.RpcMethodHandler:
