@@ -99,6 +99,13 @@ def router(tmp_path: Path, kafka_bootstrap: str) -> Iterator[RouterProcess]:
         process.stop()
 
 
+@pytest.fixture
+def cli_env(router: RouterProcess, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The `cumulus rollout` CLI, run in this process, talks to this test's broker and router."""
+    for name in ("CUMULUS_KAFKA__BOOTSTRAP_SERVERS", "CUMULUS_ROUTER__HEALTH_PORT"):
+        monkeypatch.setenv(name, router.env[name])
+
+
 async def publish(bootstrap: str, events: list[tuple[topics.TopicSpec, Any]]) -> None:
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=True)
     await producer.start()
@@ -225,11 +232,9 @@ async def test_killed_mid_ramp_the_router_resumes_at_the_same_step_and_weight(
 async def test_operator_commands_pause_resume_and_roll_back_through_kafka(
     router: RouterProcess,
     kafka_bootstrap: str,
-    monkeypatch: pytest.MonkeyPatch,
+    cli_env: None,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    for name in ("CUMULUS_KAFKA__BOOTSTRAP_SERVERS", "CUMULUS_ROUTER__HEALTH_PORT"):
-        monkeypatch.setenv(name, router.env[name])
     workflow, adapter = f"wf-{uuid.uuid4().hex[:8]}", "adapter-b"
     await publish(kafka_bootstrap, [(topics.ADAPTERS, adapter_ready(workflow, adapter))])
     await asyncio.to_thread(wait_for, router, workflow, "shadow", 0)
@@ -275,12 +280,10 @@ async def test_a_broken_adapter_is_rolled_back_before_any_canary_traffic(
 async def test_two_tenants_naming_a_workflow_alike_roll_out_apart(
     router: RouterProcess,
     kafka_bootstrap: str,
-    monkeypatch: pytest.MonkeyPatch,
+    cli_env: None,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     """Each tenant's rollout moves on its own verdicts and commands; compaction keeps both tables."""
-    for name in ("CUMULUS_KAFKA__BOOTSTRAP_SERVERS", "CUMULUS_ROUTER__HEALTH_PORT"):
-        monkeypatch.setenv(name, router.env[name])
     workflow, other = f"tickets-{uuid.uuid4().hex[:8]}", "globex"
     await publish(
         kafka_bootstrap,
