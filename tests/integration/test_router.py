@@ -199,16 +199,26 @@ def weights(table: events_pb2.RouteTable) -> list[float]:
     return [w.weight for w in table.canary]
 
 
+async def ramp_to(
+    router: RouterProcess, bootstrap: str, workflow: str, adapter_id: str, step: int
+) -> dict[str, Any]:
+    """Announce ``adapter_id`` ready, then pass ``step`` canary steps on verdicts; the router's row there.
+
+    ``step`` 0 stops at the shadow stage, before any verdict.
+    """
+    await publish(bootstrap, [(topics.ADAPTERS, adapter_ready(workflow, adapter_id))])
+    row = await asyncio.to_thread(wait_for, router, workflow, "shadow", 0)
+    for canary_step in range(1, step + 1):
+        await publish(bootstrap, verdicts(workflow, adapter_id, STEP_VERDICTS))
+        row = await asyncio.to_thread(wait_for, router, workflow, "canary", canary_step)
+    return row
+
+
 async def test_killed_mid_ramp_the_router_resumes_at_the_same_step_and_weight(
     router: RouterProcess, kafka_bootstrap: str
 ) -> None:
     workflow, adapter = f"wf-{uuid.uuid4().hex[:8]}", "adapter-a"
-    await publish(kafka_bootstrap, [(topics.ADAPTERS, adapter_ready(workflow, adapter))])
-    await asyncio.to_thread(wait_for, router, workflow, "shadow", 0)
-    await publish(kafka_bootstrap, verdicts(workflow, adapter, STEP_VERDICTS))
-    await asyncio.to_thread(wait_for, router, workflow, "canary", 1)
-    await publish(kafka_bootstrap, verdicts(workflow, adapter, STEP_VERDICTS))
-    before = await asyncio.to_thread(wait_for, router, workflow, "canary", 2)
+    before = await ramp_to(router, kafka_bootstrap, workflow, adapter, 2)
     table_before = await newest_table(kafka_bootstrap, workflow, until=lambda t: weights(t) == [0.05])
     assert before["weight"] == 0.05
     assert (table_before.meta.tenant, table_before.meta.workflow) == (TENANT, workflow)
@@ -236,10 +246,7 @@ async def test_operator_commands_pause_resume_and_roll_back_through_kafka(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     workflow, adapter = f"wf-{uuid.uuid4().hex[:8]}", "adapter-b"
-    await publish(kafka_bootstrap, [(topics.ADAPTERS, adapter_ready(workflow, adapter))])
-    await asyncio.to_thread(wait_for, router, workflow, "shadow", 0)
-    await publish(kafka_bootstrap, verdicts(workflow, adapter, STEP_VERDICTS))
-    await asyncio.to_thread(wait_for, router, workflow, "canary", 1)
+    await ramp_to(router, kafka_bootstrap, workflow, adapter, 1)
 
     assert await asyncio.to_thread(cli_main, ["rollout", "pause", workflow, "--reason", "investigating"]) == 0
     await asyncio.to_thread(wait_for, router, workflow, "paused", 1)
@@ -264,8 +271,7 @@ async def test_a_broken_adapter_is_rolled_back_before_any_canary_traffic(
     router: RouterProcess, kafka_bootstrap: str
 ) -> None:
     workflow, adapter = f"wf-{uuid.uuid4().hex[:8]}", "adapter-broken"
-    await publish(kafka_bootstrap, [(topics.ADAPTERS, adapter_ready(workflow, adapter))])
-    await asyncio.to_thread(wait_for, router, workflow, "shadow", 0)  # verdicts follow the shadow route
+    await ramp_to(router, kafka_bootstrap, workflow, adapter, 0)  # verdicts follow the shadow route
     await publish(kafka_bootstrap, verdicts(workflow, adapter, 30, passed=False))
     row = await asyncio.to_thread(wait_for, router, workflow, "rolled_back", 0)
     assert row["evidence"]["log_e_inferior"] >= row["evidence"]["log_e_needed"]
@@ -341,8 +347,7 @@ async def test_the_gateways_route_book_realises_each_published_weight(
     table and the request id; the gateway process applying tables is covered in test_gateway.)
     """
     workflow, adapter = f"wf-{uuid.uuid4().hex[:8]}", "adapter-c"
-    await publish(kafka_bootstrap, [(topics.ADAPTERS, adapter_ready(workflow, adapter))])
-    await asyncio.to_thread(wait_for, router, workflow, "shadow", 0)
+    await ramp_to(router, kafka_bootstrap, workflow, adapter, 0)
     request_ids = [f"req-{i}" for i in range(20_000)]
     for step, weight in enumerate((0.01, 0.05, 0.25, 0.5), start=1):
         await publish(kafka_bootstrap, verdicts(workflow, adapter, STEP_VERDICTS))
