@@ -11,6 +11,8 @@ directory next to the final one; ``commit`` hashes every file in it, writes ``ma
 and renames the directory into place. A crash leaves only a hidden ``.staging-*`` directory that
 readers never list. Loaders call ``verify``, which refuses an artifact whose files differ from
 its manifest, so a truncated copy or a hand-edited file never reaches training or serving.
+
+``write_json_atomically`` gives one JSON file (a job's result, a report) the same guarantee.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import datetime as dt
 import hashlib
 import json
 import os
+import secrets
 import shutil
 import tempfile
 from collections.abc import Iterable, Mapping
@@ -92,6 +95,27 @@ def file_digest(path: Path) -> FileDigest:
             digest.update(chunk)
             size += len(chunk)
     return FileDigest(digest.hexdigest(), size)
+
+
+def write_json_atomically(path: Path, data: Any) -> None:
+    """Write ``data`` to ``path`` as indented JSON: readers see the old file or the new one, never part.
+
+    The text goes to a hidden temporary file next to ``path``, is fsynced, replaces ``path``, and
+    the directory is fsynced, so the new file survives a crash once this returns. Values JSON
+    cannot encode (paths, datetimes) are written as their ``str()``.
+    """
+    text = json.dumps(data, indent=2, sort_keys=True, default=str) + "\n"
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")  # unique: concurrent writers
+    try:
+        with tmp.open("x", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        tmp.replace(path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    _fsync(path.parent)
 
 
 class ArtifactStore:

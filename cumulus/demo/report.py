@@ -14,12 +14,12 @@ questions it sent; BFCL's own checker is the gold standard, independent of the j
 
 from __future__ import annotations
 
-import json
 import statistics
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from cumulus.artifacts import write_json_atomically
 from cumulus.demo.bfcl import BfclItem, gold_correct
 from cumulus.demo.observer import Seen
 from cumulus.graders import ToolSchema, parse_tool_calls
@@ -154,6 +154,4 @@ def table(report: Mapping[str, Any]) -> str:
 
 def write(report: Mapping[str, Any], path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(report, indent=2, sort_keys=True, default=str) + "\n")
-    tmp.replace(path)
+    write_json_atomically(path, report)

@@ -20,12 +20,11 @@ import json
 import os
 import signal
 import sys
-import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from cumulus.artifacts import ArtifactStore, Manifest, verify_dir
+from cumulus.artifacts import ArtifactStore, Manifest, verify_dir, write_json_atomically
 from cumulus.errors import CumulusError
 from cumulus.graders import GraderSettings
 from cumulus.logs import configure_logging, get_logger
@@ -211,17 +210,9 @@ def main(argv: list[str] | None = None) -> int:
             log.exception("job.failed", adapter=spec.adapter_id, workflow=spec.workflow)
             reason = str(exc) if isinstance(exc, CumulusError) else f"{type(exc).__name__}: {exc}"
             result = {"adapter_id": spec.adapter_id, "status": "FAILED", "error": reason[:2000]}
-        _write_atomically(job_dir / RESULT, result)
+        write_json_atomically(job_dir / RESULT, result)
         emit("result", **result)
     return 0
-
-
-def _write_atomically(path: Path, payload: dict[str, Any]) -> None:
-    with tempfile.NamedTemporaryFile("w", dir=path.parent, delete=False, suffix=".tmp") as handle:
-        json.dump(payload, handle, indent=2, sort_keys=True)
-        handle.flush()
-        os.fsync(handle.fileno())
-    Path(handle.name).replace(path)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""The artifact store: atomic publication, manifests pinning every file, verification."""
+"""The artifact store: atomic publication, manifests pinning every file, verification; atomic JSON files."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from cumulus.artifacts import MANIFEST, ArtifactStore, path_segment, verify_dir
+from cumulus.artifacts import MANIFEST, ArtifactStore, path_segment, verify_dir, write_json_atomically
 from cumulus.errors import ArtifactError
 
 
@@ -66,3 +66,26 @@ def test_names_cannot_escape_the_store(tmp_path: Path) -> None:
     make(store, "ds-1")
     with pytest.raises(ArtifactError, match="already exists"):
         make(store, "ds-1")
+
+
+def test_write_json_atomically_replaces_the_file_and_leaves_no_temporary(tmp_path: Path) -> None:
+    path = tmp_path / "result.json"
+    path.write_text('{"status": "old"}')
+    write_json_atomically(path, {"status": "READY", "where": tmp_path, "b": 1})
+    assert path.read_text().endswith("}\n")
+    assert json.loads(path.read_text()) == {"b": 1, "status": "READY", "where": str(tmp_path)}
+    assert list(tmp_path.iterdir()) == [path]
+
+
+def test_write_json_atomically_keeps_the_old_file_when_it_cannot_finish(tmp_path: Path) -> None:
+    path = tmp_path / "result.json"
+    path.write_text('{"status": "old"}')
+    looped: dict[str, object] = {}
+    looped["self"] = looped
+    with pytest.raises(ValueError, match="Circular reference"):
+        write_json_atomically(path, looped)
+    (tmp_path / "report").mkdir()
+    with pytest.raises(OSError):
+        write_json_atomically(tmp_path / "report", {"a": 1})  # a directory is in the way
+    assert json.loads(path.read_text()) == {"status": "old"}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["report", "result.json"]
