@@ -1,11 +1,12 @@
 """Run every benchmark in bench/, one after another, and print one table of measured values vs targets.
 
 Each benchmark runs as its own process (this interpreter, the current directory), in its quick
-form unless ``--full``, with a timeout; its last stdout line is the JSON it reports. BENCHMARKS
-below is the one list of what runs and what each number should be. A benchmark that fails, times
-out or prints no JSON is reported as such, with the tail of its stderr, and the run goes on. Its
-whole output stays in ``<state_dir>/bench-logs/<name>.out`` and ``.err`` (tail them to follow a run).
-The full report goes to ``<state_dir>/bench-report.json`` and, as one JSON object, to the last line::
+form unless ``--full``, with a timeout; its last stdout line is the JSON it reports. BENCHMARKS,
+in bench/targets.py, is the one list of what runs and what each number should be. A benchmark
+that fails, times out or prints no JSON is reported as such, with the tail of its stderr, and the
+run goes on. Its whole output stays in ``<state_dir>/bench-logs/<name>.out`` and ``.err`` (tail
+them to follow a run). The full report goes to ``<state_dir>/bench-report.json`` and, as one JSON
+object, to the last line::
 
     .venv/bin/python bench/run_all.py                     # every benchmark, quick (~15 min here)
     .venv/bin/python bench/run_all.py --full              # their full runs (about an hour)
@@ -28,146 +29,19 @@ import subprocess
 import sys
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import psutil
 
-from cumulus.config import load_config
-
 BENCH_DIR = Path(__file__).resolve().parent
-OPS = (">=", "<=", "==")
+sys.path.insert(0, str(BENCH_DIR.parent))  # run as a script, only bench/ is on sys.path
+
+from bench.targets import BENCHMARKS, Benchmark, format_value  # noqa: E402
+from cumulus.config import load_config  # noqa: E402
+
 STOP_GRACE_S = 60.0
 TAIL_LINES = 20
-
-
-@dataclass(frozen=True)
-class Target:
-    """A number in a benchmark's JSON (``key``: a name, or a path into nested objects) and its goal.
-
-    ``op`` None means the number is reported with no target.
-    """
-
-    key: str | tuple[str, ...]
-    op: str | None
-    threshold: float | None
-    unit: str
-    what: str
-
-    def __post_init__(self) -> None:
-        if self.op is not None and self.op not in OPS:
-            raise ValueError(f"target {self.metric}: op {self.op!r} is not one of {OPS} (or None: reported)")
-
-    @property
-    def metric(self) -> str:
-        return self.key if isinstance(self.key, str) else ".".join(self.key)
-
-    def describe(self) -> str:
-        if self.op is None:
-            return "reported"
-        return f"{self.op} {format_value(self.threshold)} {self.unit}".rstrip()
-
-
-@dataclass(frozen=True)
-class Benchmark:
-    name: str
-    script: str
-    targets: tuple[Target, ...]
-    quick_args: tuple[str, ...] = ("--quick",)
-    full_args: tuple[str, ...] = ()
-    quick_timeout_s: float = 600.0
-    full_timeout_s: float = 1800.0
-
-
-SMOLLM2 = "smollm2-135m-instruct"
-BENCHMARKS: tuple[Benchmark, ...] = (
-    Benchmark(
-        "gateway_overhead",
-        "gateway_overhead.py",
-        (
-            Target("p50_added_ms", "<=", 0.5, "ms", "p50 latency the gateway adds, lowest concurrency"),
-            Target("p99_added_ms", "<=", 2.0, "ms", "p99 latency the gateway adds, lowest concurrency"),
-            Target(
-                "throughput_ratio",
-                ">=",
-                0.9,
-                "x",
-                "requests/s through the gateway / direct, highest concurrency",
-            ),
-        ),
-        full_timeout_s=900.0,
-    ),
-    Benchmark(
-        "ingest",
-        "ingest.py",
-        (
-            Target("events_per_s", ">=", 20_000, "events/s", "collector drain, Kafka -> ClickHouse"),
-            Target("freshness_p99_ms", "<=", 2000, "ms", "p99 capture lag, event published -> row inserted"),
-            Target("exactly_once", "==", True, "", "rows inserted == distinct events == FINAL == sent"),
-        ),
-        quick_timeout_s=900.0,
-    ),
-    # No --quick: 5 kills, as the integration suite runs it; the full soak is its default 100.
-    Benchmark(
-        "soak_collector",
-        "soak_collector.py",
-        (
-            Target("lost", "==", 0, "events", "sent - count() FINAL after the kill -9 loop"),
-            Target("duplicated", "==", 0, "rows", "rows inserted - distinct events"),
-        ),
-        quick_args=("--kills", "5"),
-    ),
-    Benchmark(
-        "train_throughput",
-        "train_throughput.py",
-        (Target("speedup_vs_peft", ">=", 2, "x", "LoraRecipe tokens/s / a plain PEFT training loop"),),
-        quick_timeout_s=900.0,
-    ),
-    Benchmark(
-        "multilora",
-        "multilora.py",
-        (
-            Target("mixed_vs_single", ">=", 0.8, "x", "8 adapters in one batch / one adapter, tokens/s"),
-            Target("mixed_vs_peft", ">=", 5, "x", "8 adapters in one batch / PEFT adapter_names, tokens/s"),
-        ),
-    ),
-    # No --quick and no stated targets: fewer MiniLM pairs for the quick run.
-    Benchmark(
-        "grader_throughput",
-        "grader_throughput.py",
-        tuple(
-            Target((grader, "pairs_per_s"), None, None, "pairs/s", f"{grader} grader, CPU")
-            for grader in ("label", "json", "tool_call", "semantic_minilm")
-        ),
-        quick_args=("--semantic-pairs", "128"),
-        quick_timeout_s=300.0,
-        full_timeout_s=600.0,
-    ),
-    # No --quick and no stated targets: SmolLM2 only, short answers for the quick run.
-    Benchmark(
-        "inference_throughput",
-        "inference_throughput.py",
-        tuple(
-            Target(
-                (SMOLLM2, f"batch_{batch}", "tokens_per_s"), None, None, "tokens/s", f"SmolLM2, batch {batch}"
-            )
-            for batch in (1, 8)
-        ),
-        quick_args=("--models", SMOLLM2, "--max-tokens", "16"),
-        full_timeout_s=1200.0,
-    ),
-)
-
-
-def format_value(value: object) -> str:
-    if value is None:
-        return "missing"
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, float):
-        return f"{value:g}"
-    return str(value) if isinstance(value, int | str) else json.dumps(value)
 
 
 def lookup(result: dict[str, Any], key: str | tuple[str, ...]) -> Any:
