@@ -7,7 +7,8 @@ get the schemas in the system message instead, worded like Qwen2.5's template wo
 assistant tool calls as ``<tool_call>`` text, so both model families see the same protocol.
 
 ``prune`` leaves out static parts an adapter has learned (its system prompt, its tool schemas);
-``RenderedPrompt.pruned`` records what was actually removed.
+``RenderedPrompt.pruned`` records what was actually removed. The trainer records the pruning an
+adapter was trained with in its manifest (``PromptSpec``), and the gateway serves it the same way.
 """
 
 from __future__ import annotations
@@ -19,9 +20,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from cumulus.errors import InvalidArgument
+from cumulus.errors import ArtifactError, InvalidArgument
 
 PRUNABLE = ("system", "tools")
+RENDERER = "cumulus.prompts.render_prompt"
+"""The renderer an adapter manifest's ``prompt`` field names: this module's ``render_prompt``."""
 
 _TOOLS_PREAMBLE = (
     "# Tools\n\nYou may call one or more functions to assist with the user query.\n\n"
@@ -40,6 +43,40 @@ class RenderedPrompt:
 
     text: str
     pruned: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class PromptSpec:
+    """How an adapter's prompts are rendered: the ``prompt`` field of its manifest.
+
+    The trainer writes ``{"renderer": RENDERER, "prune": [...]}``; adapters trained before the
+    field existed have none and were trained on whole prompts.
+    """
+
+    prune: tuple[str, ...] = ()
+
+    @classmethod
+    def from_manifest(cls, value: object) -> PromptSpec:
+        """The spec a manifest's ``prompt`` field describes (None: whole prompts).
+
+        ArtifactError when the field names another renderer or parts this renderer cannot prune:
+        such an adapter cannot be served the prompt shape it was trained on.
+        """
+        if value is None:
+            return cls()
+        if not isinstance(value, Mapping):
+            raise ArtifactError(f"manifest field prompt must be an object, not {value!r}")
+        renderer, prune = value.get("renderer", RENDERER), value.get("prune", [])
+        if renderer != RENDERER:
+            raise ArtifactError(f"manifest names prompt renderer {renderer!r}", fix=f"train with {RENDERER}")
+        if not isinstance(prune, list) or not all(isinstance(part, str) for part in prune):
+            raise ArtifactError(f"manifest field prompt.prune must be a list of names, not {prune!r}")
+        unknown = sorted(set(prune) - set(PRUNABLE))
+        if unknown:
+            raise ArtifactError(
+                f"manifest field prompt.prune names unknown parts {unknown}", fix=f"prune only {PRUNABLE}"
+            )
+        return cls(prune=tuple(prune))
 
 
 def render_prompt(

@@ -11,6 +11,7 @@ from services.gateway.adapters import AdapterSource
 from services.gateway.auth import Authenticator
 from services.gateway.capture import EventSink, RecentRequests
 from services.gateway.dispatch import Dispatcher
+from services.gateway.prompt_specs import AdapterPrompts, ArtifactPromptSpecs, PromptSpecSource
 from services.gateway.rendering import PromptRenderer
 from services.gateway.routes import RouteBook
 from services.gateway.shadow import ShadowRunner
@@ -27,6 +28,7 @@ class GatewayCore:
     auth: Authenticator
     book: RouteBook
     renderer: PromptRenderer
+    prompts: AdapterPrompts
     triton: TritonBackend
     sink: EventSink
     recent: RecentRequests
@@ -42,15 +44,25 @@ class GatewayCore:
         renderer: PromptRenderer,
         sink: EventSink,
         adapters: AdapterSource,
+        prompt_specs: PromptSpecSource | None = None,
         book: RouteBook | None = None,
         auth: Authenticator | None = None,
     ) -> GatewayCore:
-        """Wire the gateway around the given Triton, renderer, event sink and adapter source."""
+        """Wire the gateway around the given Triton, renderer, event sink and adapter source.
+
+        Adapter prompt specs come from the artifact store unless ``prompt_specs`` says otherwise.
+        """
         gateway = config.gateway
         keys_file = gateway.api_keys_file or config.state_dir / "api-keys.json"
         recent = RecentRequests(gateway.feedback_memory)
+        prompts = AdapterPrompts(prompt_specs or ArtifactPromptSpecs(config.artifacts_dir))
         shadows = ShadowRunner(
-            triton, adapters, sink, concurrency=gateway.shadow_concurrency, timeout_s=gateway.shadow_timeout_s
+            triton,
+            adapters,
+            prompts,
+            sink,
+            concurrency=gateway.shadow_concurrency,
+            timeout_s=gateway.shadow_timeout_s,
         )
         return cls(
             config=config,
@@ -58,11 +70,12 @@ class GatewayCore:
             auth=auth or Authenticator(keys_file),
             book=book or RouteBook(),
             renderer=renderer,
+            prompts=prompts,
             triton=triton,
             sink=sink,
             recent=recent,
             shadows=shadows,
-            dispatcher=Dispatcher(triton, adapters, sink, shadows, recent),
+            dispatcher=Dispatcher(triton, adapters, prompts, sink, shadows, recent),
         )
 
     def timeout_s(self, context: grpc.aio.ServicerContext) -> float:

@@ -4,10 +4,13 @@ Both front doors (cumulus.v1.Gateway and the KServe v2 drop-in) admit a request 
 and hand it here, so routing and capture are identical for both:
 
 1. a shadow copy starts beside the request when its route plan has one (shadow.py);
-2. the primary target answers; when it is a canary candidate and fails before any output, the
-   live model answers instead (mode FALLBACK) and the candidate's error is recorded;
-3. when the request ends, however it ends, exactly one InferenceEvent is published, the metrics
-   are updated and the live outcome is handed to the shadow copy.
+2. the primary target answers, with its prompt rendered the way its adapter was trained
+   (prompt_specs.py); when it is a canary candidate and fails before any output (its prompt
+   spec included), the live model answers instead (mode FALLBACK) and the candidate's error is
+   recorded;
+3. when the request ends, however it ends, exactly one InferenceEvent is published (its metadata
+   names the parts a pruned adapter's prompt left out), the metrics are updated and the live
+   outcome is handed to the shadow copy.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from services.gateway import metrics
 from services.gateway.adapters import AdapterSource
 from services.gateway.calls import Call, Outcome
 from services.gateway.capture import EventSink, RecentRequests, inference_event
+from services.gateway.prompt_specs import PRUNED_METADATA, AdapterPrompts
 from services.gateway.shadow import ShadowHandle, ShadowRunner
 from services.gateway.tensors import Delta, output_delta
 from services.gateway.triton import TritonBackend, infer_with_lora
@@ -40,12 +44,14 @@ class Dispatcher:
         self,
         triton: TritonBackend,
         adapters: AdapterSource,
+        prompts: AdapterPrompts,
         sink: EventSink,
         shadows: ShadowRunner,
         recent: RecentRequests,
     ) -> None:
         self.triton = triton
         self.adapters = adapters
+        self.prompts = prompts
         self.sink = sink
         self.shadows = shadows
         self.recent = recent
@@ -58,13 +64,15 @@ class Dispatcher:
         shadow = self.shadows.start(call, plan.shadow) if plan.shadow is not None else None
         try:
             try:
-                async for answer in self._attempt(call, plan.primary.target, outcome):
+                async for answer in self._attempt(
+                    call, plan.primary.target, outcome, candidate=plan.is_candidate
+                ):
                     yield answer
             except Exception as exc:
                 if not plan.is_candidate or outcome.answered:
                     raise
                 self._fall_back(call, outcome, exc)
-                async for answer in self._attempt(call, plan.live, outcome):
+                async for answer in self._attempt(call, plan.live, outcome, candidate=False):
                     yield answer
         except BaseException as exc:  # also cancellation: the request still gets its event
             outcome.error = exc
@@ -73,9 +81,9 @@ class Dispatcher:
             self._finish(call, outcome, shadow)
 
     async def _attempt(
-        self, call: Call, target: common_pb2.RouteTarget, outcome: Outcome
+        self, call: Call, target: common_pb2.RouteTarget, outcome: Outcome, *, candidate: bool
     ) -> AsyncIterator[Answer]:
-        request, outcome.prompt_text = call.factory(target)
+        request, outcome.prompt_text = await self.prompts.request_for(call, target, candidate=candidate)
         responses = infer_with_lora(
             self.triton, request, target, self.adapters, workflow=call.workflow.name, timeout_s=call.timeout_s
         )
@@ -106,7 +114,11 @@ class Dispatcher:
         if shadow is not None:
             shadow.live_finished(outcome)
         self.recent.remember(call.request_id, call.tenant, call.workflow.name)
-        self.sink.publish(topics.INFERENCE, inference_event(call, outcome))
+        event = inference_event(call, outcome)
+        spec = self.prompts.loaded(outcome.route.target, call.workflow.name)
+        if spec is not None and spec.prune and call.capture.messages:
+            event.metadata[PRUNED_METADATA] = ",".join(spec.prune)
+        self.sink.publish(topics.INFERENCE, event)
         metrics.observe(call, outcome)
         if outcome.error is not None:
             log.warning(

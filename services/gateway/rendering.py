@@ -2,14 +2,15 @@
 
 Each Triton model (``live``, ``small``) is one offline base model (``triton.live_model``,
 ``triton.small_model``); its tokenizer's chat template renders the prompt, through the shared
-``cumulus.prompts.render_prompt`` the trainer uses too, so an adapter is served the prompt shape it
-was trained on. Tokenizers are loaded once at start, in a thread, before the gateway reports ready.
+``cumulus.prompts.render_prompt`` the trainer uses too, with the same ``prune`` (prompt_specs.py), so
+an adapter is served the prompt shape it was trained on. Tokenizers are loaded once at start, in a
+thread, before the gateway reports ready.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -21,10 +22,15 @@ from cumulus.v1 import common_pb2
 
 
 class PromptRenderer(Protocol):
-    """Renders a chat request for one Triton model."""
+    """Renders a chat request for one Triton model, leaving out the ``prune`` parts (cumulus.prompts)."""
 
     def render(
-        self, model: str, messages: Sequence[Mapping[str, Any]], tools: Sequence[Mapping[str, Any]]
+        self,
+        model: str,
+        messages: Sequence[Mapping[str, Any]],
+        tools: Sequence[Mapping[str, Any]],
+        *,
+        prune: Collection[str] = (),
     ) -> RenderedPrompt: ...
 
 
@@ -80,7 +86,12 @@ class TokenizerRenderer:
         return f"tokenizers not loaded yet for {missing}" if missing else None
 
     def render(
-        self, model: str, messages: Sequence[Mapping[str, Any]], tools: Sequence[Mapping[str, Any]]
+        self,
+        model: str,
+        messages: Sequence[Mapping[str, Any]],
+        tools: Sequence[Mapping[str, Any]],
+        *,
+        prune: Collection[str] = (),
     ) -> RenderedPrompt:
         tokenizer = self._tokenizers.get(model)
         if tokenizer is None:
@@ -90,6 +101,6 @@ class TokenizerRenderer:
                 )
             raise NotReady(f"the tokenizer of model {model} is still loading")
         try:
-            return render_prompt(tokenizer, messages, tools or None)
+            return render_prompt(tokenizer, messages, tools or None, prune=prune)
         except TemplateError as exc:  # the chat template refused the conversation (e.g. role order)
             raise InvalidArgument("messages", f"model {model} cannot render them: {exc}") from exc

@@ -1,7 +1,9 @@
 """cumulus.v1.Gateway: Generate, GenerateStream and Feedback.
 
 A request is authenticated (its tenant), validated, assigned a workflow (named or derived from its
-template), routed, and then served by the Dispatcher like every other request. Errors are raised
+template), routed, and then served by the Dispatcher like every other request. Each target gets
+the prompt its model and adapter expect: an adapter trained on pruned prompts gets them pruned
+(prompt_specs.py), while the captured event keeps the whole messages and tools. Errors are raised
 as CumulusErrors; status.ErrorMapping turns them into gRPC statuses.
 """
 
@@ -101,12 +103,14 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
         messages = chat_messages(request.messages)
         tools = chat_tools(request.tools, valid.tool_schemas)
         sampling = valid.sampling
-        rendered: dict[str, str] = {}
+        rendered: dict[tuple[str, tuple[str, ...]], str] = {}
 
         def factory(target: common_pb2.RouteTarget) -> tuple[service_pb2.ModelInferRequest, str]:
-            text = rendered.get(target.model)
+            prune = core.prompts.prune_for(target, workflow.name)
+            text = rendered.get((target.model, prune))
             if text is None:
-                text = rendered[target.model] = core.renderer.render(target.model, messages, tools).text
+                text = core.renderer.render(target.model, messages, tools, prune=prune).text
+                rendered[target.model, prune] = text
             return build_request(target.model, text, sampling, stream=stream, request_id=request_id), text
 
         capture = events_pb2.InferenceEvent(

@@ -1,6 +1,7 @@
 """Shadow traffic: a fire-and-forget copy of a request to a candidate adapter, graded later.
 
-The copy runs beside the live request in its own task and is never awaited by it: the client's
+The copy's prompt is rendered the way the candidate adapter was trained (prompt_specs.py).
+It runs beside the live request in its own task and is never awaited by it: the client's
 response is neither delayed, changed nor failed by the candidate, whatever it does. Concurrency
 is bounded by a fixed number of slots; when all are busy the copy is skipped (and counted), never
 queued, so a slow or hanging candidate cannot pile up work. A copy that takes longer than the
@@ -20,6 +21,7 @@ from services.gateway import metrics
 from services.gateway.adapters import AdapterSource
 from services.gateway.calls import Call, Outcome
 from services.gateway.capture import EventSink, shadow_pair
+from services.gateway.prompt_specs import AdapterPrompts
 from services.gateway.tensors import output_delta
 from services.gateway.triton import TritonBackend, infer_with_lora
 from services.gateway.triton_errors import DeadlineExceeded
@@ -45,6 +47,7 @@ class ShadowRunner:
         self,
         triton: TritonBackend,
         adapters: AdapterSource,
+        prompts: AdapterPrompts,
         sink: EventSink,
         *,
         concurrency: int,
@@ -52,6 +55,7 @@ class ShadowRunner:
     ) -> None:
         self.triton = triton
         self.adapters = adapters
+        self.prompts = prompts
         self.sink = sink
         self.concurrency = concurrency
         self.timeout_s = timeout_s
@@ -119,7 +123,7 @@ class ShadowRunner:
             metrics.SHADOW_IN_FLIGHT.dec()
 
     async def _collect(self, call: Call, target: common_pb2.RouteTarget, candidate: Outcome) -> None:
-        request, candidate.prompt_text = call.factory(target)
+        request, candidate.prompt_text = await self.prompts.request_for(call, target, candidate=True)
         responses = infer_with_lora(
             self.triton, request, target, self.adapters, workflow=call.workflow.name, timeout_s=self.timeout_s
         )

@@ -14,7 +14,7 @@ from cumulus.config import CumulusConfig, GatewayConfig
 from cumulus.v1 import common_pb2, events_pb2, gateway_pb2, gateway_pb2_grpc
 from services.gateway.core import GatewayCore
 from services.gateway.server import GatewayServer
-from tests.unit.gateway.fakes import FakeAdapters, FakeRenderer, FakeTriton, ListSink
+from tests.unit.gateway.fakes import FakeAdapters, FakePromptSpecs, FakeRenderer, FakeTriton, ListSink
 
 
 @dataclass(repr=False)
@@ -30,6 +30,7 @@ class Harness:
     adapters: FakeAdapters
     key: str
     other_key: str
+    prompt_specs: FakePromptSpecs
 
     @property
     def address(self) -> str:
@@ -66,13 +67,14 @@ async def gateway(tmp_path: Path) -> AsyncIterator[Harness]:
     keys_file = tmp_path / "api-keys.json"
     store = ApiKeyStore(keys_file)
     key, other_key = store.issue("acme"), store.issue("globex")
-    triton, sink, adapters = FakeTriton(), ListSink(), FakeAdapters()
+    triton, sink, adapters, prompt_specs = FakeTriton(), ListSink(), FakeAdapters(), FakePromptSpecs()
     core = GatewayCore.build(
         gateway_config(tmp_path, keys_file),
         triton=triton,
         renderer=FakeRenderer(),
         sink=sink,
         adapters=adapters,
+        prompt_specs=prompt_specs,
     )
     server = GatewayServer(core)
     port = await server.start("127.0.0.1", 0)
@@ -88,6 +90,7 @@ async def gateway(tmp_path: Path) -> AsyncIterator[Harness]:
             adapters,
             key,
             other_key,
+            prompt_specs,
         )
     finally:
         await channel.close()

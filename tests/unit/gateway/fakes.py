@@ -1,4 +1,5 @@
-"""Fakes injected into the gateway by its unit tests: a Triton, a renderer, an event sink, adapters.
+"""Fakes injected into the gateway by its unit tests: a Triton, a renderer, an event sink, adapters
+and their prompt specs.
 
 ``FakeTriton`` speaks the same protos as the real Triton (tritonclient's service_pb2): it reads the
 TensorRT-LLM inputs of each request and answers like the CPU backend, including decoupled
@@ -9,7 +10,7 @@ model fail, hang or answer slowly.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -17,7 +18,7 @@ import numpy as np
 from google.protobuf.message import Message
 from tritonclient.grpc import model_config_pb2, service_pb2
 
-from cumulus.prompts import RenderedPrompt
+from cumulus.prompts import PromptSpec, RenderedPrompt, render_prompt
 from cumulus.topics import TopicSpec
 from cumulus.v1 import common_pb2
 from services.gateway import tensors
@@ -97,14 +98,39 @@ class FakeTriton:
         raise AssertionError(f"unexpected {method}")
 
 
+@dataclass(frozen=True)
+class FakeTokenizer:
+    """A chat template writing ``<model>|role:content|...|tools:name,...`` (it takes ``tools=``)."""
+
+    model: str
+    chat_template: str = "{{ messages }} {{ tools }}"
+
+    def apply_chat_template(
+        self,
+        chat: list[dict[str, Any]],
+        *,
+        tokenize: bool,
+        add_generation_prompt: bool,
+        tools: list[dict[str, Any]] | None = None,
+    ) -> str:
+        parts = [f"{m['role']}:{m['content']}" for m in chat]
+        if tools:
+            parts.append("tools:" + ",".join(t["function"]["name"] for t in tools))
+        return "|".join([f"<{self.model}>", *parts])
+
+
 class FakeRenderer:
-    """Renders ``<model>|role:content|...`` so tests can see which model a prompt was built for."""
+    """The real ``render_prompt`` (pruning included) over a FakeTokenizer per model."""
 
     def render(
-        self, model: str, messages: Sequence[Mapping[str, Any]], tools: Sequence[Mapping[str, Any]]
+        self,
+        model: str,
+        messages: Sequence[Mapping[str, Any]],
+        tools: Sequence[Mapping[str, Any]],
+        *,
+        prune: Collection[str] = (),
     ) -> RenderedPrompt:
-        parts = [f"{m['role']}:{m['content']}" for m in messages]
-        return RenderedPrompt(text="|".join([f"<{model}>", *parts]))
+        return render_prompt(FakeTokenizer(model), messages, tools or None, prune=prune)
 
 
 @dataclass
@@ -133,3 +159,18 @@ class FakeAdapters:
             weights=np.ones((1, 2, 8), dtype=np.float16),
             config=np.array([[[0, 0, 2], [1, 0, 2]]], dtype=np.int32),
         )
+
+
+@dataclass
+class FakePromptSpecs:
+    """A PromptSpecSource: ``specs`` by adapter id (a spec, or an error to raise), whole prompts otherwise."""
+
+    specs: dict[str, PromptSpec | Exception] = field(default_factory=dict)
+    reads: list[str] = field(default_factory=list)
+
+    async def read(self, target: common_pb2.RouteTarget, workflow: str) -> PromptSpec:
+        self.reads.append(target.adapter_id)
+        spec = self.specs.get(target.adapter_id, PromptSpec())
+        if isinstance(spec, Exception):
+            raise spec
+        return spec

@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
-from cumulus.errors import InvalidArgument
+from cumulus.errors import ArtifactError, InvalidArgument
 from cumulus.models import QWEN_CODER, TINY_LLAMA, ensure_model, load_causal_lm
-from cumulus.prompts import render_prompt
+from cumulus.prompts import RENDERER, PromptSpec, render_prompt
 
 SHARED_MODELS = Path(__file__).resolve().parents[3] / ".cumulus" / "models"
 
@@ -69,6 +69,29 @@ def test_pruning_records_what_was_left_out(smollm2_tokenizer: Any) -> None:
     assert render_prompt(smollm2_tokenizer, MESSAGES[1:], None, prune=("system", "tools")).pruned == []
     with pytest.raises(InvalidArgument, match="prune"):
         render_prompt(smollm2_tokenizer, MESSAGES, prune=("examples",))
+
+
+def test_prompt_spec_reads_the_manifest_field_the_trainer_writes() -> None:
+    assert PromptSpec.from_manifest({"renderer": RENDERER, "prune": ["system", "tools"]}).prune == (
+        "system",
+        "tools",
+    )
+    assert PromptSpec.from_manifest({"renderer": RENDERER, "prune": []}) == PromptSpec()
+    assert PromptSpec.from_manifest(None) == PromptSpec()  # an adapter trained before the field existed
+
+
+@pytest.mark.parametrize(
+    ("field", "problem"),
+    [
+        ({"renderer": RENDERER, "prune": ["examples"]}, "unknown parts"),
+        ({"renderer": "other.render", "prune": []}, "renderer 'other.render'"),
+        ({"prune": "system"}, "list of names"),
+        (["system"], "must be an object"),
+    ],
+)
+def test_prompt_spec_refuses_what_the_renderer_cannot_reproduce(field: object, problem: str) -> None:
+    with pytest.raises(ArtifactError, match=problem):
+        PromptSpec.from_manifest(field)
 
 
 @pytest.mark.models

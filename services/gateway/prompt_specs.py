@@ -1,0 +1,157 @@
+"""Which prompt shape each adapter was trained on, so the gateway serves it that same shape.
+
+An adapter trained with ``data.prune`` (services/trainer) never saw the parts it pruned (the
+workflow's system prompt, its tool schemas): it learned them. Its manifest's ``prompt`` field
+records what was pruned (cumulus.prompts.PromptSpec), and the gateway renders that adapter's prompts
+without those parts. The live model and bare targets (``lora_task_id`` 0) always get whole prompts.
+
+The spec is read from the adapter directory (the one the LoRA resend reads, adapters.adapter_dir)
+on an adapter's first request, in a thread, and kept. A manifest the gateway cannot honour (unknown
+parts, another renderer) is kept as its error: a committed manifest never changes. A missing
+adapter is not remembered, since its artifact may still arrive. An adapter without a usable spec
+is not served: as a canary the live model answers instead (dispatch.py), as a shadow copy it is
+graded as a candidate error (shadow.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections import OrderedDict
+from pathlib import Path
+from typing import Protocol
+
+from tritonclient.grpc import service_pb2
+
+from cumulus.artifacts import MANIFEST, ArtifactStore
+from cumulus.errors import ArtifactError, InvalidArgument, NotFound, NotReady
+from cumulus.logs import get_logger
+from cumulus.prompts import PromptSpec
+from cumulus.v1 import common_pb2
+from services.gateway.adapters import adapter_dir
+from services.gateway.calls import Call
+
+log = get_logger("gateway")
+
+WHOLE = PromptSpec()
+"""The spec of the live model and of adapters trained on whole prompts."""
+PRUNED_METADATA = "cumulus.prompt_pruned"
+"""InferenceEvent metadata key: the parts (comma-separated) the answering adapter's prompt was rendered
+without. Only ``prompt_text`` lacks them: the event's ``messages`` and ``tools`` stay whole."""
+_KEEP = 256
+
+
+class PromptSpecSource(Protocol):
+    """Reads the prompt spec of the adapter a RouteTarget names."""
+
+    async def read(self, target: common_pb2.RouteTarget, workflow: str) -> PromptSpec: ...
+
+
+class ArtifactPromptSpecs:
+    """PromptSpecSource reading adapter manifests in the local artifact store."""
+
+    def __init__(self, artifacts_dir: Path) -> None:
+        self.store = ArtifactStore(artifacts_dir)
+
+    async def read(self, target: common_pb2.RouteTarget, workflow: str) -> PromptSpec:
+        return await asyncio.to_thread(read_prompt_spec, adapter_dir(self.store, target, workflow))
+
+
+def read_prompt_spec(folder: Path) -> PromptSpec:
+    """The prompt spec in the manifest of the adapter directory ``folder``.
+
+    NotFound when there is no adapter there; ArtifactError when its manifest is malformed or names a
+    pruning the gateway cannot do; NotReady when the file cannot be read right now.
+    """
+    path = folder / MANIFEST
+    try:
+        manifest = json.loads(path.read_text())
+    except FileNotFoundError as exc:
+        raise NotFound(f"adapter not found at {folder}", fix="train and register it first") from exc
+    except ValueError as exc:
+        raise ArtifactError(f"{path} is not valid JSON: {exc}") from exc
+    except OSError as exc:
+        raise NotReady(f"cannot read {path}: {exc}") from exc
+    if not isinstance(manifest, dict):
+        raise ArtifactError(f"{path} is not a JSON object")
+    try:
+        return PromptSpec.from_manifest(manifest.get("prompt"))
+    except ArtifactError as exc:
+        raise ArtifactError(f"{path}: {exc.message}", fix=exc.fix) from exc
+
+
+class AdapterPrompts:
+    """The prompt specs of the adapters requests are routed to (see the module docstring)."""
+
+    def __init__(self, source: PromptSpecSource) -> None:
+        self.source = source
+        self._known: OrderedDict[tuple[str, str, str], PromptSpec | ArtifactError] = OrderedDict()
+
+    async def load(self, target: common_pb2.RouteTarget, workflow: str) -> PromptSpec:
+        """``target``'s spec, read on its first use; raises when its adapter cannot be served."""
+        if not target.lora_task_id:
+            return WHOLE
+        key = _key(target, workflow)
+        known = self._known.get(key)
+        if known is None:
+            known = await self._read(target, workflow)
+            self._known[key] = known
+            while len(self._known) > _KEEP:
+                self._known.popitem(last=False)
+        else:
+            self._known.move_to_end(key)
+        if isinstance(known, ArtifactError):  # a fresh error each time: a kept one would grow its traceback
+            raise ArtifactError(known.message, fix=known.fix)
+        return known
+
+    def loaded(self, target: common_pb2.RouteTarget, workflow: str) -> PromptSpec | None:
+        """``target``'s spec if ``load`` has read it (WHOLE for a bare model); None otherwise."""
+        if not target.lora_task_id:
+            return WHOLE
+        known = self._known.get(_key(target, workflow))
+        return known if isinstance(known, PromptSpec) else None
+
+    def prune_for(self, target: common_pb2.RouteTarget, workflow: str) -> tuple[str, ...]:
+        """The parts to leave out of ``target``'s prompt; ``load`` must have read its spec."""
+        spec = self.loaded(target, workflow)
+        if spec is None:
+            raise NotReady(f"the prompt spec of adapter {target.adapter_id} is not loaded")
+        return spec.prune
+
+    async def request_for(
+        self, call: Call, target: common_pb2.RouteTarget, *, candidate: bool
+    ) -> tuple[service_pb2.ModelInferRequest, str]:
+        """``call.factory(target)``, once ``target``'s spec is loaded for the factory to render with.
+
+        A prompt the client rendered itself (the KServe drop-in) cannot be pruned: a candidate
+        trained on pruned prompts refuses it, and the live target, having nothing better to
+        serve, gets it whole.
+        """
+        spec = await self.load(target, call.workflow.name)
+        if spec.prune and candidate and not call.capture.messages:
+            raise InvalidArgument(
+                "text_input",
+                f"adapter {target.adapter_id} was trained without {list(spec.prune)} in its prompts, "
+                "and a prompt rendered by the client cannot be pruned",
+                fix="send chat messages through cumulus.v1.Gateway",
+            )
+        return call.factory(target)
+
+    async def _read(self, target: common_pb2.RouteTarget, workflow: str) -> PromptSpec | ArtifactError:
+        try:
+            spec = await self.source.read(target, workflow)
+        except ArtifactError as exc:
+            log.warning(
+                "adapter.prompt_spec_refused", workflow=workflow, adapter=target.adapter_id, error=str(exc)
+            )
+            return exc
+        if spec.prune:
+            log.info(
+                "adapter.prompt_pruned", workflow=workflow, adapter=target.adapter_id, prune=list(spec.prune)
+            )
+        return spec
+
+
+def _key(target: common_pb2.RouteTarget, workflow: str) -> tuple[str, str, str]:
+    """What adapter_dir resolves the adapter's directory from."""
+    return workflow, target.adapter_id, target.adapter_uri
