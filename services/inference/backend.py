@@ -8,6 +8,7 @@ costing compute. The engine is not thread-safe: one scheduler thread owns it.
 
 With ``adapters`` (an ``AdapterCache`` over the model wrapped by ``MultiLora``) each request may
 carry its own LoRA adapter: a batch mixing adapters and bare-base rows runs as one forward pass.
+Decode steps use the engine's own attention (services/inference/attention.py).
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import torch
+
+from services.inference.attention import use_decode_attention
 
 if TYPE_CHECKING:
     from services.inference.lora import AdapterCache
@@ -72,6 +75,7 @@ class GenerationEngine:
         self, model: Any, tokenizer: Any, *, seed: int = 0, adapters: AdapterCache | None = None
     ) -> None:
         self.model = model
+        use_decode_attention(model)  # SDPA's CPU kernel is slow for one-token queries
         self.adapters = adapters
         self.tokenizer = tokenizer
         if tokenizer.pad_token_id is None:
