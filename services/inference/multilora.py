@@ -45,7 +45,7 @@ class LoraWeights:
 
 @dataclass(eq=False)
 class Routing:
-    """Which slot each row of the running batch uses; shared by every wrapped layer."""
+    """Which slot each row of the running batch uses."""
 
     rows: torch.Tensor | None = None
     """``[batch]`` slot per row; None when no row uses an adapter."""
@@ -53,33 +53,31 @@ class Routing:
     """Bitmask of the slots in use."""
     uniform: int | None = None
     """The one slot every row uses, if they all use the same."""
-    version: int = 0
-    """Bumped whenever ``rows`` change, so layers know their gathered weights are stale."""
-    _last: tuple[torch.Tensor, torch.Tensor] | None = None
-
-    def fp32(self, x: torch.Tensor) -> torch.Tensor:
-        """``x`` in fp32, converted once for the layers that share an input (q/k/v, gate/up)."""
-        if self._last is None or self._last[0] is not x:
-            self._last = (x, x.float())
-        return self._last[1]
 
     def clear(self) -> None:
-        self.rows, self.used, self.uniform, self._last = None, 0, None, None
+        self.rows, self.used, self.uniform = None, 0, None
 
 
 class MultiLoraLinear(nn.Module):
-    """A base ``nn.Linear`` plus the per-row LoRA delta of the slots its routing names."""
+    """A base ``nn.Linear`` plus the per-row LoRA delta of the batch's adapters.
 
-    def __init__(self, base: nn.Linear, routing: Routing, slots: int) -> None:
+    ``MultiLora`` sets ``rows_a``/``rows_b`` whenever the batch's routing changes, so ``forward``
+    holds no bookkeeping: it is the same few tensor ops on every decode step (and traceable by
+    ``torch.compile``). They are ``A [in, r]``/``B [r, out]`` views of one slot when every row
+    uses the same adapter, ``[batch, in, r]``/``[batch, r, out]`` gathered per row when they mix,
+    and None when no row uses an adapter that touches this module.
+    """
+
+    def __init__(self, base: nn.Linear, slots: int) -> None:
         super().__init__()
         self.base = base
-        self.routing = routing
         self.in_features, self.out_features = base.in_features, base.out_features
         self.loaded = 0
         """Bitmask of the slots holding a non-zero delta for this module."""
         self.a = torch.zeros(slots, self.in_features, 0)
         self.b = torch.zeros(slots, 0, self.out_features)
-        self._gathered: tuple[int, torch.Tensor, torch.Tensor] | None = None
+        self.rows_a: torch.Tensor | None = None
+        self.rows_b: torch.Tensor | None = None
 
     @property
     def rank(self) -> int:
@@ -103,24 +101,23 @@ class MultiLoraLinear(nn.Module):
             self.b[slot, : b.shape[0]] = b
             self.loaded |= 1 << slot
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y: torch.Tensor = self.base(x)
-        routing = self.routing
+    def route(self, routing: Routing) -> None:
+        """Take the weights ``routing``'s rows need (see the class docstring)."""
         if routing.rows is None or not self.loaded & routing.used:
-            return y
-        h = routing.fp32(x)
-        if routing.uniform is not None:
-            delta = (h @ self.a[routing.uniform]) @ self.b[routing.uniform]
+            self.rows_a = self.rows_b = None
+        elif routing.uniform is not None:
+            self.rows_a, self.rows_b = self.a[routing.uniform], self.b[routing.uniform]
         else:
-            if self._gathered is None or self._gathered[0] != routing.version:
-                rows = routing.rows
-                self._gathered = (routing.version, self.a[rows], self.b[rows])
-            _, a_rows, b_rows = self._gathered
-            delta = torch.bmm(torch.bmm(h, a_rows), b_rows)
-        return y + delta.to(y.dtype)
+            self.rows_a, self.rows_b = self.a[routing.rows], self.b[routing.rows]
 
-    def drop_gathered(self) -> None:
-        self._gathered = None
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = nn.functional.linear(x, self.base.weight, self.base.bias)
+        a, b = self.rows_a, self.rows_b
+        if a is None or b is None:
+            return y
+        h = x.float()
+        delta = (h @ a) @ b if a.dim() == 2 else torch.bmm(torch.bmm(h, a), b)
+        return y + delta.to(y.dtype)
 
 
 class MultiLora:
@@ -136,7 +133,7 @@ class MultiLora:
             match = _TARGET.search(name)
             if match and isinstance(module, nn.Linear):
                 parent = model.get_submodule(name.rpartition(".")[0])
-                wrapped = MultiLoraLinear(module, self.routing, slots)
+                wrapped = MultiLoraLinear(module, slots)
                 setattr(parent, match[2], wrapped)
                 self.layers[(int(match[1]), match[2])] = wrapped
         if not self.layers:
@@ -170,14 +167,16 @@ class MultiLora:
         """No batch is running: every layer is back to the bare base model."""
         self.routing.clear()
         for layer in self.layers.values():
-            layer.drop_gathered()
+            layer.route(self.routing)
 
     def _route(self, rows: torch.Tensor) -> None:
         slots = set(rows.tolist())
         routing = self.routing
-        routing.rows, routing.version = rows, routing.version + 1
+        routing.rows = rows
         routing.used = sum(1 << s for s in slots if s)
         routing.uniform = slots.pop() if len(slots) == 1 else None
+        for layer in self.layers.values():
+            layer.route(routing)
 
     def _slot_for(self, weights: LoraWeights, wanted: dict[int, LoraWeights]) -> int:
         resident = self._resident.get(id(weights))
