@@ -15,6 +15,11 @@ a shared machine hits all of them alike. Last line: JSON with ``mixed_vs_single`
 and ``mixed_vs_peft`` (target >= 5)::
 
     .venv/bin/python bench/multilora.py --quick
+    .venv/bin/python bench/multilora.py --quick --prompts tools   # the demo's ~320-token prompts
+
+Prompts are short chat questions by default, where decode steps (and so the adapter mixing)
+dominate; with ``--prompts tools`` the prompt pass dominates on CPU and every method converges to
+the base model's speed.
 """
 
 from __future__ import annotations
@@ -41,20 +46,24 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=None)
     parser.add_argument("--models-dir", default=None, help="model cache (default: <state_dir>/models)")
     parser.add_argument("--rows-per-adapter", type=int, default=1, help="batch = 8 x this")
+    parser.add_argument(
+        "--prompts",
+        choices=["chat", "tools"],
+        default="chat",
+        help="chat: short questions; tools: the demo's tool-calling requests (system prompt + schema)",
+    )
     parser.add_argument("--threads", type=int, default=0, help="torch threads (default: torch's choice)")
     args = parser.parse_args()
     max_tokens = args.max_tokens or (24 if args.quick else 64)
     rounds = args.rounds or (5 if args.quick else 7)
 
     import torch
-    from inference_throughput import QUESTIONS  # bench/ is on sys.path when run as a script
     from peft import LoraConfig, get_peft_model, get_peft_model_state_dict
     from transformers.utils import logging as hf_logging
 
     from cumulus.config import load_config
     from cumulus.lora import peft_to_trtllm
     from cumulus.models import SMOLLM2, ensure_model, load_causal_lm
-    from cumulus.prompts import render_prompt
     from services.inference.backend import GenerationEngine, GenerationRequest
     from services.inference.lora import AdapterCache
     from services.inference.multilora import MultiLora
@@ -66,8 +75,7 @@ def main() -> None:
     base, tokenizer = load_causal_lm(ensure_model(SMOLLM2, args.models_dir or load_config().models_dir))
     served = copy.deepcopy(base)
     batch = ADAPTERS * args.rows_per_adapter
-    questions = [QUESTIONS[i % len(QUESTIONS)] + " " * (i // len(QUESTIONS)) for i in range(batch)]
-    prompts = [render_prompt(tokenizer, [{"role": "user", "content": q}]).text for q in questions]
+    prompts = chat_prompts(tokenizer, batch) if args.prompts == "chat" else tool_prompts(tokenizer, batch)
 
     config = LoraConfig(r=RANK, lora_alpha=2 * RANK, target_modules=TARGETS)
     peft_model = get_peft_model(base, config, adapter_name="a0")
@@ -137,6 +145,8 @@ def main() -> None:
                 "adapters": ADAPTERS,
                 "rank": RANK,
                 "max_tokens": max_tokens,
+                "prompts": args.prompts,
+                "prompt_tokens": round(statistics.mean(len(tokenizer(p).input_ids) for p in prompts)),
                 "rounds": rounds,
                 "threads": torch.get_num_threads(),
                 "tokens_per_s": {k: round(v, 1) for k, v in tokens_per_s.items()},
@@ -146,6 +156,34 @@ def main() -> None:
             sort_keys=True,
         )
     )
+
+
+def chat_prompts(tokenizer: Any, batch: int) -> list[str]:
+    """Short chat questions (~30 prompt tokens)."""
+    from inference_throughput import QUESTIONS  # bench/ is on sys.path when run as a script
+
+    from cumulus.prompts import render_prompt
+
+    questions = [QUESTIONS[i % len(QUESTIONS)] + " " * (i // len(QUESTIONS)) for i in range(batch)]
+    return [render_prompt(tokenizer, [{"role": "user", "content": q}]).text for q in questions]
+
+
+def tool_prompts(tokenizer: Any, batch: int) -> list[str]:
+    """The demo workload's requests: its system prompt, one BFCL tool schema and the question."""
+    from cumulus.demo.bfcl import load_items
+    from cumulus.demo.narrow import narrow_app
+    from cumulus.demo.workload import request_for
+    from cumulus.prompts import render_prompt
+    from services.gateway.rendering import chat_messages, chat_tools
+
+    items, _ = narrow_app(load_items("simple_python"), tools=ADAPTERS, capture=batch, held_out=0)
+    prompts = []
+    for n, item in enumerate(items):
+        request = request_for(item, f"bench-{n}")
+        schemas = [json.loads(tool.parameters_json) for tool in request.tools]
+        messages, tools = chat_messages(request.messages), chat_tools(request.tools, schemas)
+        prompts.append(render_prompt(tokenizer, messages, tools).text)
+    return prompts
 
 
 if __name__ == "__main__":
