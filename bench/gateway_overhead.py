@@ -6,7 +6,10 @@ interface (this script with ``--serve-fixed``), a Kafka broker (unless ``--kafka
 the gateway (``python -m services.gateway``, capturing every request to Kafka as in production).
 Then, for each concurrency, the same KServe v2 ``ModelStreamInfer`` request is sent by that many
 closed-loop workers, first to Triton directly, then to the gateway's drop-in endpoint, and the
-latency percentiles and throughput of both are compared. The load generator (asyncio, one channel,
+latency percentiles and throughput of both are compared. The measured time is split into rounds
+that alternate between the two sides (direct first, then the gateway first, ...) and the percentiles
+are taken over all rounds together, so drift on a shared machine hits both sides alike; the
+gateway's CPU per request is read from /proc. The load generator (asyncio, one channel,
 a new stream per request, as tritonclient.grpc.aio's stream_infer opens) sends pre-serialised request
 bytes, so both sides pay the same client cost; NVIDIA's perf_analyzer would be the independent
 choice, but its PyPI package offers no build for this platform. The last line is one JSON object::
@@ -32,6 +35,7 @@ import sys
 import sysconfig
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -109,9 +113,18 @@ def request_bytes() -> bytes:
 
 
 async def load(
-    address: str, metadata: tuple[tuple[str, str], ...], concurrency: int, seconds: float
+    address: str,
+    metadata: tuple[tuple[str, str], ...],
+    concurrency: int,
+    seconds: float,
+    *,
+    warmup_s: float = 1.0,
+    pid: int | None = None,
 ) -> dict[str, Any]:
-    """``concurrency`` closed-loop workers, one request per stream; latencies in ms and throughput."""
+    """``concurrency`` closed-loop workers, one request per stream, for ``seconds`` after a warm-up.
+
+    Returns the latencies (ms), the measured time, and the CPU seconds process ``pid`` used meanwhile.
+    """
     import grpc
     from tritonclient.grpc import service_pb2
 
@@ -136,24 +149,69 @@ async def load(
             while time.perf_counter() < until:
                 await one()
 
-        await asyncio.gather(*(worker(time.perf_counter() + 1.0) for _ in range(concurrency)))  # warm-up
+        await asyncio.gather(*(worker(time.perf_counter() + warmup_s) for _ in range(concurrency)))
         latencies.clear()
+        cpu_before = _cpu_seconds(pid)
         started = time.perf_counter()
         await asyncio.gather(*(worker(started + seconds) for _ in range(concurrency)))
         elapsed = time.perf_counter() - started
+        cpu_s = _cpu_seconds(pid) - cpu_before
     if errors:
         raise RuntimeError(f"{len(errors)} requests failed, e.g. {errors[0]}")
-    latencies.sort()
-    return {
+    return {"latencies": latencies, "elapsed": elapsed, "cpu_s": cpu_s}
+
+
+def summarize(rounds: list[dict[str, Any]]) -> dict[str, Any]:
+    """Percentiles over the latencies of all ``rounds``; throughput over their total time."""
+    latencies = sorted(ms for r in rounds for ms in r["latencies"])
+    elapsed = sum(r["elapsed"] for r in rounds)
+    summary = {
         "requests": len(latencies),
         "throughput_rps": round(len(latencies) / elapsed, 1),
         "p50_ms": round(_percentile(latencies, 0.50), 3),
         "p99_ms": round(_percentile(latencies, 0.99), 3),
     }
+    cpu_s = sum(r["cpu_s"] for r in rounds)
+    if cpu_s > 0:
+        summary["cpu_us_per_request"] = round(cpu_s / len(latencies) * 1e6)
+    return summary
+
+
+def _cpu_seconds(pid: int | None) -> float:
+    """User+system CPU time of process ``pid`` (all its threads); 0 without a pid or /proc."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _percentile(sorted_values: list[float], q: float) -> float:
     return sorted_values[min(len(sorted_values) - 1, int(q * len(sorted_values)))]
+
+
+@dataclass(frozen=True)
+class Side:
+    """Where one side of the comparison is served, and the process whose CPU is counted (or None)."""
+
+    address: str
+    metadata: tuple[tuple[str, str], ...]
+    pid: int | None
+
+
+def measure(
+    direct: Side, gateway: Side, concurrency: int, seconds: float, rounds: int
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Both sides for ``seconds`` each, in ``rounds`` that alternate which side goes first."""
+    measured: dict[Side, list[dict[str, Any]]] = {direct: [], gateway: []}
+    for index in range(rounds):
+        for side in (direct, gateway) if index % 2 == 0 else (gateway, direct):
+            warmup_s = 1.0 if index < 2 else 0.2  # later rounds only need their new channel connected
+            run = load(
+                side.address, side.metadata, concurrency, seconds / rounds, warmup_s=warmup_s, pid=side.pid
+            )
+            measured[side].append(asyncio.run(run))
+    return summarize(measured[direct]), summarize(measured[gateway])
 
 
 def compare(direct: dict[str, Any], gateway: dict[str, Any]) -> dict[str, Any]:
@@ -171,6 +229,9 @@ def main() -> None:
     parser.add_argument("--concurrency", nargs="+", type=int, default=[1, 64])
     parser.add_argument("--seconds", type=float, default=10.0, help="measured time per side and concurrency")
     parser.add_argument("--quick", action="store_true", help="3 s per measurement")
+    parser.add_argument(
+        "--rounds", type=int, default=4, help="alternating rounds the measured time is split into"
+    )
     parser.add_argument(
         "--kafka", default="", help="bootstrap servers of a running broker (default: start one)"
     )
@@ -198,10 +259,13 @@ def main() -> None:
             small_model="tiny-llama",
         )
         cleanup.callback(gateway.stop)
-        results: dict[str, Any] = {"seconds": seconds, "cpus": os.cpu_count()}
+        results: dict[str, Any] = {"seconds": seconds, "rounds": args.rounds, "cpus": os.cpu_count()}
+        sides = {
+            "direct": Side(triton_url, (), None),
+            "gateway": Side(gateway.address, gateway.auth, gateway.process.pid),
+        }
         for concurrency in args.concurrency:
-            direct = asyncio.run(load(triton_url, (), concurrency, seconds))
-            through = asyncio.run(load(gateway.address, gateway.auth, concurrency, seconds))
+            direct, through = measure(sides["direct"], sides["gateway"], concurrency, seconds, args.rounds)
             results[f"c{concurrency}"] = compare(direct, through)
             print(f"concurrency={concurrency}", json.dumps(results[f"c{concurrency}"]), flush=True)
     low, high = f"c{min(args.concurrency)}", f"c{max(args.concurrency)}"
