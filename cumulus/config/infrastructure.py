@@ -1,0 +1,110 @@
+"""Sections of the infrastructure every service relies on (Kafka, Triton, ClickHouse) and of the gateway,
+the client-facing service in front of it; with the bases every section builds on."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class KafkaConfig(Section):
+    bootstrap_servers: str = "127.0.0.1:9092"
+    """Brokers the services connect to (comma separated host:port)."""
+    controller_port: int = 9093
+    """Local stack only: the KRaft controller listener of the single-node broker."""
+    partitions: int = Field(default=3, ge=1)
+    """Partitions per cumulus topic; key = workflow keeps one workflow's events ordered."""
+    replication_factor: int = Field(default=1, ge=1)
+    """1 for the local single broker; 3 in production."""
+    heap: str = "512m"
+    """Local stack only: JVM heap of the broker (-Xmx)."""
+    libs_dir: Path | None = None
+    """Local stack only: where the Kafka jars are fetched to; default <state_dir>/kafka/libs."""
+
+
+class TritonConfig(Section):
+    host: str = "127.0.0.1"
+    """Where Triton listens (the local stack binds loopback only)."""
+    grpc_port: int = 8001
+    http_port: int = 8000
+    metrics_port: int = 8002
+    live_model: str = "qwen2.5-coder-0.5b-instruct"
+    """Offline model id served as Triton model `live` (see cumulus.models.catalog)."""
+    small_model: str = "smollm2-135m-instruct"
+    """Offline model id served as Triton model `small`, the base of every adapter."""
+    max_batch_size: int = Field(default=8, ge=1, le=256)
+    """Dynamic batching: most requests one forward pass serves."""
+    batch_delay_us: int = Field(default=2000, ge=0)
+    """Dynamic batching: how long Triton waits to fill a batch."""
+    max_new_tokens_cap: int = Field(default=512, ge=1)
+    """Upper bound on `max_tokens` any request may ask for."""
+    dtype: str = Field(default="bfloat16", pattern="^(bfloat16|float32)$")
+    """Weights dtype on CPU: bfloat16 uses AMX where present, float32 everywhere."""
+    request_timeout_s: float = Field(default=120.0, gt=0)
+    lora_cache_size: int = Field(default=32, ge=1)
+    """LoRA adapters the `small` model keeps parsed in memory (least recently used evicted), like
+    TensorRT-LLM's host LoRA cache; an evicted adapter is reloaded from the registry or resent."""
+
+    @property
+    def grpc_url(self) -> str:
+        return f"{self.host}:{self.grpc_port}"
+
+
+class ClickHouseConfig(Section):
+    dsn: str = ""
+    """`chdb:///abs/path` (embedded, default under the state dir) or `http://host:8123`."""
+    database: str = "cumulus"
+
+
+class ServiceConfig(Section):
+    host: str = "127.0.0.1"
+    health_port: int
+    """HTTP port serving /healthz, /readyz and /metrics for this service."""
+
+
+class GatewayConfig(ServiceConfig):
+    health_port: int = 8090
+    grpc_port: int = 50051
+    """The client-facing gRPC port of cumulus.v1.Gateway (and of the KServe v2 drop-in)."""
+    api_keys_file: Path | None = None
+    """Hashed API keys -> tenants; default <state_dir>/api-keys.json (written by `cumulus up`)."""
+    triton_streams: int = Field(default=4, ge=0, le=64)
+    """Long-lived gRPC streams to Triton that all requests share; 0 = a stream per request, which
+    costs more CPU but lets Triton cancel a request whose client went away (services/gateway/multiplex.py)."""
+    default_max_tokens: int = Field(default=256, ge=1)
+    """max_tokens used when a request leaves it 0 (capped by triton.max_new_tokens_cap)."""
+    max_messages: int = Field(default=256, ge=1)
+    """Most chat messages one request may carry."""
+    max_prompt_chars: int = Field(default=200_000, ge=1)
+    """Size limit of a request's prompt: all message contents and tool schemas together."""
+    max_tools: int = Field(default=64, ge=0)
+    """Most tools one request may declare."""
+    max_stop_sequences: int = Field(default=8, ge=0)
+    """Most stop strings one request may carry (each at most 256 characters)."""
+    max_metadata_entries: int = Field(default=32, ge=0)
+    """Most metadata entries one request may carry."""
+    max_metadata_bytes: int = Field(default=8192, ge=0)
+    """Size limit of a request's metadata: UTF-8 bytes of all keys and values together."""
+    shadow_concurrency: int = Field(default=4, ge=0)
+    """Shadow copies in flight at once; when all slots are busy a shadow copy is skipped, never queued."""
+    shadow_timeout_s: float = Field(default=60.0, gt=0)
+    """A shadow copy still running after this long is abandoned and graded as a candidate error."""
+    drain_grace_s: float = Field(default=10.0, ge=0)
+    """On SIGTERM: how long in-flight requests may take to finish before they are cancelled."""
+    events_linger_ms: int = Field(default=20, ge=0, le=1000)
+    """How long the event producer waits to fill a batch: fewer Kafka requests per event under load.
+
+    Delays an event's delivery by at most this much, never a response."""
+    publisher_close_timeout_s: float = Field(default=10.0, ge=0)
+    """On SIGTERM: how long the event producer may take to flush (the rest stays in the spool)."""
+    spool_dir: Path | None = None
+    """Events waiting for Kafka while it is unreachable; default <state_dir>/spool/gateway."""
+    max_spool_bytes: int = Field(default=256 * 1024 * 1024, ge=1024 * 1024)
+    """Bound of the on-disk event spool; once full, new events are dropped (and counted)."""
+    feedback_memory: int = Field(default=100_000, ge=0)
+    """Recent request ids remembered (tenant, workflow) so Feedback events carry the right workflow."""

@@ -1,0 +1,139 @@
+"""The whole configuration (:class:`CumulusConfig`) and how it is loaded: defaults, YAML file, environment."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import Field, ValidationError
+
+from cumulus.config.infrastructure import (
+    ClickHouseConfig,
+    GatewayConfig,
+    KafkaConfig,
+    Section,
+    TritonConfig,
+)
+from cumulus.config.pipeline import CollectorConfig, JudgeConfig, RouterConfig, TrainerConfig
+from cumulus.errors import ConfigError
+
+ENV_PREFIX = "CUMULUS_"
+CONFIG_ENV = "CUMULUS_CONFIG"
+DEFAULT_CONFIG_FILE = "cumulus.yaml"
+
+
+class CumulusConfig(Section):
+    state_dir: Path = Path(".cumulus")
+    """Local state: pid and log files, chDB data, Kafka data and jars, model cache, artifacts."""
+    model_cache_dir: Path | None = None
+    """Converted offline models; default <state_dir>/models. Stacks sharing it convert once."""
+    log_format: str = Field(default="kv", pattern="^(kv|json)$")
+    """Structured log lines as key=value (readable) or JSON (for log shippers)."""
+    kafka: KafkaConfig = KafkaConfig()
+    triton: TritonConfig = TritonConfig()
+    clickhouse: ClickHouseConfig = ClickHouseConfig()
+    gateway: GatewayConfig = GatewayConfig()
+    collector: CollectorConfig = CollectorConfig()
+    trainer: TrainerConfig = TrainerConfig()
+    judge: JudgeConfig = JudgeConfig()
+    router: RouterConfig = RouterConfig()
+
+    @property
+    def clickhouse_dsn(self) -> str:
+        return self.clickhouse.dsn or f"chdb://{(self.state_dir / 'clickhouse').resolve()}"
+
+    @property
+    def artifacts_dir(self) -> Path:
+        return self.state_dir / "artifacts"
+
+    @property
+    def models_dir(self) -> Path:
+        return self.model_cache_dir or self.state_dir / "models"
+
+
+def load_config(path: str | Path | None = None, env: Mapping[str, str] | None = None) -> CumulusConfig:
+    """Build the config from defaults, the YAML file and the environment.
+
+    Raises ConfigError naming the source (file or variable), the field and how to fix it.
+    """
+    env = os.environ if env is None else env
+    source, data = _read_yaml(path, env)
+    env_data, env_vars = _env_overrides(env)
+    merged = _deep_merge(data, env_data)
+    try:
+        return CumulusConfig.model_validate(merged)
+    except ValidationError as exc:
+        raise _config_error(exc, source, env_vars) from exc
+
+
+def _read_yaml(path: str | Path | None, env: Mapping[str, str]) -> tuple[str, dict[str, Any]]:
+    explicit = path or env.get(CONFIG_ENV)
+    candidate = Path(explicit) if explicit else Path(DEFAULT_CONFIG_FILE)
+    if not candidate.exists():
+        if explicit:
+            raise ConfigError(
+                f"config file {candidate} does not exist",
+                fix=f"create it, or unset {CONFIG_ENV} / --config to use the built-in defaults",
+            )
+        return "defaults", {}
+    try:
+        loaded = yaml.safe_load(candidate.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{candidate}: not valid YAML: {exc}", fix="fix the YAML syntax") from exc
+    if not isinstance(loaded, dict):
+        raise ConfigError(f"{candidate}: top level must be a mapping", fix="write `section: {field: value}`")
+    return str(candidate), loaded
+
+
+def _env_overrides(env: Mapping[str, str]) -> tuple[dict[str, Any], dict[tuple[str, ...], str]]:
+    data: dict[str, Any] = {}
+    names: dict[tuple[str, ...], str] = {}
+    for name, value in env.items():
+        if not name.startswith(ENV_PREFIX) or name == CONFIG_ENV:
+            continue
+        keys = tuple(part.lower() for part in name[len(ENV_PREFIX) :].split("__"))
+        node = data
+        for key in keys[:-1]:
+            node = node.setdefault(key, {})
+        node[keys[-1]] = _env_value(name, value)
+        names[keys] = name
+    return data, names
+
+
+def _env_value(name: str, value: str) -> Any:
+    """A variable's value: lists and mappings as JSON (``[0.1, 0.5]``), anything else as text."""
+    if not value.lstrip().startswith(("[", "{")):
+        return value
+    try:
+        return json.loads(value)
+    except ValueError as exc:
+        example = f'{name}="[0.1, 0.5]"'
+        raise ConfigError(f"{name}: not valid JSON: {exc}", fix=f"write it as JSON, e.g. {example}") from exc
+
+
+def _deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _deep_merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def _config_error(exc: ValidationError, source: str, env_vars: dict[tuple[str, ...], str]) -> ConfigError:
+    problems = []
+    for err in exc.errors():
+        loc = tuple(str(part) for part in err["loc"])
+        field = ".".join(loc)
+        origin = env_vars.get(loc, source)
+        if err["type"] == "extra_forbidden":
+            fix = f"remove `{field}` (unknown field; check its spelling against cumulus/config/)"
+        else:
+            fix = f"set `{field}` to a valid value"
+        problems.append(f"{origin}: {field}: {err['msg']} (fix: {fix})")
+    return ConfigError("invalid configuration: " + "; ".join(problems))
