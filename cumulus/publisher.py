@@ -17,7 +17,6 @@ import asyncio
 import time
 from collections import deque
 from contextlib import suppress
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -27,8 +26,9 @@ from prometheus_client import REGISTRY, CollectorRegistry
 
 from cumulus.codec import encode_event, encode_key
 from cumulus.errors import CumulusError, InvalidArgument
-from cumulus.kafka_producer import RECORD_ERRORS, abort, delivery_failure, new_producer, publisher_metrics
+from cumulus.kafka_producer import abort, new_producer, publisher_metrics
 from cumulus.logs import get_logger
+from cumulus.publish_inflight import InFlightWindow, ProducerBroken, send_record
 from cumulus.spool import Spool, SpoolRecord
 from cumulus.topics import TopicSpec
 from cumulus.v1 import common_pb2
@@ -37,19 +37,6 @@ _TICK_S = 0.1
 _REPLAY_BATCH = 1000
 
 log = get_logger("publisher")
-
-
-@dataclass(eq=False)
-class _InFlight:
-    record: SpoolRecord
-    future: asyncio.Future[Any]
-    sent_at: float
-    spooled: bool
-    """Also in the spool, read but unacknowledged: acked there when Kafka acknowledges it."""
-
-
-class _ProducerBroken(Exception):
-    """aiokafka failed a record for a reason that is not the record's: the producer must be replaced."""
 
 
 class EventPublisher:
@@ -82,7 +69,6 @@ class EventPublisher:
         self._spooling = self._spool.depth > 0  # what a previous run left goes before anything new
         self._spool_since = time.monotonic()
         self._queue: deque[SpoolRecord] = deque()
-        self._inflight: deque[_InFlight] = deque()
         self._sending: SpoolRecord | None = None  # popped from the queue, inside producer.send()
         self._sending_spooled = False
         self._producer: Any = None
@@ -91,10 +77,17 @@ class EventPublisher:
         self._closing = asyncio.Event()
         self._closed = False
         metrics = publisher_metrics(registry)
-        self._published = metrics.published.labels(service=producer_name)
         self._spooled = metrics.spooled.labels(service=producer_name)
-        self._replayed = metrics.replayed.labels(service=producer_name)
         self._dropped = metrics.dropped.labels(service=producer_name)
+        self._inflight = InFlightWindow(
+            self._spool,
+            self._wake,
+            producer_name=producer_name,
+            stall_timeout_s=stall_timeout_s,
+            published=metrics.published.labels(service=producer_name),
+            replayed=metrics.replayed.labels(service=producer_name),
+            dropped=self._dropped,
+        )
         metrics.spool_depth.labels(service=producer_name).set_function(lambda: self._spool.depth)
 
     @property
@@ -105,7 +98,7 @@ class EventPublisher:
     @property
     def healthy(self) -> bool:
         """Connected to Kafka, and Kafka acknowledges what it is sent."""
-        return self._producer is not None and not self._closing.is_set() and not self._stalled()
+        return self._producer is not None and not self._closing.is_set() and not self._inflight.stalled()
 
     async def start(self) -> None:
         """Connect (one try); when Kafka is down, spool from now on and keep trying in the background."""
@@ -156,8 +149,8 @@ class EventPublisher:
         self._wake.set()
         if self._run_task is not None:
             await asyncio.wait({self._run_task}, timeout=timeout_s)
-        with suppress(_ProducerBroken):
-            self._settle()  # acknowledged records must not be spooled again
+        with suppress(ProducerBroken):
+            self._inflight.settle()  # acknowledged records must not be spooled again
         if not self._drained():
             self._enter_spool_mode(f"kafka did not acknowledge everything within {timeout_s}s of close()")
         if self._run_task is not None and not self._run_task.done():
@@ -166,7 +159,7 @@ class EventPublisher:
         if self._producer is not None:
             await abort(self._producer)
             self._producer = None
-        self._drop_unspooled("publisher closed")
+        self._inflight.drop_unspooled("publisher closed")
         self._spool.close()
         self._closed = True
         log.info("publisher.closed", producer=self.producer_name, spool_depth=self._spool.depth)
@@ -189,11 +182,7 @@ class EventPublisher:
             return
         self._spooling = True
         self._spool_since = time.monotonic()
-        for sent in self._inflight:  # not counted as dropped when refused: aiokafka may still deliver
-            sent.spooled = self._spool.append(sent.record)
-            self._spooled.inc(sent.spooled)
-        # aiokafka still has these: skip them here; they are acked in the spool when it delivers them.
-        self._spool.read(sum(sent.spooled for sent in self._inflight))
+        self._spooled.inc(self._inflight.copy_to_spool())
         if self._sending is not None:
             self._sending_spooled = self._to_spool(self._sending)
         while self._queue:
@@ -209,16 +198,14 @@ class EventPublisher:
             self._producer = producer
             try:
                 await self._pump(producer)
-            except _ProducerBroken as exc:
+            except ProducerBroken as exc:
                 log.error("kafka.producer_failed", producer=self.producer_name, error=repr(exc.__cause__))
                 # Let the broker answer for what it was sent, so only records it refused are sent again.
                 with suppress(TimeoutError):
-                    await asyncio.wait_for(self._all_answered(), self._stall_timeout_s)
+                    await asyncio.wait_for(self._inflight.all_answered(), self._stall_timeout_s)
                 await abort(producer)
                 self._producer = None
-                for sent in self._inflight:  # the aborted producer never resolves these: resend them
-                    if not sent.future.done():
-                        sent.future.set_exception(kafka_errors.KafkaError("producer aborted"))
+                self._inflight.fail_unanswered()
                 self._enter_spool_mode("producer failed")  # until a new one is connected
                 producer = None
                 continue
@@ -227,15 +214,15 @@ class EventPublisher:
             return
 
     async def _pump(self, producer: Any) -> None:
-        await self._resend_failed(producer)
+        await self._inflight.resend_failed(producer)
         while True:
             self._wake.clear()
-            self._settle()
+            self._inflight.settle()
             if self._spooling and not self._spool.depth:
                 self._spooling = False
                 took_s = round(time.monotonic() - self._spool_since, 2)
                 log.info("kafka.spool_drained", producer=self.producer_name, spooled_for_s=took_s)
-            if self._stalled():
+            if self._inflight.stalled():
                 self._enter_spool_mode(f"kafka acknowledged nothing for {self._stall_timeout_s}s")
             elif self._spooling:
                 await self._replay(producer)
@@ -251,7 +238,7 @@ class EventPublisher:
             record = self._sending = self._queue.popleft()
             self._sending_spooled = False
             try:
-                future = await self._send(producer, record)
+                future = await send_record(producer, record, self._stall_timeout_s)
             except (kafka_errors.KafkaError, TimeoutError) as exc:
                 self._sending = None  # it goes back to the queue: spooling must not copy it twice
                 if not self._spooling:
@@ -263,92 +250,19 @@ class EventPublisher:
             if self._spooling:  # switched while we were in send(): aiokafka has the record too
                 if self._sending_spooled:
                     self._spool.read(1)  # it is at the read position: skip it like the other in-flight
-                self._track(record, future, spooled=self._sending_spooled)
+                self._inflight.track(record, future, spooled=self._sending_spooled)
                 return
-            self._track(record, future, spooled=False)
+            self._inflight.track(record, future, spooled=False)
 
     async def _replay(self, producer: Any) -> None:
         records = self._spool.read(min(self._max_in_flight - len(self._inflight), _REPLAY_BATCH))
         for index, record in enumerate(records):
             try:
-                future = await self._send(producer, record)
+                future = await send_record(producer, record, self._stall_timeout_s)
             except (kafka_errors.KafkaError, TimeoutError):
                 self._spool.unread_last(len(records) - index)
                 return
-            self._track(record, future, spooled=True)
-
-    async def _send(self, producer: Any, record: SpoolRecord) -> asyncio.Future[Any]:
-        """Hand one record to aiokafka; one Kafka can never take comes back as a failed future."""
-        try:
-            send = producer.send(record.topic, record.value, key=record.key)
-            future: asyncio.Future[Any] = await asyncio.wait_for(send, self._stall_timeout_s)
-        except RECORD_ERRORS as exc:
-            future = asyncio.get_running_loop().create_future()
-            future.set_exception(exc)
-        return future
-
-    async def _resend_failed(self, producer: Any) -> None:
-        """Send what a failed producer's broker refused again, in order, before anything else.
-
-        aiokafka cannot recover from a failed batch: its sequence number is used up, so the broker
-        refuses every later batch of that partition (OutOfOrderSequenceNumber). Per partition the
-        failures are therefore a suffix of what was in flight, and resending them in order keeps order.
-        """
-        for sent in self._inflight:
-            failure = delivery_failure(sent.future) if sent.future.done() else None
-            if failure is not None and not isinstance(failure, RECORD_ERRORS):
-                try:
-                    sent.future = await self._send(producer, sent.record)
-                except (kafka_errors.KafkaError, TimeoutError):
-                    return  # _settle finds the failure again and the producer is replaced again
-                sent.sent_at = time.monotonic()
-                sent.future.add_done_callback(self._on_done)
-
-    async def _all_answered(self) -> None:
-        while not all(sent.future.done() for sent in self._inflight):
-            await asyncio.sleep(0.01)
-
-    def _track(self, record: SpoolRecord, future: asyncio.Future[Any], *, spooled: bool) -> None:
-        self._inflight.append(_InFlight(record, future, time.monotonic(), spooled))
-        future.add_done_callback(self._on_done)
-
-    def _on_done(self, future: asyncio.Future[Any]) -> None:
-        # Retrieved here, or asyncio logs "exception was never retrieved" for aborted ones.
-        delivery_failure(future)
-        self._wake.set()
-
-    def _settle(self) -> None:
-        """Account for the finished prefix of the in-flight records, in order."""
-        published = from_spool = replayed = 0
-        try:
-            while self._inflight and self._inflight[0].future.done():
-                sent = self._inflight[0]
-                exc = delivery_failure(sent.future)
-                if exc is not None and not isinstance(exc, RECORD_ERRORS):
-                    raise _ProducerBroken() from exc
-                self._inflight.popleft()
-                from_spool += sent.spooled
-                if exc is None:
-                    published += 1
-                    replayed += sent.spooled
-                else:
-                    self._dropped.inc()
-                    log.error("kafka.record_rejected", topic=sent.record.topic, error=repr(exc))
-        finally:
-            self._spool.ack(from_spool)
-            self._published.inc(published)
-            self._replayed.inc(replayed)
-
-    def _drop_unspooled(self, why: str) -> None:
-        """Forget the in-flight records of a dead producer, counting those the spool could not keep."""
-        lost = sum(not sent.spooled for sent in self._inflight if not sent.future.done())
-        if lost:
-            self._dropped.inc(lost)
-            log.error("kafka.records_lost", producer=self.producer_name, count=lost, why=why)
-        self._inflight.clear()
-
-    def _stalled(self) -> bool:
-        return bool(self._inflight) and time.monotonic() - self._inflight[0].sent_at > self._stall_timeout_s
+            self._inflight.track(record, future, spooled=True)
 
     def _drained(self) -> bool:
         return not (self._queue or self._inflight or self._sending or self._spool.depth)
