@@ -49,11 +49,18 @@ class RenderedPrompt:
 class PromptSpec:
     """How an adapter's prompts are rendered: the ``prompt`` field of its manifest.
 
-    The trainer writes ``{"renderer": RENDERER, "prune": [...]}``; adapters trained before the
-    field existed have none and were trained on whole prompts.
+    The trainer writes ``{"renderer": RENDERER, "prune": [...], "tool_names": [...]}``; adapters
+    trained before the field existed have none and were trained on whole prompts.
     """
 
     prune: tuple[str, ...] = ()
+    tool_names: frozenset[str] | None = None
+    """With ``tools`` pruned, the tools the adapter saw in training: it knows only those (None: not
+    recorded, any tool is trusted)."""
+
+    def knows_tools(self, names: Collection[str]) -> bool:
+        """Whether an adapter trained without tool schemas has learned every tool in ``names``."""
+        return "tools" not in self.prune or self.tool_names is None or set(names) <= self.tool_names
 
     @classmethod
     def from_manifest(cls, value: object) -> PromptSpec:
@@ -76,7 +83,14 @@ class PromptSpec:
             raise ArtifactError(
                 f"manifest field prompt.prune names unknown parts {unknown}", fix=f"prune only {PRUNABLE}"
             )
-        return cls(prune=tuple(prune))
+        tool_names = value.get("tool_names")
+        if tool_names is not None and (
+            not isinstance(tool_names, list) or not all(isinstance(name, str) for name in tool_names)
+        ):
+            raise ArtifactError(
+                f"manifest field prompt.tool_names must be a list of names, not {tool_names!r}"
+            )
+        return cls(prune=tuple(prune), tool_names=None if tool_names is None else frozenset(tool_names))
 
 
 def render_prompt(

@@ -10,7 +10,9 @@ on an adapter's first request, in a thread, and kept. A manifest the gateway can
 parts, another renderer) is kept as its error: a committed manifest never changes. A missing
 adapter is not remembered, since its artifact may still arrive. An adapter without a usable spec
 is not served: as a canary the live model answers instead (dispatch.py), as a shadow copy it is
-graded as a candidate error (shadow.py).
+graded as a candidate error (shadow.py). An adapter trained without tool schemas knows only the
+tools it saw (``PromptSpec.tool_names``): for a request offering another one it is not served as
+a candidate either, and once promoted it gets that request's schemas in its prompt.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections import OrderedDict
+from collections.abc import Collection
 from pathlib import Path
 from typing import Protocol
 
@@ -111,11 +114,19 @@ class AdapterPrompts:
         known = self._known.get(_key(target, workflow))
         return known if isinstance(known, PromptSpec) else None
 
-    def prune_for(self, target: common_pb2.RouteTarget, workflow: str) -> tuple[str, ...]:
-        """The parts to leave out of ``target``'s prompt; ``load`` must have read its spec."""
+    def prune_for(
+        self, target: common_pb2.RouteTarget, workflow: str, tool_names: Collection[str] = ()
+    ) -> tuple[str, ...]:
+        """The parts to leave out of ``target``'s prompt; ``load`` must have read its spec.
+
+        Tool schemas stay in when the request offers a tool the adapter never saw: it cannot have
+        learned that schema (only a promoted adapter gets here; a candidate falls back instead).
+        """
         spec = self.loaded(target, workflow)
         if spec is None:
             raise NotReady(f"the prompt spec of adapter {target.adapter_id} is not loaded")
+        if not spec.knows_tools(tool_names):
+            return tuple(part for part in spec.prune if part != "tools")
         return spec.prune
 
     async def request_for(
@@ -128,6 +139,23 @@ class AdapterPrompts:
         serve, gets it whole.
         """
         spec = await self.load(target, call.workflow.name)
+        names = [tool.name for tool in call.capture.tools]
+        if not spec.knows_tools(names):
+            unknown = sorted(set(names) - (spec.tool_names or frozenset()))
+            log.warning(
+                "adapter.unknown_tools",
+                workflow=call.workflow.name,
+                adapter=target.adapter_id,
+                request_id=call.request_id,
+                tools=unknown,
+                candidate=candidate,
+            )
+            if candidate:
+                raise InvalidArgument(
+                    "tools",
+                    f"adapter {target.adapter_id} was trained without tool schemas and never saw {unknown}",
+                    fix="let the collector nominate the workflow again with traffic that offers them",
+                )
         if spec.prune and candidate and not call.capture.messages:
             raise InvalidArgument(
                 "text_input",

@@ -102,11 +102,12 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
         plan = core.book.plan(tenant, workflow.name, request.session_key or request_id)
         messages = chat_messages(request.messages)
         tools = chat_tools(request.tools, valid.tool_schemas)
+        tool_names = [tool.name for tool in request.tools]
         sampling = valid.sampling
         rendered: dict[tuple[str, tuple[str, ...]], str] = {}
 
         def factory(target: common_pb2.RouteTarget) -> tuple[service_pb2.ModelInferRequest, str]:
-            prune = core.prompts.prune_for(target, workflow.name)
+            prune = core.prompts.prune_for(target, workflow.name, tool_names)
             text = rendered.get((target.model, prune))
             if text is None:
                 text = core.renderer.render(target.model, messages, tools, prune=prune).text

@@ -57,6 +57,17 @@ def split_record(record: dict[str, Any]) -> tuple[list[dict[str, Any]], str, lis
     return messages[:-1], str(messages[-1].get("content") or ""), list(record.get("tools") or [])
 
 
+def tool_names(records: Iterable[dict[str, Any]]) -> list[str]:
+    """Every tool offered in ``records`` (OpenAI function format): what an adapter trained with
+    pruned tool schemas learns, and so the only tools the gateway lets it answer for."""
+    names = {
+        str((tool.get("function") or tool).get("name", ""))
+        for record in records
+        for tool in record.get("tools") or []
+    }
+    return sorted(names - {""})
+
+
 def render(
     tokenizer: Any, messages: list[dict[str, Any]], tools: list[dict[str, Any]], prune: Sequence[str]
 ) -> str:

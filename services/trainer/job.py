@@ -29,6 +29,7 @@ from cumulus.errors import CumulusError
 from cumulus.graders import GraderSettings
 from cumulus.logs import configure_logging, get_logger
 from cumulus.models import ensure_model
+from cumulus.prompts import RENDERER
 from services.trainer import data
 from services.trainer.gate import GateSettings, run_gate
 from services.trainer.recipe import LoraRecipe, TrainingInterrupted
@@ -149,11 +150,19 @@ def run_job(spec: JobSpec, stop_after_steps: int = 0) -> dict[str, Any]:
             "metrics": metrics,
             "loss_curve": {"train": state.losses, "holdout": state.evals},
             "offline_gate": gate.to_json(),
-            "prompt": {"renderer": "cumulus.prompts.render_prompt", "prune": list(config.data.prune)},
+            "prompt": prompt_spec(config.data.prune, dataset),
         },
     )
     emit("progress", phase="registered", progress=1.0)
     return outcome | _outcome(manifest, store)
+
+
+def prompt_spec(prune: tuple[str, ...], dataset: Path) -> dict[str, Any]:
+    """The manifest's ``prompt`` field (cumulus.prompts.PromptSpec): how the gateway must render."""
+    spec: dict[str, Any] = {"renderer": RENDERER, "prune": list(prune)}
+    if "tools" in prune:
+        spec["tool_names"] = data.tool_names(data.read_jsonl(dataset / "train.jsonl"))
+    return spec
 
 
 def _outcome(manifest: Manifest, store: ArtifactStore) -> dict[str, Any]:

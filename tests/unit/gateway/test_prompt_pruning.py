@@ -183,3 +183,48 @@ async def test_the_artifact_source_resolves_the_adapter_like_the_lora_resend(tmp
     prompts = AdapterPrompts(ArtifactPromptSpecs(tmp_path / "store"))
     assert await prompts.load(target, "wf") == PromptSpec(prune=("tools",))
     assert prompts.prune_for(target, "wf") == ("tools",)
+
+
+async def test_a_candidate_never_answers_for_a_tool_it_was_not_trained_on(gateway: Harness) -> None:
+    gateway.prompt_specs.specs["ad-pruned"] = PromptSpec(
+        prune=("system", "tools"), tool_names=frozenset({"x"})
+    )
+    canary(gateway, PRUNED)
+    reply = await gateway.stub.Generate(ticket(), metadata=gateway.auth())  # offers open_ticket
+    assert (
+        reply.route.mode == common_pb2.ROUTE_MODE_FALLBACK and reply.text == f"live says: <live>|{WHOLE_TEXT}"
+    )
+    [event] = gateway.sink.of(topics.INFERENCE)
+    assert "never saw ['open_ticket']" in event.candidate_error
+
+    gateway.prompt_specs.specs["ad-known"] = PromptSpec(
+        prune=("tools",), tool_names=frozenset({"open_ticket"})
+    )
+    known = events_pb2.WeightedTarget(target=adapter("ad-known", task_id=13), weight=1.0)
+    gateway.route("tickets", version=2, live=LIVE, canary=[known])
+    reply = await gateway.stub.Generate(ticket(), metadata=gateway.auth())
+    assert reply.route.target.adapter_id == "ad-known" and "tools:" not in reply.text
+
+
+async def test_a_promoted_adapter_gets_the_schemas_of_tools_it_never_saw(gateway: Harness) -> None:
+    gateway.prompt_specs.specs["ad-pruned"] = PromptSpec(
+        prune=("system", "tools"), tool_names=frozenset({"x"})
+    )
+    gateway.route("tickets", live=PRUNED)  # promoted: there is nobody to fall back to
+    reply = await gateway.stub.Generate(ticket(), metadata=gateway.auth())
+    assert reply.route.target.adapter_id == "ad-pruned"
+    assert sent_text(gateway, "small")[0] == "<small>|user:printer on fire|tools:open_ticket"
+
+
+def test_the_manifest_records_the_tools_an_adapter_learned(tmp_path: Path) -> None:
+    store = ArtifactStore(tmp_path)
+    folder = register(
+        store, "wf", "a", prompt={"renderer": RENDERER, "prune": ["tools"], "tool_names": ["f"]}
+    )
+    spec = read_prompt_spec(folder)
+    assert (
+        spec.tool_names == frozenset({"f"}) and spec.knows_tools(["f"]) and not spec.knows_tools(["f", "g"])
+    )
+    assert PromptSpec(prune=("system",), tool_names=frozenset()).knows_tools(["g"])  # tools not pruned
+    with pytest.raises(ArtifactError, match="tool_names"):
+        read_prompt_spec(register(store, "wf", "b", prompt={"prune": ["tools"], "tool_names": "f"}))

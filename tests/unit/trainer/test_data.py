@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from typing import Any
 
@@ -84,3 +85,18 @@ def test_packing_fills_rows_first_fit() -> None:
     assert len(rows) == 2 and sorted(len(e.input_ids) for row in rows for e in row) == [30, 40, 50, 60]
     assert all(sum(len(e.input_ids) for e in row) <= 100 for row in rows)
     assert data.pack(examples, max_seq_len=100, seed=0) == rows  # the same seed, the same rows
+
+
+def test_an_adapter_trained_without_tool_schemas_records_the_tools_it_saw(tmp_path: Any) -> None:
+    from services.trainer.job import prompt_spec
+
+    records = [
+        {"messages": [], "tools": TOOLS},
+        {"messages": [], "tools": [{"type": "function", "function": {"name": "escalate"}}]},
+        {"messages": []},
+    ]
+    assert data.tool_names(records) == ["escalate", "route"]
+    (tmp_path / "train.jsonl").write_text("\n".join(json.dumps(r) for r in records) + "\n")
+    spec = prompt_spec(("system", "tools"), tmp_path)
+    assert spec["prune"] == ["system", "tools"] and spec["tool_names"] == ["escalate", "route"]
+    assert "tool_names" not in prompt_spec(("system",), tmp_path)  # tools stay in its prompts
