@@ -139,7 +139,7 @@ class AdapterPrompts:
         serve, gets it whole.
         """
         spec = await self.load(target, call.workflow.name)
-        names = [tool.name for tool in call.capture.tools]
+        names = [tool.name for tool in call.capture.tools] if "tools" in spec.prune else []
         if not spec.knows_tools(names):
             unknown = sorted(set(names) - (spec.tool_names or frozenset()))
             log.warning(
