@@ -62,6 +62,13 @@ class PromptSpec:
         """Whether an adapter trained without tool schemas has learned every tool in ``names``."""
         return "tools" not in self.prune or self.tool_names is None or set(names) <= self.tool_names
 
+    def parts_to_prune(self, tool_names: Collection[str]) -> tuple[str, ...]:
+        """The parts to leave out of a prompt offering ``tool_names``: the tool schemas stay in
+        when it offers a tool the adapter never saw, since it cannot have learned that schema."""
+        if self.knows_tools(tool_names):
+            return self.prune
+        return tuple(part for part in self.prune if part != "tools")
+
     @classmethod
     def from_manifest(cls, value: object) -> PromptSpec:
         """The spec a manifest's ``prompt`` field describes (None: whole prompts).

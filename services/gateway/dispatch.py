@@ -116,8 +116,10 @@ class Dispatcher:
         self.recent.remember(call.request_id, call.tenant, call.workflow.name)
         event = inference_event(call, outcome)
         spec = self.prompts.loaded(outcome.route.target, call.workflow.name)
-        if spec is not None and spec.prune and call.capture.messages:
-            event.metadata[PRUNED_METADATA] = ",".join(spec.prune)
+        if spec is not None and spec.prune and call.capture.messages:  # what the factory left out
+            pruned = spec.parts_to_prune([tool.name for tool in call.capture.tools])
+            if pruned:
+                event.metadata[PRUNED_METADATA] = ",".join(pruned)
         self.sink.publish(topics.INFERENCE, event)
         metrics.observe(call, outcome)
         if outcome.error is not None:

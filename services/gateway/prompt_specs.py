@@ -125,9 +125,7 @@ class AdapterPrompts:
         spec = self.loaded(target, workflow)
         if spec is None:
             raise NotReady(f"the prompt spec of adapter {target.adapter_id} is not loaded")
-        if not spec.knows_tools(tool_names):
-            return tuple(part for part in spec.prune if part != "tools")
-        return spec.prune
+        return spec.parts_to_prune(tool_names)
 
     async def request_for(
         self, call: Call, target: common_pb2.RouteTarget, *, candidate: bool

@@ -214,6 +214,8 @@ async def test_a_promoted_adapter_gets_the_schemas_of_tools_it_never_saw(gateway
     reply = await gateway.stub.Generate(ticket(), metadata=gateway.auth())
     assert reply.route.target.adapter_id == "ad-pruned"
     assert sent_text(gateway, "small")[0] == "<small>|user:printer on fire|tools:open_ticket"
+    [event] = gateway.sink.of(topics.INFERENCE)
+    assert event.metadata[PRUNED_METADATA] == "system"  # what was left out of this prompt
 
 
 def test_the_manifest_records_the_tools_an_adapter_learned(tmp_path: Path) -> None:
