@@ -16,14 +16,15 @@ WORKDIR /opt/cumulus
 # Dependencies first, from the metadata alone, so a code change doesn't reinstall torch.
 COPY pyproject.toml README.md ./
 COPY scripts/requirements.lock ./scripts/
-RUN mkdir -p cumulus services \
-    && touch cumulus/__init__.py services/__init__.py \
+RUN mkdir -p cumulus services ops \
+    && touch cumulus/__init__.py services/__init__.py ops/__init__.py \
     && pip install -c scripts/requirements.lock . \
     && pip uninstall --yes cumulus-finetune \
-    && rm -rf cumulus services build
+    && rm -rf cumulus services ops build
 
 COPY cumulus ./cumulus
 COPY services ./services
+COPY ops ./ops
 RUN pip install --no-deps . && rm -rf build
 
 # The state dir (and the artifacts volume mounted under it) must exist, owned by the service

@@ -284,9 +284,9 @@ def main() -> None:
 def start_kafka(state: Path, cleanup: contextlib.ExitStack) -> str:
     """A single-node broker with every cumulus topic, stopped (its whole process group) on exit."""
     from cumulus.config import KafkaConfig
-    from cumulus.kafka_admin import ensure_topics
-    from cumulus.stack import kafka
-    from cumulus.topics import ALL_TOPICS
+    from cumulus.kafka.admin import ensure_topics
+    from cumulus.kafka.topics import ALL_TOPICS
+    from ops.stack import kafka
     from tests.integration.gateway_process import free_ports
 
     port, controller_port = free_ports(2)

@@ -1,4 +1,4 @@
-"""Generation throughput of the CPU inference engine (services/inference/backend.py).
+"""Generation throughput of the CPU inference engine (cumulus/engine/backend.py).
 
 Measures tokens/s per model and batch size, the way the Triton host runs them (one
 GenerationEngine, greedy, bf16 by default, EOS ignored so every request makes ``--max-tokens``),
@@ -77,7 +77,7 @@ def main() -> None:
 
 
 def _engine(model: Any, tokenizer: Any) -> Any:
-    from services.inference.backend import GenerationEngine
+    from cumulus.engine.backend import GenerationEngine
 
     engine = GenerationEngine(model, tokenizer)
     # No EOS: every request runs to max_tokens, so batch sizes and models compare like for like.
@@ -87,7 +87,7 @@ def _engine(model: Any, tokenizer: Any) -> Any:
 
 def _run(engine: Any, prompts: list[str], max_tokens: int) -> dict[str, float]:
     """Generate for ``prompts`` as one batch; decode tokens/s counts every sampled token."""
-    from services.inference.backend import GenerationRequest
+    from cumulus.engine.backend import GenerationRequest
 
     requests = [GenerationRequest(p, max_tokens) for p in prompts]
     started = time.perf_counter()

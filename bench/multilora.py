@@ -64,11 +64,11 @@ def main() -> None:
     from transformers.utils import logging as hf_logging
 
     from cumulus.config import load_config
+    from cumulus.engine.adapter_cache import AdapterCache
+    from cumulus.engine.backend import GenerationEngine, GenerationRequest
+    from cumulus.engine.multilora import MultiLora
     from cumulus.lora import peft_to_trtllm
     from cumulus.models import SMOLLM2, ensure_model, load_causal_lm
-    from services.inference.backend import GenerationEngine, GenerationRequest
-    from services.inference.lora import AdapterCache
-    from services.inference.multilora import MultiLora
 
     hf_logging.disable_progress_bar()
     if args.threads:  # on a machine shared with other work, 1 thread measures more steadily
@@ -174,10 +174,10 @@ def chat_prompts(tokenizer: Any, batch: int) -> list[str]:
 
 def tool_prompts(tokenizer: Any, batch: int) -> list[str]:
     """The demo workload's requests: its system prompt, one BFCL tool schema and the question."""
-    from cumulus.demo.bfcl import load_items
-    from cumulus.demo.narrow import narrow_app
-    from cumulus.demo.workload import request_for
     from cumulus.prompts import render_prompt
+    from ops.demo.bfcl import load_items
+    from ops.demo.narrow import narrow_app
+    from ops.demo.workload import request_for
     from services.gateway.rendering import chat_messages, chat_tools
 
     items, _ = narrow_app(load_items("simple_python"), tools=ADAPTERS, capture=batch, held_out=0)

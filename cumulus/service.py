@@ -8,32 +8,39 @@ wires the rest. Health endpoints (on the service's ``health_port``):
   with each check's result (readiness).
 - ``GET /metrics``: Prometheus text format.
 
-A service with an HTTP API of its own (the collector's read API) mounts its routes on the same
-app through ``run_service(..., routes=...)``: one port per service, one server to supervise.
+A service with an HTTP API of its own (the collector's read API, the router's rollouts, the
+trainer's status) mounts its routes on the same app through ``run_service(..., routes=...)``: one
+port per service, one server to supervise. Its routes reach the object they read (the worker)
+through one ``ServiceApi``: JSON answers, errors as ``{"error", "fix"}`` with the error's HTTP
+status, and 503 with that body while the service is still starting.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import signal
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import prometheus_client
 from aiohttp import web
 
 from cumulus.config import CumulusConfig, ServiceConfig, load_config
+from cumulus.errors import CumulusError, NotReady
+from cumulus.kafka.publisher import EventPublisher
 from cumulus.logs import StructuredLogger, configure_logging, get_logger
-from cumulus.publisher import EventPublisher
 
 ReadinessCheck = Callable[[], Awaitable[str | None]]
 """Returns None when ready, else a short reason why not."""
 RouteSetup = Callable[["ServiceContext", web.Application], None]
 """Adds a service's own routes to its health app; called once, before the server starts."""
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+W = TypeVar("W")
 
 
 @dataclass
@@ -73,6 +80,48 @@ class ServiceContext:
             checks["started"] = {"ok": False, "reason": "service is starting"}
         ready = all(check["ok"] for check in checks.values()) and not self.stopping.is_set()
         return ready, checks
+
+
+class ServiceApi(Generic[W]):
+    """How a service's HTTP routes reach its worker ``W`` (see the module docstring).
+
+    ``main`` attaches the worker once it exists; until then (and after ``detach``) every route
+    made by ``route`` answers 503 ``{"error": "the <service> is still starting", "fix": ...}``.
+    """
+
+    def __init__(self, service: str) -> None:
+        self.service = service
+        self.worker: W | None = None
+
+    def attach(self, worker: W) -> None:
+        self.worker = worker
+
+    def detach(self) -> None:
+        self.worker = None
+
+    def route(self, handler: Callable[[web.Request, W], Awaitable[Any]]) -> Handler:
+        """An aiohttp handler answering ``handler(request, worker)`` as JSON."""
+        log = get_logger(self.service)
+
+        async def answer(request: web.Request) -> web.StreamResponse:
+            if self.worker is None:
+                return error_response(
+                    NotReady(f"the {self.service} is still starting", fix="retry in a few seconds")
+                )
+            try:
+                body = await handler(request, self.worker)
+            except CumulusError as exc:
+                if exc.http_status >= 500:
+                    log.error("api.failed", path=request.path, error=str(exc))
+                return error_response(exc)
+            return web.json_response(body, dumps=lambda o: json.dumps(o, default=str))
+
+        return answer
+
+
+def error_response(exc: CumulusError) -> web.Response:
+    """The one error body of every service's HTTP API: ``{"error", "fix"}`` with the error's status."""
+    return web.json_response({"error": exc.message, "fix": exc.fix}, status=exc.http_status)
 
 
 def tcp_check(host: str, port: int) -> ReadinessCheck:
@@ -151,9 +200,3 @@ def run_service(
     configure_logging(config.log_format)
     ctx = ServiceContext(name=name, config=config, log=get_logger(name))
     asyncio.run(_serve(ctx, main, routes))
-
-
-async def wait_until_stopped(ctx: ServiceContext) -> None:
-    """The main of a service that only reports health until its real work lands."""
-    ctx.readiness["kafka"] = kafka_check(ctx.config.kafka.bootstrap_servers)
-    await ctx.stopping.wait()

@@ -7,7 +7,7 @@ question in shadow is whether the candidate is no worse than live. Whether the t
 agreed is kept (``consistent``) for ``cumulus judge calibrate``'s position-consistency figure.
 
 The model call is behind ``JudgeModel`` so tests script it; production uses
-:class:`cumulus.graders.triton_judge.TritonJudgeModel`.
+:class:`services.judge.triton_judge.TritonJudgeModel`.
 """
 
 from __future__ import annotations

@@ -5,22 +5,29 @@ An adapter directory holds the PEFT adapter (``adapter_model.safetensors``,
 ``trtllm/model.lora_config.npy``, see :mod:`cumulus.lora.trtllm`) and ``manifest.json``
 (:mod:`cumulus.artifacts`: the sha256 of every file, plus the trainer's fields: ``lora_task_id``,
 ``base_model``, ``dataset_id``, ``candidate_id``, ``status``, ``hyperparameters``, ``metrics``,
-``offline_gate``). Listing reads manifests only; anything that serves an adapter verifies it first.
+``offline_gate``). ``register_adapter`` writes one (the trainer, the demo's broken adapter);
+listing reads manifests only; anything that serves an adapter verifies it first. The directory
+appears whole or not at all (cumulus.artifacts), so an adapter id that exists is a finished
+registration: a retried job finds it and only re-announces it.
 """
 
 from __future__ import annotations
 
 import hashlib
+import io
 import json
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+from safetensors.torch import load_file
 
 from cumulus.artifacts import MANIFEST, ArtifactStore, Manifest, verify_dir
 from cumulus.errors import ArtifactError, NotFound
+from cumulus.lora.trtllm import MODULE_IDS, peft_to_trtllm
 
 PEFT_WEIGHTS = "adapter_model.safetensors"
 PEFT_CONFIG = "adapter_config.json"
@@ -133,3 +140,51 @@ def read_trtllm_export(path: Path) -> tuple[npt.NDArray[np.generic], npt.NDArray
     except (OSError, ValueError) as exc:
         raise ArtifactError(f"adapter {path}: unreadable TensorRT-LLM export: {exc}") from exc
     return weights, config, manifest
+
+
+def trtllm_export(
+    peft_dir: Path, alpha: float, use_rslora: bool
+) -> tuple[npt.NDArray[Any], npt.NDArray[Any]]:
+    """The TensorRT-LLM tensors of a saved PEFT adapter (FP16 weights, scale folded into B)."""
+    return peft_to_trtllm(load_file(str(peft_dir / PEFT_WEIGHTS)), alpha=alpha, use_rslora=use_rslora)
+
+
+def register_adapter(
+    store: ArtifactStore,
+    *,
+    workflow: str,
+    adapter_id: str,
+    peft_dir: Path,
+    export: tuple[npt.NDArray[Any], npt.NDArray[Any]],
+    fields: dict[str, Any],
+) -> Manifest:
+    """Write ``adapters/<workflow>/<adapter_id>/`` and its manifest atomically; returns the manifest.
+
+    The directory gets the PEFT files from ``peft_dir``, the TensorRT-LLM ``export`` (FP16
+    ``[1, rows, width]`` weights and INT32 ``[1, rows, 3]`` config) and a manifest with the sha256
+    of every file, the adapter's ``lora_task_id``, the export's layout, and ``fields``.
+    """
+    weights, config = export
+    with store.create("adapters", workflow, adapter_id) as writer:
+        for name in (PEFT_WEIGHTS, PEFT_CONFIG):
+            shutil.copyfile(peft_dir / name, writer.file(name))
+        writer.write_bytes(TRTLLM_WEIGHTS, _npy(weights))
+        writer.write_bytes(TRTLLM_CONFIG, _npy(config))
+        return writer.commit(
+            {
+                "lora_task_id": lora_task_id(adapter_id),
+                "trtllm": {
+                    "layout": "hf_lora_convert",
+                    "weights_dtype": str(weights.dtype),
+                    "rows": int(config.shape[1]),
+                    "module_ids": {m: i for m, i in MODULE_IDS.items() if i in set(config[0, :, 0].tolist())},
+                },
+                **fields,
+            }
+        )
+
+
+def _npy(array: npt.NDArray[Any]) -> bytes:
+    buffer = io.BytesIO()
+    np.save(buffer, array, allow_pickle=False)
+    return buffer.getvalue()

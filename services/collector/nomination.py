@@ -11,14 +11,14 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 
-from cumulus import codec, topics
 from cumulus.artifacts import ArtifactStore
-from cumulus.clickhouse.schema import CANDIDATES
 from cumulus.config import ExportConfig
 from cumulus.errors import InvalidArgument, NotFound
+from cumulus.kafka import codec, topics
+from cumulus.kafka.publisher import EventPublisher
 from cumulus.logs import get_logger
-from cumulus.publisher import EventPublisher
 from cumulus.v1 import events_pb2
+from services.collector.clickhouse.schema import CANDIDATES
 from services.collector.export import build_dataset, read_sources, write_dataset
 from services.collector.rows import timestamp
 from services.collector.store import ClickHouseStore

@@ -37,14 +37,15 @@ from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.structs import OffsetAndMetadata
 from prometheus_client import Counter
 
-from cumulus import deadletter, topics
-from cumulus.clickhouse import dedup_token
 from cumulus.config import CaptureConfig
 from cumulus.errors import EventDecodeError, NotReady
+from cumulus.kafka import deadletter, topics
+from cumulus.kafka.publisher import EventPublisher
+from cumulus.kafka.runtime import backoff_s, start_consumer, stopped_within
 from cumulus.logs import get_logger
-from cumulus.publisher import EventPublisher
 from cumulus.v1 import events_pb2
 from services.collector.batching import PartitionBuffer, Replay, parse_pending_note, pending_note
+from services.collector.clickhouse import dedup_token
 from services.collector.rows import CAPTURES, Capture
 from services.collector.store import ClickHouseStore
 
@@ -78,22 +79,34 @@ class CapturePipeline:
         self._consumer: AIOKafkaConsumer | None = None
         self._admin: AIOKafkaAdminClient | None = None
 
-    async def start(self) -> None:
-        """Connect to Kafka and join the group (partitions arrive with the first fetch)."""
-        self._admin = AIOKafkaAdminClient(bootstrap_servers=self._bootstrap, client_id=CONSUMER)
-        await self._admin.start()
-        self._consumer = AIOKafkaConsumer(
+    async def start(self, stopping: asyncio.Event) -> bool:
+        """Connect to Kafka and join the group, retrying while Kafka is down; False if ``stopping`` first.
+
+        Partitions arrive with the first fetch (the listener reads their pending notes).
+        """
+        attempt = 0
+        while self._admin is None and not stopping.is_set():
+            admin = AIOKafkaAdminClient(bootstrap_servers=self._bootstrap, client_id=CONSUMER)
+            try:
+                await admin.start()
+                self._admin = admin
+            except kafka_errors.KafkaError as exc:
+                await admin.close()
+                log.warning("capture.kafka_unavailable", error=repr(exc), attempt=attempt + 1)
+                await stopped_within(stopping, backoff_s(attempt))
+                attempt += 1
+        self._consumer = await start_consumer(
+            *self.captures,
             bootstrap_servers=self._bootstrap,
             group_id=self.cfg.group_id,
-            group_instance_id=self.cfg.instance_id,
             client_id=CONSUMER,
-            enable_auto_commit=False,
-            auto_offset_reset="earliest",
+            stopping=stopping,
+            listener=_Listener(self),
+            group_instance_id=self.cfg.instance_id,
             max_partition_fetch_bytes=8 << 20,
             fetch_max_bytes=64 << 20,
         )
-        self._consumer.subscribe(list(self.captures), listener=_Listener(self))
-        await self._consumer.start()
+        return self._consumer is not None
 
     async def readiness(self) -> str | None:
         """Ready once the group gave this collector its partitions."""

@@ -16,12 +16,12 @@ from typing import Any
 from google.protobuf.message import Message
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from cumulus import topics
-from cumulus.clickhouse import schema
-from cumulus.clickhouse.schema import TableSpec
-from cumulus.codec import decode_event
 from cumulus.errors import EventDecodeError
+from cumulus.kafka import topics
+from cumulus.kafka.codec import decode_event
 from cumulus.v1 import common_pb2, events_pb2
+from services.collector.clickhouse import schema
+from services.collector.clickhouse.schema import TableSpec
 
 Row = list[Any]
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)

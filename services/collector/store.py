@@ -18,9 +18,9 @@ from typing import TYPE_CHECKING, Any
 from clickhouse_connect.driver.exceptions import ClickHouseError
 from prometheus_client import Histogram
 
-from cumulus.clickhouse import connect, ensure_schema, insert_rows
-from cumulus.clickhouse.schema import TableSpec
 from cumulus.errors import NotReady
+from services.collector.clickhouse import connect, ensure_schema, insert_rows
+from services.collector.clickhouse.schema import TableSpec
 
 if TYPE_CHECKING:
     from clickhouse_connect.driver.client import Client

@@ -12,8 +12,8 @@ from typing import Protocol
 
 from google.protobuf.message import Message
 
-from cumulus import codec
-from cumulus.topics import TopicSpec
+from cumulus.kafka import codec
+from cumulus.kafka.topics import TopicSpec
 from cumulus.v1 import common_pb2, events_pb2, gateway_pb2
 from services.gateway.calls import Call, Outcome
 
@@ -23,7 +23,7 @@ UNATTRIBUTED_WORKFLOW = "unattributed"
 
 
 class EventSink(Protocol):
-    """Where events go: cumulus.publisher.EventPublisher, or a list in tests."""
+    """Where events go: cumulus.kafka.publisher.EventPublisher, or a list in tests."""
 
     def publish(self, spec: TopicSpec, event: Message) -> None: ...
 

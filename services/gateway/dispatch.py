@@ -19,7 +19,7 @@ from collections.abc import AsyncIterator
 
 from tritonclient.grpc import service_pb2
 
-from cumulus import topics
+from cumulus.kafka import topics
 from cumulus.logs import get_logger
 from cumulus.v1 import common_pb2
 from services.gateway import metrics

@@ -31,8 +31,8 @@ from cumulus.v1 import common_pb2, events_pb2
 from services.gateway import tensors
 from services.gateway.calls import Call
 from services.gateway.core import GatewayCore
+from services.gateway.error_mapping import status_for
 from services.gateway.routes import restricted_to_model
-from services.gateway.status import status_for
 from services.gateway.validation import check_identifier
 from services.gateway.workflows import resolve_text
 

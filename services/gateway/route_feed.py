@@ -17,9 +17,9 @@ import contextlib
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.errors import KafkaError
 
-from cumulus import codec, topics
-from cumulus.deadletter import dead_letter
 from cumulus.errors import EventDecodeError
+from cumulus.kafka import codec, topics
+from cumulus.kafka.deadletter import dead_letter
 from cumulus.logs import get_logger
 from cumulus.v1 import events_pb2
 from services.gateway.capture import EventSink

@@ -21,9 +21,9 @@ from tritonclient.grpc._client import MAX_GRPC_MESSAGE_SIZE
 from cumulus.logs import get_logger
 from cumulus.v1 import gateway_pb2, gateway_pb2_grpc
 from services.gateway.core import GatewayCore
+from services.gateway.error_mapping import ErrorMapping
 from services.gateway.kserve import KServeServicer
 from services.gateway.servicer import GatewayServicer
-from services.gateway.status import ErrorMapping
 
 log = get_logger("gateway")
 

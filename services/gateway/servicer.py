@@ -15,8 +15,8 @@ from collections.abc import AsyncIterator
 import grpc
 from tritonclient.grpc import service_pb2
 
-from cumulus import topics
 from cumulus.errors import NotFound
+from cumulus.kafka import topics
 from cumulus.v1 import common_pb2, events_pb2, gateway_pb2, gateway_pb2_grpc
 from services.gateway.calls import Call
 from services.gateway.capture import UNATTRIBUTED_WORKFLOW, feedback_event

@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 
-from cumulus import topics
+from cumulus.kafka import topics
 from cumulus.logs import get_logger
 from cumulus.v1 import common_pb2
 from services.gateway import metrics

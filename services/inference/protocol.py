@@ -19,9 +19,9 @@ import numpy as np
 import numpy.typing as npt
 from pytriton.model_config import Tensor
 
+from cumulus.engine.adapter_cache import resolve_adapter
+from cumulus.engine.backend import Chunk, GenerationRequest
 from cumulus.errors import InvalidArgument
-from services.inference.backend import Chunk, GenerationRequest
-from services.inference.lora import resolve_adapter
 from services.inference.scheduler import BatchScheduler
 
 INPUTS = [

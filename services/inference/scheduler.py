@@ -15,9 +15,9 @@ import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
+from cumulus.engine.backend import Chunk, GenerationEngine, GenerationRequest
 from cumulus.errors import NotReady
 from cumulus.logs import get_logger
-from services.inference.backend import Chunk, GenerationEngine, GenerationRequest
 
 log = get_logger("inference")
 

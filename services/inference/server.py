@@ -27,13 +27,13 @@ from pathlib import Path
 from typing import Any
 
 from cumulus.config import CumulusConfig, TritonConfig
+from cumulus.engine.adapter_cache import AdapterCache
+from cumulus.engine.backend import GenerationEngine
+from cumulus.engine.multilora import MultiLora
 from cumulus.errors import ConfigError, CumulusError
 from cumulus.logs import get_logger
 from cumulus.lora import AdapterRegistry
 from cumulus.models import ensure_model, load_causal_lm
-from services.inference.backend import GenerationEngine
-from services.inference.lora import AdapterCache
-from services.inference.multilora import MultiLora
 from services.inference.protocol import INPUTS, OUTPUTS, make_infer_fn
 from services.inference.scheduler import BatchScheduler
 

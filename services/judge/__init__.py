@@ -1,1 +1,4 @@
-"""The judge service (see ARCHITECTURE.md)."""
+"""The judge: grades shadow pairs (live vs candidate) into verdicts for the router.
+
+``python -m services.judge``.
+"""

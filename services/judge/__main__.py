@@ -1,21 +1,19 @@
-"""`python -m services.judge`: grades shadow pairs into verdicts (see services/judge/worker.py).
+"""`python -m services.judge`: grades shadow pairs into verdicts (see services/judge/handler.py).
 
 Wiring only: config -> grader suite (+ the LLM judge on Triton when enabled) -> calibration
-store -> publisher -> consumer -> worker loop, with readiness checks for Kafka, the loop and the
-judge model, and an orderly shutdown on SIGTERM (the batch in hand finishes, then everything closes).
+store -> the handler on the consume runtime, with a readiness check for the judge model too.
 """
 
 from __future__ import annotations
 
-from cumulus import topics
 from cumulus.config import CumulusConfig
-from cumulus.consuming import start_consumer
 from cumulus.graders import GraderSettings, GraderSuite, PairwiseGrader
 from cumulus.graders.semantic import minilm_path
 from cumulus.graders.store import JudgeStore, judge_store_path
-from cumulus.graders.triton_judge import TritonJudgeModel
-from cumulus.service import ServiceContext, kafka_check, run_service
-from services.judge.worker import JudgeWorker
+from cumulus.kafka.runtime import KafkaRuntime
+from cumulus.service import ServiceContext, run_service
+from services.judge.handler import JudgeHandler, subscription
+from services.judge.triton_judge import TritonJudgeModel
 
 
 def grader_settings(config: CumulusConfig) -> GraderSettings:
@@ -52,38 +50,11 @@ async def main(ctx: ServiceContext) -> None:
     judge = PairwiseGrader(model, config.judge.llm_judge.concurrency) if model else None
     suite = GraderSuite(grader_settings(config), judge=judge)
     store = JudgeStore(judge_store_path(config), retention_s=config.judge.store_retention_days * 86400)
-    publisher = ctx.event_publisher(config.judge.spool_dir)
-    await publisher.start()
-    ctx.readiness["kafka"] = kafka_check(config.kafka.bootstrap_servers)
-    consumer = await start_consumer(
-        topics.SHADOW.name,
-        topics.FEEDBACK.name,
-        bootstrap_servers=config.kafka.bootstrap_servers,
-        group_id=config.judge.group_id,
-        client_id="judge",
-        stopping=ctx.stopping,
-    )
     try:
-        if consumer is not None:
-            worker = JudgeWorker(
-                consumer,
-                publisher,
-                suite,
-                store,
-                batch_max=config.judge.batch_max,
-                batch_wait_ms=config.judge.batch_wait_ms,
-            )
-            ctx.readiness["grading"] = worker.progress.check
-            ctx.log.info(
-                "judge.consuming",
-                topics=[topics.SHADOW.name, topics.FEEDBACK.name],
-                store=str(judge_store_path(config)),
-            )
-            await worker.run(ctx.stopping)
+        async with KafkaRuntime(ctx, ctx.event_publisher(config.judge.spool_dir)) as kafka:
+            handler = JudgeHandler(kafka.publisher, suite, store)
+            await kafka.consume(subscription(config.judge), handler)
     finally:
-        if consumer is not None:
-            await consumer.stop()
-        await publisher.close()
         store.close()
         if model is not None:
             await model.close()

@@ -10,11 +10,11 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 
-from cumulus import codec
 from cumulus.errors import EventDecodeError
 from cumulus.graders import Grade, GradeCase, ToolSchema
 from cumulus.graders.calibration import text_digest
 from cumulus.graders.store import FeedbackRow, GradeRow
+from cumulus.kafka import codec
 from cumulus.v1 import common_pb2, events_pb2
 
 PRODUCER = "judge"

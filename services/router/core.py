@@ -14,10 +14,10 @@ from dataclasses import dataclass
 
 from google.protobuf.message import Message
 
-from cumulus import codec, topics
 from cumulus.config import RouterConfig
+from cumulus.kafka import codec, topics
+from cumulus.kafka.topics import TopicSpec
 from cumulus.logs import get_logger
-from cumulus.topics import TopicSpec
 from cumulus.v1 import events_pb2
 from services.router import gates
 from services.router.rollout import (

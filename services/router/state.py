@@ -21,9 +21,9 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka import errors as kafka_errors
 
-from cumulus import codec, topics
-from cumulus.consuming import backoff_s, stopped_within
 from cumulus.errors import EventDecodeError
+from cumulus.kafka import codec, topics
+from cumulus.kafka.runtime import backoff_s, stopped_within
 from cumulus.logs import get_logger
 from cumulus.v1 import events_pb2
 from services.router.rollout import WorkflowKey

@@ -1,1 +1,4 @@
-"""The trainer service (see ARCHITECTURE.md)."""
+"""The trainer: a LoRA adapter per nominated workflow, trained in a child process and gated offline.
+
+``python -m services.trainer``.
+"""

@@ -28,13 +28,13 @@ from cumulus.artifacts import ArtifactStore, Manifest, verify_dir, write_json_at
 from cumulus.errors import CumulusError
 from cumulus.graders import GraderSettings
 from cumulus.logs import configure_logging, get_logger
+from cumulus.lora.registry import register_adapter, trtllm_export
 from cumulus.models import ensure_model
 from cumulus.prompts import RENDERER
 from services.trainer import data
-from services.trainer.gate import GateSettings, run_gate
+from services.trainer.offline_gate import GateSettings, run_gate
 from services.trainer.recipe import LoraRecipe, TrainingInterrupted
 from services.trainer.recipe_config import load_recipe_config
-from services.trainer.registry import register_adapter, trtllm_export
 
 log = get_logger("trainer")
 RESULT = "result.json"

@@ -29,7 +29,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.structs import OffsetAndMetadata
 
-from cumulus import codec
+from cumulus.kafka import codec
 from cumulus.v1 import common_pb2, events_pb2
 from services.collector.rows import CAPTURES
 from tests.integration.kafka_fixtures import _free_ports

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cumulus.apikeys import ensure_dev_key
-from cumulus.stack.probes import http_json
+from ops.stack.probes import http_json
 
 REPO = Path(__file__).resolve().parents[2]
 READY_TIMEOUT_S = 180.0

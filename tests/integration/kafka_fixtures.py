@@ -28,9 +28,9 @@ import pytest
 
 from cumulus.config import KafkaConfig
 from cumulus.errors import NotReady
-from cumulus.kafka_admin import ensure_topics
-from cumulus.stack import kafka
-from cumulus.topics import ALL_TOPICS
+from cumulus.kafka.admin import ensure_topics
+from cumulus.kafka.topics import ALL_TOPICS
+from ops.stack import kafka
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SHARED_LIBS = REPO_ROOT / ".cumulus" / "kafka" / "libs"

@@ -10,8 +10,8 @@ from typing import TypeVar
 
 from google.protobuf.message import Message
 
-from cumulus import codec
 from cumulus.errors import EventDecodeError
+from cumulus.kafka import codec
 
 E = TypeVar("E", bound=Message)
 

@@ -28,7 +28,7 @@ def free_ports(count: int) -> list[int]:
 
 def cli(config: Path, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "cumulus.cli.main", "--config", str(config), *args],
+        [sys.executable, "-m", "ops.cli.main", "--config", str(config), *args],
         capture_output=True,
         text=True,
         timeout=timeout,

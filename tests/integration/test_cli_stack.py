@@ -17,7 +17,7 @@ import pytest
 import tritonclient.grpc as grpcclient
 import yaml
 
-from cumulus import topics
+from cumulus.kafka import topics
 from cumulus.v1 import common_pb2, gateway_pb2, gateway_pb2_grpc
 from tests.integration.stack_process import cli, processes_under, stack_config_file
 

@@ -19,9 +19,9 @@ from typing import Any
 import pytest
 from clickhouse_connect.driver.client import Client
 
-from cumulus.clickhouse import TABLES, VIEWS, connect, dedup_token, ensure_schema, insert_rows
-from cumulus.clickhouse.schema import DEDUP_WINDOW, REQUESTS, ROLLOUT_EVENTS
 from cumulus.errors import NotReady
+from services.collector.clickhouse import TABLES, VIEWS, connect, dedup_token, ensure_schema, insert_rows
+from services.collector.clickhouse.schema import DEDUP_WINDOW, REQUESTS, ROLLOUT_EVENTS
 
 pytestmark = pytest.mark.integration
 
@@ -180,7 +180,7 @@ def test_one_path_per_process(client: Client, tmp_path: Path) -> None:
 def test_second_process_on_the_same_path_is_told_who_owns_it(tmp_path: Path) -> None:
     data = tmp_path / "owned"
     holder_code = (
-        "import sys; from cumulus.clickhouse import connect; "
+        "import sys; from services.collector.clickhouse import connect; "
         f"c = connect('chdb://{data}'); c.command('SELECT 1'); print('ready', flush=True); sys.stdin.read()"
     )
     # Leaving the block closes the holder's stdin, which ends it, and waits for it.

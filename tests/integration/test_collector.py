@@ -25,12 +25,12 @@ import pytest
 from aiokafka import AIOKafkaConsumer
 from aiokafka.structs import OffsetAndMetadata
 
-from cumulus import codec, topics
 from cumulus.artifacts import ArtifactStore, verify_dir
-from cumulus.clickhouse import connect, dedup_token, ensure_schema, insert_rows
-from cumulus.clickhouse.schema import REQUESTS
+from cumulus.kafka import codec, topics
 from cumulus.v1 import events_pb2
 from services.collector.batching import pending_note
+from services.collector.clickhouse import connect, dedup_token, ensure_schema, insert_rows
+from services.collector.clickhouse.schema import REQUESTS
 from services.collector.rows import CAPTURES
 from tests.integration.collector_process import (
     REPO,
@@ -117,7 +117,12 @@ def test_events_sent_twice_are_stored_once(collector: CollectorProcess, kafka_bo
     send(kafka_bootstrap, events)
     send(kafka_bootstrap, events)  # a producer retrying everything: same event ids, new offsets
     deadline = time.monotonic() + 90  # generous: a loaded 2-core box; the counts are what is tested
-    while (counts := collector.capture_counts(name))["inserted"] < 400 and time.monotonic() < deadline:
+    # The endpoint reads the row counts before `inserted`: wait for both, or a batch landing
+    # between the two reads shows inserted=400 beside counts from before it.
+    while time.monotonic() < deadline:
+        counts = collector.capture_counts(name)
+        if counts["inserted"] >= 400 and counts["events"] >= 200:
+            break
         time.sleep(0.2)
     assert (counts["inserted"], counts["events"], counts["final"]) == (400, 200, 200)
 
@@ -288,7 +293,7 @@ def test_cli_reads_workflows_and_nominates_through_the_read_api(
 
     def cli(*args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            [sys.executable, "-m", "cumulus.cli.main", "--config", str(config), *args],
+            [sys.executable, "-m", "ops.cli.main", "--config", str(config), *args],
             capture_output=True,
             text=True,
             timeout=120,

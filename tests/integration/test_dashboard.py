@@ -22,7 +22,7 @@ from typing import Any
 
 import pytest
 
-from cumulus import codec, topics
+from cumulus.kafka import codec, topics
 from cumulus.v1 import events_pb2
 from tests.integration.collector_process import (
     CollectorProcess,

@@ -5,7 +5,7 @@ import uuid
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-from cumulus import codec, topics
+from cumulus.kafka import codec, topics
 from tests.integration.records import decode_or_none
 
 

@@ -24,8 +24,8 @@ import tritonclient.grpc as grpcclient
 import tritonclient.grpc.aio as aioclient
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-from cumulus import codec, topics
-from cumulus.topics import TopicSpec
+from cumulus.kafka import codec, topics
+from cumulus.kafka.topics import TopicSpec
 from cumulus.v1 import common_pb2, events_pb2, gateway_pb2, gateway_pb2_grpc
 from services.gateway.routes import split_point
 from tests.integration.gateway_process import GatewayProcess, session_gateway

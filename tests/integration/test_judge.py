@@ -18,12 +18,12 @@ from typing import Any
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-from cumulus import codec, topics
-from cumulus.cli.main import main as cli_main
 from cumulus.config import CumulusConfig, JudgeConfig, KafkaConfig
+from cumulus.kafka import codec, topics
 from cumulus.logs import get_logger
 from cumulus.service import ServiceContext
 from cumulus.v1 import common_pb2, events_pb2
+from ops.cli.main import main as cli_main
 from services.judge.__main__ import main as judge_main
 from services.judge.pairs import verdict_id
 from tests.integration.records import decode_or_none

@@ -11,7 +11,7 @@ import pytest
 
 from cumulus.errors import NotReady
 from cumulus.graders import GradeCase, PairwiseGrader
-from cumulus.graders.triton_judge import TritonJudgeModel
+from services.judge.triton_judge import TritonJudgeModel
 from tests.integration.triton_fixtures import LIVE_MODEL, SHARED_MODELS
 
 pytestmark = pytest.mark.integration

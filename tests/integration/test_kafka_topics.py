@@ -10,8 +10,8 @@ from aiokafka.admin import AIOKafkaAdminClient
 
 from cumulus.config import KafkaConfig
 from cumulus.errors import ConfigError, NotFound
-from cumulus.kafka_admin import TopicLike, describe_topic_configs, ensure_topics
-from cumulus.topics import ALL_TOPICS, ROUTES
+from cumulus.kafka.admin import TopicLike, describe_topic_configs, ensure_topics
+from cumulus.kafka.topics import ALL_TOPICS, ROUTES
 
 pytestmark = pytest.mark.integration
 

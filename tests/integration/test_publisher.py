@@ -11,8 +11,8 @@ import pytest
 from aiokafka import AIOKafkaConsumer
 from prometheus_client import CollectorRegistry
 
-from cumulus import codec, topics
-from cumulus.publisher import EventPublisher
+from cumulus.kafka import codec, topics
+from cumulus.kafka.publisher import EventPublisher
 from cumulus.v1 import events_pb2
 from tests.integration import kafka_fixtures
 from tests.integration.kafka_fixtures import RestartableKafka

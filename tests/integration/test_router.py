@@ -22,10 +22,10 @@ from typing import Any
 import pytest
 from aiokafka import AIOKafkaProducer
 
-from cumulus import codec, topics
-from cumulus.cli.main import main as cli_main
-from cumulus.stack.probes import http_json
+from cumulus.kafka import codec, topics
 from cumulus.v1 import events_pb2
+from ops.cli.main import main as cli_main
+from ops.stack.probes import http_json
 from services.gateway.routes import RouteBook
 from services.router.state import read_topic
 from tests.integration.gateway_process import REPO, free_ports

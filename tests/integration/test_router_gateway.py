@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator, Iterator
 import grpc
 import pytest
 
-from cumulus import codec, topics
+from cumulus.kafka import codec, topics
 from cumulus.v1 import common_pb2, events_pb2, gateway_pb2, gateway_pb2_grpc
 from services.gateway.routes import split_point
 from services.router.state import read_topic

@@ -26,10 +26,10 @@ import yaml
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
 
-from cumulus import codec, topics
 from cumulus.artifacts import ArtifactStore
-from cumulus.stack.probes import http_json
+from cumulus.kafka import codec, topics
 from cumulus.v1 import events_pb2
+from ops.stack.probes import http_json
 from tests.integration.kafka_fixtures import RestartableKafka
 from tests.unit.trainer.conftest import SHARED_MODELS, WORKFLOW, write_dataset
 

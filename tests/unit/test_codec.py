@@ -1,7 +1,7 @@
 import pytest
 
-from cumulus import codec, topics
 from cumulus.errors import EventDecodeError, InvalidArgument
+from cumulus.kafka import codec, topics
 from cumulus.v1 import common_pb2, events_pb2
 
 
@@ -35,7 +35,7 @@ def test_empty_value_and_missing_meta_are_decode_errors() -> None:
 
 
 def test_unknown_topic_names_the_fix() -> None:
-    with pytest.raises(EventDecodeError, match=r"cumulus/topics\.py"):
+    with pytest.raises(EventDecodeError, match=r"cumulus/kafka/topics\.py"):
         codec.decode_event("cumulus.nope.v1", b"x")
 
 

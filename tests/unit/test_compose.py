@@ -20,8 +20,8 @@ import yaml
 from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2
 
-from cumulus.clickhouse import parse_dsn
 from cumulus.config import CumulusConfig, load_config
+from services.collector.clickhouse import parse_dsn
 
 ROOT = Path(__file__).resolve().parents[2]
 TRITON_DIR = ROOT / "deploy" / "triton-trtllm"

@@ -10,8 +10,8 @@ import pytest
 from aiokafka import TopicPartition
 from aiokafka import errors as kafka_errors
 
-from cumulus import consuming
-from cumulus.consuming import (
+from cumulus.kafka import runtime
+from cumulus.kafka.runtime import (
     Progress,
     backoff_s,
     commit_offsets,
@@ -59,7 +59,7 @@ class FakePublisher:
 
 @pytest.fixture(autouse=True)
 def no_waiting(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(consuming, "RETRY_S", (0.01, 0.02))
+    monkeypatch.setattr(runtime, "RETRY_S", (0.01, 0.02))
 
 
 def test_backoff_grows_then_stays_at_the_last_wait() -> None:
@@ -122,7 +122,7 @@ async def test_start_consumer_retries_while_kafka_is_down_and_gives_up_on_stop(
         async def stop(self) -> None:
             pass
 
-    monkeypatch.setattr(consuming, "AIOKafkaConsumer", DownConsumer)
+    monkeypatch.setattr(runtime, "AIOKafkaConsumer", DownConsumer)
     stopping = asyncio.Event()
     asyncio.get_running_loop().call_later(0.1, stopping.set)
     consumer = await start_consumer(

@@ -6,8 +6,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from cumulus import codec, topics
-from cumulus.deadletter import UNKNOWN_WORKFLOW, dead_letter
+from cumulus.kafka import codec, topics
+from cumulus.kafka.deadletter import UNKNOWN_WORKFLOW, dead_letter
 
 
 def record(key: bytes | None) -> SimpleNamespace:

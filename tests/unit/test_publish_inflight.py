@@ -8,9 +8,9 @@ import pytest
 from aiokafka import errors as kafka_errors
 from prometheus_client import CollectorRegistry
 
-from cumulus.kafka_producer import publisher_metrics
-from cumulus.publish_inflight import InFlightWindow, ProducerBroken, send_record
-from cumulus.spool import Spool, SpoolRecord, encode_frame
+from cumulus.kafka.inflight import InFlightWindow, ProducerBroken, send_record
+from cumulus.kafka.producer import publisher_metrics
+from cumulus.kafka.spool import Spool, SpoolRecord, encode_frame
 
 
 class FakeProducer:

@@ -4,8 +4,9 @@ import socket
 from aiohttp import ClientSession, web
 
 from cumulus.config import CumulusConfig, JudgeConfig
+from cumulus.errors import InvalidArgument
 from cumulus.logs import get_logger
-from cumulus.service import ServiceContext, _serve, tcp_check
+from cumulus.service import ServiceApi, ServiceContext, _serve, tcp_check
 
 
 def _free_port() -> int:
@@ -72,5 +73,44 @@ async def test_a_service_mounts_its_own_routes_on_the_health_port() -> None:
                 await asyncio.sleep(0.02)
         else:
             raise AssertionError("the mounted route never answered")
+    ctx.stopping.set()
+    await asyncio.wait_for(task, timeout=5)
+
+
+async def test_every_service_api_answers_starting_the_same_way_then_its_worker() -> None:
+    """503 with {"error", "fix"} until main attaches the worker; JSON after; errors with their status."""
+    port = _free_port()
+    config = CumulusConfig(judge=JudgeConfig(health_port=port))
+    ctx = ServiceContext(name="judge", config=config, log=get_logger("judge"))
+    api = ServiceApi[dict[str, int]]("judge")
+
+    async def count(request: web.Request, worker: dict[str, int]) -> dict[str, int]:
+        if "bad" in request.query:
+            raise InvalidArgument("bad", "not a thing", fix="leave it out")
+        return worker
+
+    def routes(_: ServiceContext, app: web.Application) -> None:
+        app.router.add_get("/api/v1/count", api.route(count))
+
+    task = asyncio.create_task(_serve(ctx, lambda ctx: ctx.stopping.wait(), routes))
+    url = f"http://127.0.0.1:{port}/api/v1/count"
+    async with ClientSession() as http:
+        for _ in range(100):
+            try:
+                async with http.get(url) as resp:
+                    starting = resp.status, await resp.json()
+                    break
+            except OSError:
+                await asyncio.sleep(0.02)
+        assert starting == (503, {"error": "the judge is still starting", "fix": "retry in a few seconds"})
+        api.attach({"n": 3})
+        async with http.get(url) as resp:
+            assert (resp.status, await resp.json()) == (200, {"n": 3})
+        async with http.get(url, params={"bad": "1"}) as resp:
+            body = await resp.json()
+            assert resp.status == 400 and body["fix"] == "leave it out" and "bad" in body["error"]
+        api.detach()
+        async with http.get(url) as resp:
+            assert resp.status == 503
     ctx.stopping.set()
     await asyncio.wait_for(task, timeout=5)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from cumulus.spool import Spool, SpoolRecord, encode_frame
+from cumulus.kafka.spool import Spool, SpoolRecord, encode_frame
 
 
 def _record(i: int, size: int = 10) -> SpoolRecord:

@@ -6,8 +6,8 @@ import datetime as dt
 
 import pytest
 
-from cumulus import codec, topics
 from cumulus.errors import EventDecodeError
+from cumulus.kafka import codec, topics
 from cumulus.v1 import common_pb2, events_pb2
 from services.collector.rows import CAPTURES
 from tests.integration.collector_process import inference_event

@@ -18,8 +18,8 @@ import numpy as np
 from google.protobuf.message import Message
 from tritonclient.grpc import model_config_pb2, service_pb2
 
+from cumulus.kafka.topics import TopicSpec
 from cumulus.prompts import PromptSpec, RenderedPrompt, render_prompt
-from cumulus.topics import TopicSpec
 from cumulus.v1 import common_pb2
 from services.gateway import tensors
 from services.gateway.adapters import AdapterTensors

@@ -9,12 +9,12 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from prometheus_client import REGISTRY
 
-from cumulus import topics
 from cumulus.errors import InvalidArgument, NotReady
+from cumulus.kafka import topics
 from cumulus.prompts import RenderedPrompt
 from cumulus.v1 import common_pb2
 from services.gateway import tensors
-from services.gateway.status import status_for
+from services.gateway.error_mapping import status_for
 from tests.unit.gateway.conftest import Harness, ask
 
 

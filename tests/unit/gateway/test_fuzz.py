@@ -6,7 +6,7 @@ import grpc
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from cumulus import topics
+from cumulus.kafka import topics
 from cumulus.v1 import common_pb2, gateway_pb2
 from tests.unit.gateway.conftest import Harness
 

@@ -9,7 +9,7 @@ import tritonclient.grpc as grpcclient
 import tritonclient.grpc.aio as aioclient
 from tritonclient.utils import InferenceServerException, np_to_triton_dtype
 
-from cumulus import topics
+from cumulus.kafka import topics
 from cumulus.v1 import common_pb2, events_pb2
 from tests.unit.gateway.conftest import Harness, adapter
 

@@ -5,9 +5,9 @@ from pathlib import Path
 import pytest
 import tritonclient.grpc.aio as aioclient
 
-from cumulus import topics
 from cumulus.artifacts import ArtifactStore
 from cumulus.errors import ArtifactError, NotFound
+from cumulus.kafka import topics
 from cumulus.prompts import RENDERER, PromptSpec
 from cumulus.v1 import common_pb2, events_pb2, gateway_pb2
 from services.gateway import tensors

@@ -3,7 +3,7 @@
 import grpc
 import pytest
 
-from cumulus import topics
+from cumulus.kafka import topics
 from cumulus.v1 import common_pb2, gateway_pb2
 from tests.unit.gateway.conftest import Harness, ask
 

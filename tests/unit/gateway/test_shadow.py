@@ -5,7 +5,7 @@ import time
 
 import pytest
 
-from cumulus import topics
+from cumulus.kafka import topics
 from cumulus.v1 import common_pb2, events_pb2
 from services.gateway import metrics
 from tests.unit.gateway.conftest import Harness, adapter, ask

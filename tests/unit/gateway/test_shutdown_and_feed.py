@@ -6,7 +6,7 @@ from types import SimpleNamespace
 import grpc
 import pytest
 
-from cumulus import codec, topics
+from cumulus.kafka import codec, topics
 from cumulus.v1 import common_pb2, events_pb2
 from services.gateway.route_feed import RouteFeed
 from services.gateway.routes import RouteBook

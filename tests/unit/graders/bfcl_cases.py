@@ -20,8 +20,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from cumulus.demo.bfcl import BfclItem, gold_correct, load_items
 from cumulus.graders import ToolCall, ToolSchema
+from ops.demo.bfcl import BfclItem, gold_correct, load_items
 
 CATEGORIES = ("simple_python", "multiple", "parallel", "live_simple", "live_multiple")
 FORMATS = ("python", "json", "qwen")

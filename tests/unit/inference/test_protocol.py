@@ -9,9 +9,9 @@ from typing import Any
 import numpy as np
 import pytest
 
+from cumulus.engine.adapter_cache import LoraTaskNotCached
+from cumulus.engine.backend import GenerationEngine
 from cumulus.errors import InvalidArgument
-from services.inference.backend import GenerationEngine
-from services.inference.lora import LoraTaskNotCached
 from services.inference.protocol import make_infer_fn, parse_request
 from services.inference.scheduler import BatchScheduler
 from services.inference.server import _send_error_messages_without_traceback

@@ -7,8 +7,8 @@ from collections.abc import Iterator, Sequence
 
 import pytest
 
+from cumulus.engine.backend import Chunk, GenerationEngine, GenerationRequest
 from cumulus.errors import NotReady
-from services.inference.backend import Chunk, GenerationEngine, GenerationRequest
 from services.inference.scheduler import BatchScheduler
 
 

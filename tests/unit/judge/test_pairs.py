@@ -6,10 +6,10 @@ import json
 
 import pytest
 
-from cumulus import codec
 from cumulus.config import JudgeConfig
 from cumulus.errors import EventDecodeError
 from cumulus.graders import Grade
+from cumulus.kafka import codec
 from cumulus.v1 import common_pb2, events_pb2
 from services.judge import pairs
 

@@ -10,7 +10,7 @@ from cumulus.config import CumulusConfig, JudgeConfig
 from cumulus.graders.store import FeedbackRow, GradeRow, JudgeStore
 from cumulus.logs import get_logger
 from cumulus.service import ServiceContext, _serve
-from cumulus.stack.probes import probe_judge
+from ops.stack.probes import probe_judge
 
 
 def _free_port() -> int:

@@ -7,10 +7,10 @@ from typing import Any
 
 import pytest
 
-from cumulus.cli.main import build_parser
-from cumulus.cli.rollout_cmds import ACTIONS, render, tenant_of
 from cumulus.errors import InvalidArgument, NotFound
-from services.router.__main__ import describe
+from ops.cli.main import build_parser
+from ops.cli.rollout_cmds import ACTIONS, render, tenant_of
+from services.router.listing import describe
 from tests.unit.router.test_rollout import TENANT, WORKFLOW, feed, started
 
 

@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
-from cumulus import codec, topics
 from cumulus.config import RouterConfig
+from cumulus.kafka import codec, topics
 from cumulus.v1 import events_pb2
 from services.router.core import Router
 from services.router.rollout import CANARY, PAUSED, PROMOTED, ROLLED_BACK, SHADOW, WorkflowKey

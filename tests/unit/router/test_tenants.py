@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from cumulus import codec, topics
+from cumulus.kafka import codec, topics
 from cumulus.v1 import events_pb2
-from services.router.__main__ import describe
 from services.router.core import Output, Router
+from services.router.listing import describe
 from services.router.rollout import CANARY, PAUSED, ROLLED_BACK, SHADOW, WorkflowKey
 from tests.unit.router.test_rollout import CONFIG, WORKFLOW, adapter_event, command, feed, verdict
 

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from cumulus.cli.main import main as cli
 from cumulus.lora import lora_task_id
+from ops.cli.main import main as cli
 from services.trainer.job import main as run_job
 
 

@@ -9,9 +9,9 @@ from types import SimpleNamespace
 from cumulus.config import CumulusConfig, TrainerConfig
 from cumulus.logs import get_logger
 from cumulus.service import ServiceContext, _serve
-from cumulus.stack.probes import probe_trainer
+from ops.stack.probes import probe_trainer
 from services.trainer import __main__ as trainer_main
-from services.trainer.worker import JobStatus
+from services.trainer.handler import JobStatus
 
 
 def _free_port() -> int:
@@ -26,6 +26,7 @@ async def test_status_endpoint_and_probe_show_the_running_job() -> None:
         name="trainer", config=CumulusConfig(trainer=TrainerConfig(health_port=port)), log=get_logger("t")
     )
     job = JobStatus("ad-1", "cand-1", "wf-1", phase="train", progress=0.5, step=3, total_steps=6, loss=1.25)
+    idle_worker = SimpleNamespace(status=lambda: {"job": None, "recent": []})
     worker = SimpleNamespace(status=lambda: {"job": job.__dict__, "recent": []})
 
     async def main(ctx: ServiceContext) -> None:
@@ -36,6 +37,7 @@ async def test_status_endpoint_and_probe_show_the_running_job() -> None:
         await ctx.stopping.wait()
 
     task = asyncio.create_task(_serve(ctx, main, trainer_main.status_routes))
+    trainer_main.API.attach(idle_worker)  # type: ignore[arg-type]
     try:
         for _ in range(100):
             idle = await asyncio.to_thread(probe_trainer, "127.0.0.1", port)
@@ -43,11 +45,11 @@ async def test_status_endpoint_and_probe_show_the_running_job() -> None:
                 break
             await asyncio.sleep(0.05)
         assert idle.detail == "ready, no training job"
-        trainer_main._WORKERS["trainer"] = worker  # type: ignore[assignment]
+        trainer_main.API.attach(worker)  # type: ignore[arg-type]
         busy = await asyncio.to_thread(probe_trainer, "127.0.0.1", port)
         assert busy.healthy and busy.detail == "training ad-1 (wf-1): train 50%, step 3/6"
         assert busy.extra["training"]["loss"] == 1.25
     finally:
-        trainer_main._WORKERS.clear()
+        trainer_main.API.detach()
         ctx.stopping.set()
         await asyncio.wait_for(task, timeout=5)

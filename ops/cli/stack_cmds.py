@@ -1,0 +1,109 @@
+"""`cumulus up | down | status | logs | topics` — the local stack."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import subprocess
+import sys
+from typing import Any
+
+from cumulus.config import CumulusConfig
+from cumulus.errors import CumulusError
+from cumulus.kafka import admin, topics
+from ops.stack.local import COMPONENTS, LocalStack
+
+
+def register(sub: Any) -> None:
+    up = sub.add_parser("up", help="start Kafka, Triton and every service in the background")
+    up.set_defaults(handler=cmd_up)
+    down = sub.add_parser("down", help="stop everything `up` started")
+    down.set_defaults(handler=cmd_down)
+    status = sub.add_parser("status", help="health of every component")
+    status.add_argument("--json", action="store_true", help='print {"components": {name: {...}}}')
+    status.set_defaults(handler=cmd_status)
+    restart = sub.add_parser("restart", help="restart one component of the running stack")
+    restart.add_argument("name", choices=COMPONENTS)
+    restart.set_defaults(handler=cmd_restart)
+    logs = sub.add_parser("logs", help="show a component's log")
+    logs.add_argument("name", choices=COMPONENTS)
+    logs.add_argument("-n", "--lines", type=int, default=100)
+    logs.add_argument("-f", "--follow", action="store_true")
+    logs.set_defaults(handler=cmd_logs)
+    prepare = sub.add_parser("prepare", help="fetch Kafka jars and convert the models once (all by default)")
+    prepare.add_argument("--kafka", action="store_true", help="only the Kafka jars")
+    prepare.add_argument("--models", action="store_true", help="only the live and small models")
+    prepare.set_defaults(handler=cmd_prepare)
+    topics_cmd = sub.add_parser("topics", help="Kafka topics of the system")
+    topics_sub = topics_cmd.add_subparsers(dest="topics_command", required=True)
+    create = topics_sub.add_parser("create", help="create every cumulus topic (idempotent)")
+    create.set_defaults(handler=cmd_topics_create)
+
+
+def cmd_up(_: argparse.Namespace, config: CumulusConfig) -> int:
+    stack = LocalStack(config, progress=lambda line: print(line, flush=True))
+    endpoints = stack.up()
+    key = stack.dev_key
+    print("\nstack is up:")
+    for name, endpoint in endpoints.items():
+        print(f"  {name:<10} {endpoint}")
+    print(f"\ndev API key: {key}  (also in {stack.state_dir / 'dev-api-key'})")
+    print("logs: cumulus logs NAME    stop: cumulus down")
+    return 0
+
+
+def cmd_down(_: argparse.Namespace, config: CumulusConfig) -> int:
+    stopped = LocalStack(config).down()
+    print(f"stopped: {', '.join(stopped)}" if stopped else "nothing was running")
+    return 0
+
+
+def cmd_status(args: argparse.Namespace, config: CumulusConfig) -> int:
+    components = LocalStack(config).status()
+    if args.json:
+        print(json.dumps({"components": components}, indent=2, default=str))
+    else:
+        for name, info in components.items():
+            mark = "healthy" if info["healthy"] else "DOWN"
+            print(f"{name:<10} {mark:<8} {info['endpoint']:<28} {info['detail']}")
+    return 0 if all(info["healthy"] for info in components.values()) else 1
+
+
+def cmd_restart(args: argparse.Namespace, config: CumulusConfig) -> int:
+    endpoint = LocalStack(config).restart(args.name)
+    print(f"{args.name} restarted and healthy at {endpoint}")
+    return 0
+
+
+def cmd_logs(args: argparse.Namespace, config: CumulusConfig) -> int:
+    path = LocalStack(config).table.log_path(args.name)
+    if not path.exists():
+        raise CumulusError(f"no log for {args.name} at {path}", fix="start the stack with `cumulus up`")
+    tail = ["tail", "-n", str(args.lines), *(["-F"] if args.follow else []), str(path)]
+    return subprocess.call(tail, stdout=sys.stdout)
+
+
+def cmd_topics_create(_: argparse.Namespace, config: CumulusConfig) -> int:
+    cfg = config.kafka
+    created = asyncio.run(
+        admin.ensure_topics(cfg.bootstrap_servers, topics.ALL_TOPICS, cfg.partitions, cfg.replication_factor)
+    )
+    print(f"{len(topics.ALL_TOPICS)} topics present ({len(created)} created: {', '.join(created) or 'none'})")
+    return 0
+
+
+def cmd_prepare(args: argparse.Namespace, config: CumulusConfig) -> int:
+    """Fetch what the local stack needs before its first start, so `up` itself is quick."""
+    from ops.stack import kafka as kafka_stack
+
+    everything = not (args.kafka or args.models)
+    if args.kafka or everything:
+        layout = kafka_stack.BrokerLayout.from_config(config.state_dir, config.kafka)
+        print(f"kafka jars: {kafka_stack.ensure_jars(layout.libs_dir)}")
+    if args.models or everything:
+        from cumulus.models import ensure_model
+
+        for model_id in dict.fromkeys((config.triton.live_model, config.triton.small_model)):
+            print(f"model {model_id}: {ensure_model(model_id, config.models_dir)}")
+    return 0

@@ -1,0 +1,157 @@
+"""The demo's report: what the loop did, checked against BFCL's gold answers.
+
+Everything is computed from the events the demo observed (ops.demo.observer) and the
+questions it sent; BFCL's own checker is the gold standard, independent of the judge:
+
+- ``gold_accuracy``: share of held-out questions answered correctly, by the live model and by
+  the candidate, over the same shadow pairs (both answered every one of them);
+- ``grader_vs_gold_agreement``: over pairs whose live answer is gold-correct (so "agrees with
+  live" should mean "correct"), how often the judge's verdict equals BFCL's verdict on the
+  candidate;
+- ``cost_ratio``: forward-pass compute per request, live / candidate: 2 x parameters x tokens
+  (prompt + completion, as each model's tokenizer counted them), LoRA parameters included.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from cumulus.artifacts import write_json_atomically
+from cumulus.graders import ToolSchema, parse_tool_calls
+from cumulus.v1 import events_pb2
+from ops.demo.bfcl import BfclItem, gold_correct
+from ops.demo.observer import Seen
+
+TARGETS = {
+    "detection_to_promotion_seconds": ("<=", 900.0),
+    "gold_accuracy_ratio": (">=", 0.95),
+    "cost_ratio": (">=", 4.0),
+    "grader_vs_gold_agreement": (">=", 0.95),
+}
+
+
+def correct(item: BfclItem, text: str) -> bool:
+    tools = [ToolSchema(f["name"], f.get("parameters", {})) for f in item.functions]
+    return gold_correct(item, parse_tool_calls(text, tools))
+
+
+def pair_stats(
+    seen: Seen, adapter_id: str, items: Mapping[str, BfclItem], params: Mapping[str, float]
+) -> dict[str, Any]:
+    """Gold accuracy, judge agreement with gold, cost and latency over one adapter's shadow pairs."""
+    pairs = [p for p in seen.pairs.values() if p.adapter_id == adapter_id and p.request_id in items]
+    graded = [p for p in pairs if p.pair_id in seen.verdicts]
+    live_ok = cand_ok = checked = agree = 0
+    once: set[str] = set()
+    for pair in graded:
+        item = items[pair.request_id]
+        if item.id in once:
+            continue  # a question asked twice counts once
+        once.add(item.id)
+        live_right = correct(item, pair.live.text)
+        cand_right = correct(item, pair.candidate.text)
+        live_ok += live_right
+        cand_ok += cand_right
+        if live_right:
+            checked += 1
+            agree += seen.verdicts[pair.pair_id].passed == cand_right
+    n = len(once)
+    live_cost = [_flops(p.live, params) for p in graded if p.live.usage.completion_tokens]
+    cand_cost = [_flops(p.candidate, params) for p in graded if p.candidate.usage.completion_tokens]
+    live_ms = [p.live.latency_ms for p in graded if p.live.latency_ms > 0]
+    cand_ms = [p.candidate.latency_ms for p in graded if p.candidate.latency_ms > 0]
+    gold = {"live": _ratio(live_ok, n), "candidate": _ratio(cand_ok, n), "questions": n}
+    return {
+        "gold_accuracy": gold,
+        "gold_accuracy_ratio": _ratio(cand_ok, live_ok),
+        "grader_vs_gold_agreement": _ratio(agree, checked),
+        "grader_vs_gold_checked": checked,
+        "cost_ratio": _ratio(statistics.fmean(live_cost), statistics.fmean(cand_cost))
+        if live_cost and cand_cost
+        else None,
+        "latency_ratio": _ratio(statistics.median(live_ms), statistics.median(cand_ms))
+        if live_ms and cand_ms
+        else None,
+    }
+
+
+def _flops(output: events_pb2.ShadowOutput, params: Mapping[str, float]) -> float:
+    target = output.route.target
+    n = params.get(target.model, 0.0) + (params.get("lora", 0.0) if target.adapter_id else 0.0)
+    return 2.0 * n * (output.usage.prompt_tokens + output.usage.completion_tokens)
+
+
+def _ratio(a: float, b: float) -> float | None:
+    return round(a / b, 4) if b else None
+
+
+def rollout_steps(seen: Seen, adapter_id: str, t0: float) -> list[dict[str, Any]]:
+    """Every transition of one adapter's rollout: when, to what, and the numbers behind it."""
+    return [
+        {
+            "at_s": round(t - t0, 1),
+            "from": e.from_state,
+            "to": e.to_state,
+            "weight": e.weight,
+            "reason": e.reason,
+            "evidence": {k: round(v, 4) for k, v in sorted(e.evidence.items())},
+        }
+        for t, e in seen.rollouts
+        if e.adapter_id == adapter_id
+    ]
+
+
+def verdict_stats(seen: Seen, adapter_id: str) -> tuple[int, float | None]:
+    verdicts = [v for v in seen.verdicts.values() if v.adapter_id == adapter_id]
+    return len(verdicts), _ratio(sum(v.passed for v in verdicts), len(verdicts))
+
+
+def targets_met(report: Mapping[str, Any]) -> dict[str, bool | None]:
+    met: dict[str, bool | None] = {}
+    for key, (op, threshold) in TARGETS.items():
+        value = report.get(key)
+        met[key] = None if value is None else (value <= threshold if op == "<=" else value >= threshold)
+    met["bad_adapter_rolled_back"] = report.get("bad_adapter_final_state") == "rolled_back"
+    met["promoted"] = report.get("rollout_final_state") == "promoted"
+    return met
+
+
+ROWS = (
+    ("workflow", "workflow"),
+    ("adapter_id", "adapter"),
+    ("shadow_pairs_graded", "shadow pairs graded"),
+    ("judge_pass_rate", "judge pass rate"),
+    ("grader_vs_gold_agreement", "grader vs gold agreement (>= 0.95)"),
+    ("gold_accuracy", "gold accuracy live / candidate"),
+    ("gold_accuracy_ratio", "candidate / live accuracy (>= 0.95)"),
+    ("cost_ratio", "cost ratio live / candidate (>= 4)"),
+    ("latency_ratio", "latency ratio live / candidate"),
+    ("detection_to_promotion_seconds", "detection -> 100% seconds (<= 900)"),
+    ("rollout_final_state", "rollout final state"),
+    ("bad_adapter_final_state", "broken adapter final state"),
+    ("bad_adapter_max_weight", "broken adapter max traffic share"),
+    ("total_seconds", "demo wall time seconds"),
+)
+
+
+def table(report: Mapping[str, Any]) -> str:
+    lines = []
+    for key, label in ROWS:
+        value = report.get(key)
+        if key == "gold_accuracy" and isinstance(value, dict):
+            value = f"{value.get('live')} / {value.get('candidate')} over {value.get('questions')} questions"
+        elif key == "rollout_final_state":
+            value = f"{value} after {len(report.get('rollout_steps', []))} transitions"
+        lines.append(f"  {label:<42} {value if value is not None else '-'}")
+    met = report.get("targets_met", {})
+    missed = [k for k, v in met.items() if v is False]
+    lines.append(f"  {'targets missed':<42} {', '.join(missed) if missed else 'none'}")
+    return "\n".join(lines)
+
+
+def write(report: Mapping[str, Any], path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_json_atomically(path, report)

@@ -1,0 +1,88 @@
+"""The router's batch handler over adapters, verdicts and commands: decide, then publish the outputs.
+
+Driven by the consume runtime (cumulus.kafka.runtime), which commits a batch only once Kafka has
+acknowledged the route tables and rollout events it produced. Per batch: decode each record
+(undecodable ones are dead-lettered and skipped), hand it to the ``Router``, run every gate once,
+publish what came out. A crash before the commit redelivers the batch: a redelivered adapter
+event maps onto its existing rollout, a redelivered command is a no-op or repeats an idempotent
+one, and verdicts only count in memory (see services/router/state.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from typing import Any
+
+from prometheus_client import Counter
+
+from cumulus.config import RouterConfig
+from cumulus.errors import EventDecodeError
+from cumulus.kafka import topics
+from cumulus.kafka.codec import decode_as
+from cumulus.kafka.deadletter import dead_letter
+from cumulus.kafka.publisher import EventPublisher
+from cumulus.kafka.runtime import Progress, Subscription
+from cumulus.logs import get_logger
+from cumulus.v1 import events_pb2
+from services.router.core import PRODUCER, Output, Router
+
+log = get_logger("router")
+CONSUMER = "router"
+INPUTS = (topics.ADAPTERS, topics.VERDICTS, topics.COMMANDS)
+
+RECORDS = Counter("cumulus_router_records", "Input records by topic and outcome.", ["topic", "outcome"])
+TRANSITIONS = Counter("cumulus_router_transitions", "Rollout transitions by target state.", ["to_state"])
+
+
+def subscription(router: RouterConfig) -> Subscription:
+    """The router's input: new adapters, the judge's verdicts and operator commands."""
+    return Subscription(
+        topics=tuple(spec.name for spec in INPUTS),
+        group_id=router.group_id,
+        client_id=CONSUMER,
+        max_records=1000,
+        fetch_timeout_ms=200,
+        outputs="the route tables",
+    )
+
+
+class RouterHandler:
+    """Applies one batch to the ``Router`` (see the module docstring); a ``BatchHandler`` of the runtime."""
+
+    def __init__(self, publisher: EventPublisher, router: Router) -> None:
+        self.publisher = publisher
+        self.router = router
+        self.progress = Progress()
+
+    async def handle(self, records: Sequence[Any], stopping: asyncio.Event) -> bool:
+        """Decide on the batch and publish the outputs; never stops part way (decisions are in memory)."""
+        self.publish(self.decide(records))
+        return True
+
+    def decide(self, records: Sequence[Any]) -> list[Output]:
+        """Apply one batch to the router; the outputs to publish, gates evaluated once at the end."""
+        outputs: list[Output] = []
+        for record in records:
+            try:
+                if record.topic == topics.VERDICTS.name:
+                    self.router.on_verdict(decode_as(events_pb2.Verdict, record.value, topic=record.topic))
+                elif record.topic == topics.ADAPTERS.name:
+                    outputs += self.router.on_adapter(decode_as(events_pb2.AdapterEvent, record.value))
+                else:
+                    outputs += self.router.on_command(decode_as(events_pb2.RolloutCommand, record.value))
+                RECORDS.labels(record.topic, "handled").inc()
+            except EventDecodeError as exc:
+                RECORDS.labels(record.topic, "dead_lettered").inc()
+                log.warning("record.dead_lettered", topic=record.topic, offset=record.offset, reason=str(exc))
+                self.publisher.publish(
+                    topics.DEADLETTER,
+                    dead_letter(record, consumer=CONSUMER, producer=PRODUCER, reason=str(exc)),
+                )
+        return outputs + self.router.evaluate()
+
+    def publish(self, outputs: list[Output]) -> None:
+        for output in outputs:
+            self.publisher.publish(output.topic, output.event)
+            if isinstance(output.event, events_pb2.RolloutEvent):
+                TRANSITIONS.labels(output.event.to_state).inc()

@@ -1,0 +1,132 @@
+"""The offline gate: the new adapter answers the holdout prompts, the judge's graders compare.
+
+The adapter runs exactly as the `small` Triton model will serve it: the base model wrapped by
+``MultiLora``, the adapter loaded from its TensorRT-LLM export, prompts rendered by the gateway's
+renderer, greedy decoding by ``GenerationEngine``. So the gate also proves the export serves.
+Each answer is graded against the live model's answer from the dataset by ``cumulus.graders``
+(the library the judge uses, with the judge's per-workflow grader choices and thresholds). The
+offline score is the mean grade score; the adapter passes when it reaches ``threshold``.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy.typing as npt
+
+from cumulus.engine.adapter_cache import AdapterCache
+from cumulus.engine.backend import GenerationEngine, GenerationRequest
+from cumulus.engine.multilora import MultiLora
+from cumulus.graders import GradeCase, GraderSettings, GraderSuite, ToolSchema
+from cumulus.graders.semantic import Embedder
+from cumulus.models import load_causal_lm
+from services.trainer.data import HoldoutPrompt
+
+GATE_TASK_ID = 1
+_BATCH = 8
+
+
+@dataclass(frozen=True)
+class GateSettings:
+    threshold: float
+    max_examples: int
+    max_new_tokens: int
+    dtype: str = "bfloat16"
+    """The serving dtype (triton.dtype)."""
+    graders: GraderSettings = field(default_factory=GraderSettings)
+
+
+@dataclass(frozen=True)
+class GateResult:
+    score: float
+    passed: bool
+    threshold: float
+    examples: int
+    pass_rate: float
+    graders: dict[str, int]
+    samples: list[dict[str, Any]]
+    """The first few (prompt tail, live, adapter, score) for a human reading the manifest."""
+
+    def to_json(self) -> dict[str, Any]:
+        return self.__dict__.copy()
+
+
+def run_gate(
+    model_path: Path,
+    weights: npt.NDArray[Any],
+    config: npt.NDArray[Any],
+    prompts: Sequence[HoldoutPrompt],
+    *,
+    workflow: str,
+    settings: GateSettings,
+    embedder: Embedder | None = None,
+    progress: Callable[[float], None] = lambda _: None,
+) -> GateResult:
+    """Answer ``prompts`` with the adapter, grade against the live answers, decide."""
+    prompts = list(prompts)[: settings.max_examples]
+    if not prompts:
+        return GateResult(0.0, False, settings.threshold, 0, 0.0, {}, [])
+    answers = generate_answers(model_path, weights, config, prompts, settings, progress)
+    suite = GraderSuite(settings.graders, embedder=embedder)
+    cases = [
+        GradeCase(live=p.live, candidate=a, workflow=workflow, tools=_tool_schemas(p.tools))
+        for p, a in zip(prompts, answers, strict=True)
+    ]
+    grades = suite.grade_deterministic(cases)
+    score = statistics.fmean(g.score for g in grades)
+    samples = [
+        {"prompt_tail": p.prompt[-200:], "live": p.live[:500], "adapter": a[:500], "score": round(g.score, 3)}
+        for p, a, g in list(zip(prompts, answers, grades, strict=True))[:5]
+    ]
+    return GateResult(
+        score=round(score, 4),
+        passed=score >= settings.threshold,
+        threshold=settings.threshold,
+        examples=len(grades),
+        pass_rate=round(statistics.fmean(g.passed for g in grades), 4),
+        graders=dict(Counter(g.grader for g in grades)),
+        samples=samples,
+    )
+
+
+def generate_answers(
+    model_path: Path,
+    weights: npt.NDArray[Any],
+    config: npt.NDArray[Any],
+    prompts: Sequence[HoldoutPrompt],
+    settings: GateSettings,
+    progress: Callable[[float], None] = lambda _: None,
+) -> list[str]:
+    """The adapter's greedy answer to each prompt, through the serving stack."""
+    model, tokenizer = load_causal_lm(model_path, settings.dtype)
+    cache = AdapterCache(MultiLora(model, slots=2), model_id="", registry=None, max_adapters=1)
+    adapter = cache.resolve(GATE_TASK_ID, weights, config)
+    engine = GenerationEngine(model, tokenizer, adapters=cache)
+    answers: list[str] = []
+    for start in range(0, len(prompts), _BATCH):
+        chunk = prompts[start : start + _BATCH]
+        requests = [
+            # Room for the live answer's length and some more, never more than the cap.
+            GenerationRequest(p.prompt, _max_tokens(engine, p.live, settings.max_new_tokens), adapter=adapter)
+            for p in chunk
+        ]
+        answers.extend(c.text for c in engine.generate(requests))
+        progress(len(answers) / len(prompts))
+    return answers
+
+
+def _max_tokens(engine: GenerationEngine, live: str, cap: int) -> int:
+    return max(1, min(cap, engine.count_tokens(live) * 3 // 2 + 16))
+
+
+def _tool_schemas(tools: Sequence[dict[str, Any]]) -> list[ToolSchema]:
+    schemas = []
+    for tool in tools:
+        function = tool.get("function", tool)
+        schemas.append(ToolSchema(str(function.get("name", "")), function.get("parameters") or {}))
+    return schemas

@@ -1,0 +1,102 @@
+"""The trainer's candidate loop with injected fakes for Kafka: outcomes, failures, dead letters."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+from google.protobuf.message import Message
+
+from cumulus.artifacts import ArtifactStore
+from cumulus.config import CumulusConfig, TrainerConfig
+from cumulus.kafka import codec, topics
+from cumulus.kafka.topics import TopicSpec
+from cumulus.lora import lora_task_id
+from cumulus.v1 import events_pb2
+from services.trainer.handler import TrainerHandler
+from tests.unit.trainer.conftest import SHARED_MODELS, WORKFLOW
+
+
+class FakePublisher:
+    def __init__(self) -> None:
+        self.events: list[tuple[str, Message]] = []
+
+    def publish(self, spec: TopicSpec, event: Message) -> None:
+        self.events.append((spec.name, event))
+
+    async def flush(self, timeout_s: float) -> bool:
+        return True
+
+    def adapter_events(self) -> list[events_pb2.AdapterEvent]:
+        return [e for topic, e in self.events if topic == topics.ADAPTERS.name]  # type: ignore[misc]
+
+
+def _record(value: bytes, offset: int = 0) -> Any:
+    return SimpleNamespace(
+        topic=topics.CANDIDATES.name, partition=0, offset=offset, key=WORKFLOW.encode(), value=value
+    )
+
+
+def _candidate(dataset_uri: str, candidate_id: str = "cand-1") -> bytes:
+    event = events_pb2.CandidateEvent(
+        meta=codec.new_meta(tenant="t-test", workflow=WORKFLOW, producer="test"),
+        candidate_id=candidate_id,
+        dataset_id="ds-test",
+        dataset_uri=dataset_uri,
+        base_model="tiny-llama",
+    )
+    return codec.encode_event(event)
+
+
+def _worker(tmp_path: Path, recipe: Path) -> tuple[TrainerHandler, FakePublisher]:
+    config = CumulusConfig(
+        state_dir=tmp_path,
+        model_cache_dir=SHARED_MODELS,
+        trainer=TrainerConfig(
+            recipe=recipe, progress_interval_s=0, gate_max_examples=2, gate_max_new_tokens=4
+        ),
+    )
+    publisher = FakePublisher()
+    return TrainerHandler(publisher=publisher, config=config), publisher  # type: ignore[arg-type]
+
+
+def test_a_candidate_becomes_a_registered_adapter_announced_with_its_progress(
+    tmp_path: Path, dataset_dir: Path, write_recipe: Callable[..., Path]
+) -> None:
+    worker, publisher = _worker(tmp_path, write_recipe(train={"max_steps": 2}))
+    uri = ArtifactStore(tmp_path / "artifacts").uri("datasets", WORKFLOW, "ds-test")
+    assert asyncio.run(worker.handle([_record(_candidate(uri))], asyncio.Event()))
+    events = publisher.adapter_events()
+    statuses = [e.status for e in events]
+    assert statuses[0] == events_pb2.ADAPTER_STATUS_TRAINING and events[0].progress == 0.0
+    assert events_pb2.ADAPTER_STATUS_TRAINING in statuses[1:-1]  # progress while it trained
+    outcome = events[-1]
+    assert outcome.status in (events_pb2.ADAPTER_STATUS_READY, events_pb2.ADAPTER_STATUS_REJECTED)
+    assert outcome.lora_task_id == lora_task_id(outcome.adapter_id) and outcome.metrics["steps"] == 2
+    assert outcome.artifact_uri.endswith(f"/adapters/{WORKFLOW}/{outcome.adapter_id}")
+    assert outcome.meta.tenant == "t-test" and outcome.candidate_id == "cand-1"
+    assert worker.status()["recent"][0]["adapter_id"] == outcome.adapter_id and worker.status()["job"] is None
+
+
+def test_a_job_that_cannot_train_is_reported_failed_with_the_reason(
+    tmp_path: Path, write_recipe: Callable[..., Path]
+) -> None:
+    worker, publisher = _worker(tmp_path, write_recipe())
+    missing = ArtifactStore(tmp_path / "artifacts").uri("datasets", WORKFLOW, "ds-gone")
+    assert asyncio.run(worker.handle([_record(_candidate(missing, "cand-2"))], asyncio.Event()))
+    outcome = publisher.adapter_events()[-1]
+    assert outcome.status == events_pb2.ADAPTER_STATUS_FAILED
+    assert "ds-gone" in outcome.error and "manifest" in outcome.error
+
+
+def test_an_unreadable_candidate_goes_to_the_dead_letter_topic(
+    tmp_path: Path, write_recipe: Callable[..., Path]
+) -> None:
+    worker, publisher = _worker(tmp_path, write_recipe())
+    assert asyncio.run(worker.handle([_record(b"\xff not a candidate", offset=7)], asyncio.Event()))
+    ((topic, letter),) = publisher.events
+    assert topic == topics.DEADLETTER.name
+    assert letter.source_offset == 7 and "unusable candidate" in letter.reason  # type: ignore[attr-defined]
