@@ -99,7 +99,7 @@ def request_bytes() -> bytes:
     import numpy as np
     from tritonclient.grpc import service_pb2
 
-    from services.gateway import tensors
+    from cumulus.trtllm import interface, tensors
 
     request = service_pb2.ModelInferRequest(model_name="live")
     tensors.add_bytes_input(
@@ -107,9 +107,9 @@ def request_bytes() -> bytes:
     )
     tensors.add_input(request, "max_tokens", np.array([[16]], dtype=np.int32))
     tensors.add_input(request, "stream", np.array([[False]], dtype=np.bool_))
-    request.parameters[tensors.EMPTY_FINAL].bool_param = True
+    request.parameters[interface.EMPTY_FINAL].bool_param = True
     request.parameters["cumulus_workflow"].string_param = "bench"
-    return request.SerializeToString()
+    return bytes(request.SerializeToString())
 
 
 async def load(

@@ -49,7 +49,7 @@ def main() -> None:
     from cumulus.models import ensure_model, load_causal_lm
     from cumulus.prompts import render_prompt
 
-    hf_logging.disable_progress_bar()
+    hf_logging.disable_progress_bar()  # type: ignore[no-untyped-call]
     models_dir = args.models_dir or load_config().models_dir
     results: dict[str, Any] = {
         "dtype": args.dtype,

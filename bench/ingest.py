@@ -35,7 +35,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from bench.collector_stack import add_kafka_option, collector_stack  # noqa: E402
-from cumulus import topics  # noqa: E402
+from cumulus.kafka import topics  # noqa: E402
 from tests.integration.collector_process import CollectorProcess, inference_event, produce, stamped  # noqa: E402
 
 TARGETS = {"events_per_s": 20_000.0, "freshness_p99_ms": 2000.0}

@@ -31,10 +31,13 @@ import copy
 import json
 import os
 import statistics
+import sys
 import time
+from pathlib import Path
 from typing import Any
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script: bench.* imports too
 
 ADAPTERS = 8
 RANK = 16
@@ -70,7 +73,7 @@ def main() -> None:
     from cumulus.lora import peft_to_trtllm
     from cumulus.models import SMOLLM2, ensure_model, load_causal_lm
 
-    hf_logging.disable_progress_bar()
+    hf_logging.disable_progress_bar()  # type: ignore[no-untyped-call]
     if args.threads:  # on a machine shared with other work, 1 thread measures more steadily
         torch.set_num_threads(args.threads)
     torch.manual_seed(0)
@@ -113,7 +116,7 @@ def main() -> None:
     def peft() -> float:
         started = time.perf_counter()
         with torch.inference_mode():
-            out = peft_model.generate(
+            out = peft_model.generate(  # type: ignore[no-untyped-call]
                 **encoded,
                 max_new_tokens=max_tokens,
                 min_new_tokens=max_tokens,
@@ -121,9 +124,8 @@ def main() -> None:
                 adapter_names=names,
                 pad_token_id=tokenizer.pad_token_id,
             )
-        return (out.shape[0] * (out.shape[1] - encoded["input_ids"].shape[1])) / (
-            time.perf_counter() - started
-        )
+        new_tokens = out.shape[0] * (out.shape[1] - encoded["input_ids"].shape[1])
+        return float(new_tokens / (time.perf_counter() - started))
 
     runs: dict[str, Any] = {
         "base": lambda: ours([None] * batch),
@@ -164,8 +166,7 @@ def main() -> None:
 
 def chat_prompts(tokenizer: Any, batch: int) -> list[str]:
     """Short chat questions (~30 prompt tokens)."""
-    from inference_throughput import QUESTIONS  # bench/ is on sys.path when run as a script
-
+    from bench.inference_throughput import QUESTIONS
     from cumulus.prompts import render_prompt
 
     questions = [QUESTIONS[i % len(QUESTIONS)] + " " * (i // len(QUESTIONS)) for i in range(batch)]

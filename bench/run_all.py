@@ -9,6 +9,7 @@ them to follow a run). The full report goes to ``<state_dir>/bench-report.json``
 object, to the last line::
 
     .venv/bin/python bench/run_all.py                     # every benchmark, quick (~15 min here)
+    .venv/bin/python bench/run_all.py --quick             # the same: quick is the default
     .venv/bin/python bench/run_all.py --full              # their full runs (about an hour)
     .venv/bin/python bench/run_all.py --only multilora,train_throughput
     .venv/bin/python bench/run_all.py --skip soak_collector --list
@@ -191,7 +192,9 @@ def main(
     bench_dir: Path = BENCH_DIR,
 ) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--full", action="store_true", help="full runs instead of the quick ones")
+    size = parser.add_mutually_exclusive_group()
+    size.add_argument("--quick", action="store_true", help="the quick runs (the default)")
+    size.add_argument("--full", action="store_true", help="full runs instead of the quick ones")
     parser.add_argument("--only", action="append", default=[], metavar="NAME[,NAME]", help="run only these")
     parser.add_argument("--skip", action="append", default=[], metavar="NAME[,NAME]", help="leave these out")
     parser.add_argument("--list", action="store_true", help="print the benchmarks and targets; run nothing")

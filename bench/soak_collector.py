@@ -20,13 +20,14 @@ import sys
 import threading
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from bench.collector_stack import add_kafka_option, collector_stack  # noqa: E402
-from cumulus import topics  # noqa: E402
+from cumulus.kafka import topics  # noqa: E402
 from tests.integration.collector_process import inference_event, produce, stamped  # noqa: E402
 
 
@@ -43,7 +44,7 @@ def main() -> None:
         stop_sending = threading.Event()
         sent = [0]
 
-        def events():  # type: ignore[no-untyped-def]
+        def events() -> Iterator[tuple[bytes, bytes]]:
             i = 0
             while not stop_sending.is_set():
                 yield stamped(inference_event(workflow, i))

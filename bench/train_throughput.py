@@ -65,7 +65,7 @@ def main() -> None:
     from cumulus.config import load_config
     from cumulus.models import SMOLLM2, ensure_model
 
-    hf_logging.disable_progress_bar()
+    hf_logging.disable_progress_bar()  # type: ignore[no-untyped-call]
     if args.threads:  # on a machine shared with other work, 1 thread measures more steadily
         torch.set_num_threads(args.threads)
     model_path = ensure_model(SMOLLM2, args.models_dir or load_config().models_dir)
@@ -134,7 +134,7 @@ def run_peft(model_path: Path, data: list[dict[str, Any]]) -> dict[str, Any]:
 
     torch.manual_seed(0)
     tokenizer = AutoTokenizer.from_pretrained(model_path, local_files_only=True)
-    model = AutoModelForCausalLM.from_pretrained(model_path, local_files_only=True)  # fp32
+    model: Any = AutoModelForCausalLM.from_pretrained(model_path, local_files_only=True)  # fp32
     targets = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
     model = get_peft_model(model, LoraConfig(r=RANK, lora_alpha=2 * RANK, target_modules=targets))
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=2e-4)

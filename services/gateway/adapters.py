@@ -1,8 +1,8 @@
 """Where the gateway gets an adapter's TensorRT-LLM tensors for the LoRA cache-miss resend.
 
 An adapter's export lives in the artifact store (cumulus.artifacts) at
-``adapters/<workflow>/<adapter_id>/trtllm/{model.lora_weights.npy, model.lora_config.npy}``
-(TensorRT-LLM's ``hf_lora_convert`` layout), or in the adapter directory its RouteTarget's
+``adapters/<workflow>/<adapter_id>/``, in the layout cumulus.lora.registry writes and reads
+(TensorRT-LLM's ``hf_lora_convert``), or in the adapter directory its RouteTarget's
 ``adapter_uri`` (``file://``) points at. The gateway only needs them when Triton says the adapter
 is not in its cache, so they are loaded lazily (in a thread), after the adapter directory is
 verified against its manifest, and a few are kept in memory. ``AdapterSource`` is the seam tests
@@ -15,17 +15,16 @@ import asyncio
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
+import numpy.typing as npt
 
-from cumulus.artifacts import ArtifactStore, verify_dir
+from cumulus.artifacts import ArtifactStore
 from cumulus.errors import ArtifactError, NotFound
+from cumulus.lora.registry import read_trtllm_export
 from cumulus.v1 import common_pb2
 
-TRTLLM_DIR = "trtllm"
-WEIGHTS_FILE = "model.lora_weights.npy"
-CONFIG_FILE = "model.lora_config.npy"
 _KEEP = 8
 
 
@@ -33,8 +32,8 @@ _KEEP = 8
 class AdapterTensors:
     """What a cache-miss resend carries: FP16 ``[1, rows, width]`` weights, INT32 ``[1, rows, 3]`` config."""
 
-    weights: np.ndarray
-    config: np.ndarray
+    weights: npt.NDArray[Any]
+    config: npt.NDArray[Any]
 
 
 class AdapterSource(Protocol):
@@ -71,18 +70,15 @@ class ArtifactAdapters:
 
 
 def read_adapter_export(folder: Path) -> AdapterTensors:
-    """Verify an adapter directory against its manifest, then read and shape-check ``trtllm/``.
+    """Verify an adapter directory against its manifest, then read and shape-check its export.
 
     NotFound when the adapter does not exist; ArtifactError when it fails verification.
     """
     if not folder.is_dir():
         raise NotFound(f"adapter not found at {folder}", fix="train and register it first")
-    verify_dir(folder)
-    weights_path, config_path = folder / TRTLLM_DIR / WEIGHTS_FILE, folder / TRTLLM_DIR / CONFIG_FILE
-    if not weights_path.is_file() or not config_path.is_file():
-        raise NotFound(f"adapter {folder} has no TensorRT-LLM export", fix="export it into trtllm/")
-    weights = _with_batch_dim(np.load(weights_path)).astype(np.float16, copy=False)
-    config = _with_batch_dim(np.load(config_path)).astype(np.int32, copy=False)
+    weights, config, _ = read_trtllm_export(folder)
+    weights = _with_batch_dim(weights).astype(np.float16, copy=False)
+    config = _with_batch_dim(config).astype(np.int32, copy=False)
     if weights.ndim != 3 or config.ndim != 3 or config.shape[2] != 3 or weights.shape[1] != config.shape[1]:
         raise ArtifactError(
             f"adapter export in {folder} has weights {weights.shape} and config {config.shape}; "
@@ -91,5 +87,5 @@ def read_adapter_export(folder: Path) -> AdapterTensors:
     return AdapterTensors(weights=weights, config=config)
 
 
-def _with_batch_dim(array: np.ndarray) -> np.ndarray:
+def _with_batch_dim(array: npt.NDArray[Any]) -> npt.NDArray[Any]:
     return array[np.newaxis, ...] if array.ndim == 2 else array

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import grpc
 from tritonclient.grpc import service_pb2
@@ -15,8 +15,20 @@ from cumulus.v1 import common_pb2, events_pb2
 from services.gateway.routes import RoutePlan
 from services.gateway.workflows import Workflow
 
-RequestFactory = Callable[[common_pb2.RouteTarget], tuple[service_pb2.ModelInferRequest, str]]
-"""Builds the Triton request for one route target, and the prompt text it carries."""
+
+class CallPrompt(Protocol):
+    """A call's prompt as each target gets it: chat messages rendered per model, or the client's own text."""
+
+    prunable: bool
+    """False for a prompt the client rendered itself (the KServe drop-in): nothing can be left out."""
+
+    def text(self, model: str, prune: tuple[str, ...]) -> str:
+        """The prompt for ``model`` without the parts in ``prune`` (rendered once per model and pruning)."""
+        ...
+
+    def request(self, target: common_pb2.RouteTarget, text: str) -> service_pb2.ModelInferRequest:
+        """The Triton request that carries ``text`` to ``target``."""
+        ...
 
 
 @dataclass
@@ -25,6 +37,8 @@ class Outcome:
 
     route: common_pb2.Route
     prompt_text: str = ""
+    pruned: tuple[str, ...] = ()
+    """The parts ``prompt_text`` was rendered without (the adapter was trained without them)."""
     text: str = ""
     prompt_tokens: int = 0
     completion_tokens: int = 0
@@ -49,10 +63,10 @@ class Outcome:
         if self.error is None:
             return ""
         if isinstance(self.error, CumulusError):
-            return self.error.grpc_status.name
+            return str(self.error.grpc_status.name)
         if isinstance(self.error, asyncio.CancelledError | GeneratorExit | grpc.aio.AbortError):
-            return grpc.StatusCode.CANCELLED.name  # the client went away (or the call was aborted)
-        return grpc.StatusCode.INTERNAL.name
+            return str(grpc.StatusCode.CANCELLED.name)  # the client went away (or the call was aborted)
+        return str(grpc.StatusCode.INTERNAL.name)
 
 
 @dataclass
@@ -66,7 +80,7 @@ class Call:
     request_id: str
     session_key: str
     plan: RoutePlan
-    factory: RequestFactory
+    prompt: CallPrompt
     timeout_s: float
     capture: events_pb2.InferenceEvent = field(default_factory=events_pb2.InferenceEvent)
     """The request half of its inference event (messages, tools, params, metadata), filled at admission."""

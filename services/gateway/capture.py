@@ -20,6 +20,9 @@ from services.gateway.calls import Call, Outcome
 PRODUCER = "gateway"
 UNATTRIBUTED_WORKFLOW = "unattributed"
 """Workflow of feedback for a request this gateway does not remember (restarted, other replica)."""
+PRUNED_METADATA = "cumulus.prompt_pruned"
+"""InferenceEvent metadata key: the parts (comma-separated) the answering adapter's prompt was rendered
+without. Only ``prompt_text`` lacks them: the event's ``messages`` and ``tools`` stay whole."""
 
 
 class EventSink(Protocol):
@@ -35,6 +38,8 @@ def inference_event(call: Call, outcome: Outcome) -> events_pb2.InferenceEvent:
     event.request_id = call.request_id
     event.session_key = call.session_key
     event.prompt_text = outcome.prompt_text
+    if outcome.pruned:
+        event.metadata[PRUNED_METADATA] = ",".join(outcome.pruned)
     event.response_text = outcome.text
     event.route.CopyFrom(outcome.route)
     event.usage.CopyFrom(outcome.usage)

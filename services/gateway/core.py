@@ -15,6 +15,7 @@ from services.gateway.prompt_specs import AdapterPrompts, ArtifactPromptSpecs, P
 from services.gateway.rendering import PromptRenderer
 from services.gateway.routes import RouteBook
 from services.gateway.shadow import ShadowRunner
+from services.gateway.targets import TargetCaller
 from services.gateway.triton import TritonBackend
 from services.gateway.validation import Limits
 
@@ -56,13 +57,9 @@ class GatewayCore:
         keys_file = gateway.api_keys_file or config.state_dir / "api-keys.json"
         recent = RecentRequests(gateway.feedback_memory)
         prompts = AdapterPrompts(prompt_specs or ArtifactPromptSpecs(config.artifacts_dir))
+        caller = TargetCaller(triton, adapters, prompts)
         shadows = ShadowRunner(
-            triton,
-            adapters,
-            prompts,
-            sink,
-            concurrency=gateway.shadow_concurrency,
-            timeout_s=gateway.shadow_timeout_s,
+            caller, sink, concurrency=gateway.shadow_concurrency, timeout_s=gateway.shadow_timeout_s
         )
         return cls(
             config=config,
@@ -75,7 +72,7 @@ class GatewayCore:
             sink=sink,
             recent=recent,
             shadows=shadows,
-            dispatcher=Dispatcher(triton, adapters, prompts, sink, shadows, recent),
+            dispatcher=Dispatcher(caller, sink, shadows, recent),
         )
 
     def timeout_s(self, context: grpc.aio.ServicerContext) -> float:

@@ -4,9 +4,9 @@ Both front doors (cumulus.v1.Gateway and the KServe v2 drop-in) admit a request 
 and hand it here, so routing and capture are identical for both:
 
 1. a shadow copy starts beside the request when its route plan has one (shadow.py);
-2. the primary target answers, with its prompt rendered the way its adapter was trained
-   (prompt_specs.py); when it is a canary candidate and fails before any output (its prompt
-   spec included), the live model answers instead (mode FALLBACK) and the candidate's error is
+2. the primary target answers (targets.py: the prompt its adapter was trained on, the LoRA
+   resend); when it is a canary candidate and fails before any output (its prompt spec
+   included), the live model answers instead (mode FALLBACK) and the candidate's error is
    recorded;
 3. when the request ends, however it ends, exactly one InferenceEvent is published (its metadata
    names the parts a pruned adapter's prompt left out), the metrics are updated and the live
@@ -17,41 +17,25 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
-from tritonclient.grpc import service_pb2
-
 from cumulus.kafka import topics
 from cumulus.logs import get_logger
 from cumulus.v1 import common_pb2
 from services.gateway import metrics
-from services.gateway.adapters import AdapterSource
 from services.gateway.calls import Call, Outcome
 from services.gateway.capture import EventSink, RecentRequests, inference_event
-from services.gateway.prompt_specs import PRUNED_METADATA, AdapterPrompts
 from services.gateway.shadow import ShadowHandle, ShadowRunner
-from services.gateway.tensors import Delta, output_delta
-from services.gateway.triton import TritonBackend, infer_with_lora
+from services.gateway.targets import Answer, TargetCaller
 
 log = get_logger("gateway")
-
-Answer = tuple[service_pb2.ModelInferResponse, Delta | None]
-"""One Triton response as received, and its decoded text (None for an empty final response)."""
 
 
 class Dispatcher:
     """Runs admitted calls (see the module docstring)."""
 
     def __init__(
-        self,
-        triton: TritonBackend,
-        adapters: AdapterSource,
-        prompts: AdapterPrompts,
-        sink: EventSink,
-        shadows: ShadowRunner,
-        recent: RecentRequests,
+        self, caller: TargetCaller, sink: EventSink, shadows: ShadowRunner, recent: RecentRequests
     ) -> None:
-        self.triton = triton
-        self.adapters = adapters
-        self.prompts = prompts
+        self.caller = caller
         self.sink = sink
         self.shadows = shadows
         self.recent = recent
@@ -64,15 +48,13 @@ class Dispatcher:
         shadow = self.shadows.start(call, plan.shadow) if plan.shadow is not None else None
         try:
             try:
-                async for answer in self._attempt(
-                    call, plan.primary.target, outcome, candidate=plan.is_candidate
-                ):
+                async for answer in self._attempt(call, plan.primary.target, outcome, plan.is_candidate):
                     yield answer
             except Exception as exc:
                 if not plan.is_candidate or outcome.answered:
                     raise
                 self._fall_back(call, outcome, exc)
-                async for answer in self._attempt(call, plan.live, outcome, candidate=False):
+                async for answer in self._attempt(call, plan.live, outcome, False):
                     yield answer
         except BaseException as exc:  # also cancellation: the request still gets its event
             outcome.error = exc
@@ -80,22 +62,10 @@ class Dispatcher:
         finally:
             self._finish(call, outcome, shadow)
 
-    async def _attempt(
-        self, call: Call, target: common_pb2.RouteTarget, outcome: Outcome, *, candidate: bool
+    def _attempt(
+        self, call: Call, target: common_pb2.RouteTarget, outcome: Outcome, candidate: bool
     ) -> AsyncIterator[Answer]:
-        request, outcome.prompt_text = await self.prompts.request_for(call, target, candidate=candidate)
-        responses = infer_with_lora(
-            self.triton, request, target, self.adapters, workflow=call.workflow.name, timeout_s=call.timeout_s
-        )
-        async for response in responses:
-            delta = output_delta(response)
-            if delta is not None:
-                if not outcome.ttft_ms:
-                    outcome.ttft_ms = call.elapsed_ms()
-                outcome.text += delta.text
-                outcome.prompt_tokens = delta.prompt_tokens
-                outcome.completion_tokens = delta.completion_tokens
-            yield response, delta
+        return self.caller.stream(call, target, outcome, candidate=candidate, timeout_s=call.timeout_s)
 
     def _fall_back(self, call: Call, outcome: Outcome, exc: Exception) -> None:
         candidate = call.plan.primary.target
@@ -114,13 +84,7 @@ class Dispatcher:
         if shadow is not None:
             shadow.live_finished(outcome)
         self.recent.remember(call.request_id, call.tenant, call.workflow.name)
-        event = inference_event(call, outcome)
-        spec = self.prompts.loaded(outcome.route.target, call.workflow.name)
-        if spec is not None and spec.prune and call.capture.messages:  # what the factory left out
-            pruned = spec.parts_to_prune([tool.name for tool in call.capture.tools])
-            if pruned:
-                event.metadata[PRUNED_METADATA] = ",".join(pruned)
-        self.sink.publish(topics.INFERENCE, event)
+        self.sink.publish(topics.INFERENCE, inference_event(call, outcome))
         metrics.observe(call, outcome)
         if outcome.error is not None:
             log.warning(

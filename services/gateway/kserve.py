@@ -27,8 +27,8 @@ from tritonclient.grpc import service_pb2, service_pb2_grpc
 
 from cumulus.errors import CumulusError, InvalidArgument, NotFound
 from cumulus.logs import get_logger
+from cumulus.trtllm import interface, tensors
 from cumulus.v1 import common_pb2, events_pb2
-from services.gateway import tensors
 from services.gateway.calls import Call
 from services.gateway.core import GatewayCore
 from services.gateway.error_mapping import status_for
@@ -44,7 +44,7 @@ _HEADERS = {"workflow": "x-cumulus-workflow", "session_key": "x-cumulus-session-
 _METADATA_TIMEOUT_S = 10.0
 
 
-class KServeServicer(service_pb2_grpc.GRPCInferenceServiceServicer):
+class KServeServicer(service_pb2_grpc.GRPCInferenceServiceServicer):  # type: ignore[misc]  # untyped base
     """KServe v2 inference over the gateway (see the module docstring)."""
 
     def __init__(self, core: GatewayCore, ready: Callable[[], Awaitable[bool]]) -> None:
@@ -110,7 +110,7 @@ class KServeServicer(service_pb2_grpc.GRPCInferenceServiceServicer):
         context: grpc.aio.ServicerContext,
         writing: asyncio.Lock,
     ) -> None:
-        flag = request.parameters.get(tensors.EMPTY_FINAL)
+        flag = request.parameters.get(interface.EMPTY_FINAL)
         wants_empty_final = flag is not None and flag.bool_param
         try:
             call = self._admit(request, tenant, context, api="kserve_stream")
@@ -156,14 +156,6 @@ class KServeServicer(service_pb2_grpc.GRPCInferenceServiceServicer):
         workflow = resolve_text(tenant, named, text)
         plan = restricted_to_model(core.book.plan(tenant, workflow.name, session_key or request_id), model)
 
-        def factory(target: common_pb2.RouteTarget) -> tuple[service_pb2.ModelInferRequest, str]:
-            forwarded = service_pb2.ModelInferRequest()
-            forwarded.CopyFrom(request)
-            for name in _PARAMS.values():
-                if name in forwarded.parameters:
-                    del forwarded.parameters[name]
-            return forwarded, text
-
         capture = events_pb2.InferenceEvent(
             params=common_pb2.GenerationParams(
                 max_tokens=int(max_tokens),
@@ -179,10 +171,31 @@ class KServeServicer(service_pb2_grpc.GRPCInferenceServiceServicer):
             request_id=request_id,
             session_key=session_key,
             plan=plan,
-            factory=factory,
+            prompt=ClientPrompt(request, text),
             timeout_s=core.timeout_s(context),
             capture=capture,
         )
+
+
+class ClientPrompt:
+    """A prompt the client rendered itself (``CallPrompt``): forwarded as its own request proto."""
+
+    prunable = False
+
+    def __init__(self, request: service_pb2.ModelInferRequest, text: str) -> None:
+        self._request = request
+        self._text = text
+
+    def text(self, model: str, prune: tuple[str, ...]) -> str:
+        return self._text
+
+    def request(self, target: common_pb2.RouteTarget, text: str) -> service_pb2.ModelInferRequest:
+        forwarded = service_pb2.ModelInferRequest()
+        forwarded.CopyFrom(self._request)
+        for name in _PARAMS.values():
+            if name in forwarded.parameters:
+                del forwarded.parameters[name]
+        return forwarded
 
 
 def _check_model(name: str) -> None:

@@ -26,8 +26,8 @@ import grpc
 from tritonclient.grpc import service_pb2, service_pb2_grpc
 
 from cumulus.errors import CumulusError, NotReady
-from services.gateway import tensors
-from services.gateway.triton_errors import DeadlineExceeded, error_from_text, translate_rpc_error
+from cumulus.trtllm import interface, tensors
+from cumulus.trtllm.errors import DeadlineExceeded, error_from_text, translate_rpc_error
 
 Reply: TypeAlias = "service_pb2.ModelStreamInferResponse | CumulusError"
 
@@ -110,7 +110,7 @@ class Multiplexer:
         late = DeadlineExceeded(f"model {request.model_name} did not answer within {timeout_s:.3g}s")
         timer = asyncio.get_running_loop().call_later(timeout_s, replies.put_nowait, late)
         request.id = wire_id
-        request.parameters[tensors.EMPTY_FINAL].bool_param = True
+        request.parameters[interface.EMPTY_FINAL].bool_param = True
         try:
             await lane.send(request)
             while True:
@@ -149,7 +149,7 @@ async def stream_alone(
     timeout_s: float,
 ) -> AsyncIterator[service_pb2.ModelInferResponse]:
     """``request`` on a stream of its own, cancelled (in Triton too) when the caller stops reading."""
-    request.parameters[tensors.EMPTY_FINAL].bool_param = True
+    request.parameters[interface.EMPTY_FINAL].bool_param = True
     call = stub.ModelStreamInfer(timeout=timeout_s)
     try:
         await call.write(request)  # inline, not from a request iterator: saves grpc a task

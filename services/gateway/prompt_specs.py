@@ -24,8 +24,6 @@ from collections.abc import Collection
 from pathlib import Path
 from typing import Protocol
 
-from tritonclient.grpc import service_pb2
-
 from cumulus.artifacts import MANIFEST, ArtifactStore
 from cumulus.errors import ArtifactError, InvalidArgument, NotFound, NotReady
 from cumulus.logs import get_logger
@@ -38,9 +36,6 @@ log = get_logger("gateway")
 
 WHOLE = PromptSpec()
 """The spec of the live model and of adapters trained on whole prompts."""
-PRUNED_METADATA = "cumulus.prompt_pruned"
-"""InferenceEvent metadata key: the parts (comma-separated) the answering adapter's prompt was rendered
-without. Only ``prompt_text`` lacks them: the event's ``messages`` and ``tools`` stay whole."""
 _KEEP = 256
 
 
@@ -127,19 +122,19 @@ class AdapterPrompts:
             raise NotReady(f"the prompt spec of adapter {target.adapter_id} is not loaded")
         return spec.parts_to_prune(tool_names)
 
-    async def request_for(
+    async def prompt_for(
         self, call: Call, target: common_pb2.RouteTarget, *, candidate: bool
-    ) -> tuple[service_pb2.ModelInferRequest, str]:
-        """``call.factory(target)``, once ``target``'s spec is loaded for the factory to render with.
+    ) -> tuple[str, tuple[str, ...]]:
+        """``call``'s prompt as ``target`` gets it, and the parts left out of it.
 
-        A prompt the client rendered itself (the KServe drop-in) cannot be pruned: a candidate
-        trained on pruned prompts refuses it, and the live target, having nothing better to
-        serve, gets it whole.
+        A candidate is refused (InvalidArgument) for a request offering a tool its adapter never
+        saw, or for a prompt the client rendered itself (the KServe drop-in) where its adapter was
+        trained on pruned prompts; the live target, having nothing better to serve, gets it whole.
         """
         spec = await self.load(target, call.workflow.name)
-        names = [tool.name for tool in call.capture.tools] if "tools" in spec.prune else []
-        if not spec.knows_tools(names):
-            unknown = sorted(set(names) - (spec.tool_names or frozenset()))
+        tool_names = [tool.name for tool in call.capture.tools]
+        if not spec.knows_tools(tool_names):
+            unknown = sorted(set(tool_names) - (spec.tool_names or frozenset()))
             log.warning(
                 "adapter.unknown_tools",
                 workflow=call.workflow.name,
@@ -154,14 +149,15 @@ class AdapterPrompts:
                     f"adapter {target.adapter_id} was trained without tool schemas and never saw {unknown}",
                     fix="let the collector nominate the workflow again with traffic that offers them",
                 )
-        if spec.prune and candidate and not call.capture.messages:
+        prune = self.prune_for(target, call.workflow.name, tool_names) if call.prompt.prunable else ()
+        if spec.prune and not call.prompt.prunable and candidate:
             raise InvalidArgument(
                 "text_input",
                 f"adapter {target.adapter_id} was trained without {list(spec.prune)} in its prompts, "
                 "and a prompt rendered by the client cannot be pruned",
                 fix="send chat messages through cumulus.v1.Gateway",
             )
-        return call.factory(target)
+        return call.prompt.text(target.model, prune), prune
 
     async def _read(self, target: common_pb2.RouteTarget, workflow: str) -> PromptSpec | ArtifactError:
         try:

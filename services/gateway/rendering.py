@@ -15,10 +15,13 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from jinja2 import TemplateError
+from tritonclient.grpc import service_pb2
 
 from cumulus.errors import InvalidArgument, NotFound, NotReady
 from cumulus.prompts import RenderedPrompt, render_prompt
 from cumulus.v1 import common_pb2
+from services.gateway.triton import build_request
+from services.gateway.validation import Sampling
 
 
 class PromptRenderer(Protocol):
@@ -56,6 +59,42 @@ def chat_tools(tools: Sequence[common_pb2.Tool], schemas: Sequence[dict[str, Any
         }
         for tool, schema in zip(tools, schemas, strict=True)
     ]
+
+
+class ChatPrompt:
+    """A chat request's prompt (``CallPrompt``): rendered for each target's model and pruning, once."""
+
+    prunable = True
+
+    def __init__(
+        self,
+        renderer: PromptRenderer,
+        messages: Sequence[Mapping[str, Any]],
+        tools: Sequence[Mapping[str, Any]],
+        sampling: Sampling,
+        *,
+        stream: bool,
+        request_id: str,
+    ) -> None:
+        self.renderer = renderer
+        self.messages = messages
+        self.tools = tools
+        self.sampling = sampling
+        self.stream = stream
+        self.request_id = request_id
+        self._rendered: dict[tuple[str, tuple[str, ...]], str] = {}
+
+    def text(self, model: str, prune: tuple[str, ...]) -> str:
+        text = self._rendered.get((model, prune))
+        if text is None:
+            text = self.renderer.render(model, self.messages, self.tools, prune=prune).text
+            self._rendered[model, prune] = text
+        return text
+
+    def request(self, target: common_pb2.RouteTarget, text: str) -> service_pb2.ModelInferRequest:
+        return build_request(
+            target.model, text, self.sampling, stream=self.stream, request_id=self.request_id
+        )
 
 
 class TokenizerRenderer:

@@ -54,7 +54,8 @@ class GatewayServer:
             ],
         )
         mapped = ErrorMapping(self._server)
-        gateway_pb2_grpc.add_GatewayServicer_to_server(GatewayServicer(core), mapped)
+        # The generated *_grpc modules carry no type hints.
+        gateway_pb2_grpc.add_GatewayServicer_to_server(GatewayServicer(core), mapped)  # type: ignore[no-untyped-call]
         service_pb2_grpc.add_GRPCInferenceServiceServicer_to_server(KServeServicer(core, ready), mapped)
         health_pb2_grpc.add_HealthServicer_to_server(self._health, self._server)
         reflection.enable_server_reflection(

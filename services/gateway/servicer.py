@@ -4,7 +4,7 @@ A request is authenticated (its tenant), validated, assigned a workflow (named o
 template), routed, and then served by the Dispatcher like every other request. Each target gets
 the prompt its model and adapter expect: an adapter trained on pruned prompts gets them pruned
 (prompt_specs.py), while the captured event keeps the whole messages and tools. Errors are raised
-as CumulusErrors; status.ErrorMapping turns them into gRPC statuses.
+as CumulusErrors; error_mapping.ErrorMapping turns them into gRPC statuses.
 """
 
 from __future__ import annotations
@@ -13,7 +13,6 @@ import uuid
 from collections.abc import AsyncIterator
 
 import grpc
-from tritonclient.grpc import service_pb2
 
 from cumulus.errors import NotFound
 from cumulus.kafka import topics
@@ -21,8 +20,7 @@ from cumulus.v1 import common_pb2, events_pb2, gateway_pb2, gateway_pb2_grpc
 from services.gateway.calls import Call
 from services.gateway.capture import UNATTRIBUTED_WORKFLOW, feedback_event
 from services.gateway.core import GatewayCore
-from services.gateway.rendering import chat_messages, chat_tools
-from services.gateway.triton import build_request
+from services.gateway.rendering import ChatPrompt, chat_messages, chat_tools
 from services.gateway.validation import validate_feedback, validate_generate
 from services.gateway.workflows import resolve_chat
 
@@ -100,20 +98,15 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
             [t.name for t in request.tools],
         )
         plan = core.book.plan(tenant, workflow.name, request.session_key or request_id)
-        messages = chat_messages(request.messages)
-        tools = chat_tools(request.tools, valid.tool_schemas)
-        tool_names = [tool.name for tool in request.tools]
         sampling = valid.sampling
-        rendered: dict[tuple[str, tuple[str, ...]], str] = {}
-
-        def factory(target: common_pb2.RouteTarget) -> tuple[service_pb2.ModelInferRequest, str]:
-            prune = core.prompts.prune_for(target, workflow.name, tool_names)
-            text = rendered.get((target.model, prune))
-            if text is None:
-                text = core.renderer.render(target.model, messages, tools, prune=prune).text
-                rendered[target.model, prune] = text
-            return build_request(target.model, text, sampling, stream=stream, request_id=request_id), text
-
+        prompt = ChatPrompt(
+            core.renderer,
+            chat_messages(request.messages),
+            chat_tools(request.tools, valid.tool_schemas),
+            sampling,
+            stream=stream,
+            request_id=request_id,
+        )
         capture = events_pb2.InferenceEvent(
             messages=request.messages,
             tools=request.tools,
@@ -132,7 +125,7 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
             request_id=request_id,
             session_key=request.session_key,
             plan=plan,
-            factory=factory,
+            prompt=prompt,
             timeout_s=core.timeout_s(context),
             capture=capture,
         )

@@ -1,12 +1,12 @@
 """Shadow traffic: a fire-and-forget copy of a request to a candidate adapter, graded later.
 
-The copy's prompt is rendered the way the candidate adapter was trained (prompt_specs.py).
-It runs beside the live request in its own task and is never awaited by it: the client's
-response is neither delayed, changed nor failed by the candidate, whatever it does. Concurrency
-is bounded by a fixed number of slots; when all are busy the copy is skipped (and counted), never
-queued, so a slow or hanging candidate cannot pile up work. A copy that takes longer than the
-shadow timeout is abandoned and graded as a candidate error. Once both sides have finished, one
-ShadowPair goes to cumulus.shadow.v1 for the judge.
+The copy goes to its target the way a canary request would (targets.py). It runs beside the
+live request in its own task and is never awaited by it: the client's response is neither
+delayed, changed nor failed by the candidate, whatever it does. Concurrency is bounded by a fixed
+number of slots; when all are busy the copy is skipped (and counted), never queued, so a slow or
+hanging candidate cannot pile up work. A copy that takes longer than the shadow timeout is
+abandoned and graded as a candidate error. Once both sides have finished, one ShadowPair goes to
+cumulus.shadow.v1 for the judge.
 """
 
 from __future__ import annotations
@@ -16,15 +16,12 @@ import contextlib
 
 from cumulus.kafka import topics
 from cumulus.logs import get_logger
+from cumulus.trtllm.errors import DeadlineExceeded
 from cumulus.v1 import common_pb2
 from services.gateway import metrics
-from services.gateway.adapters import AdapterSource
 from services.gateway.calls import Call, Outcome
 from services.gateway.capture import EventSink, shadow_pair
-from services.gateway.prompt_specs import AdapterPrompts
-from services.gateway.tensors import output_delta
-from services.gateway.triton import TritonBackend, infer_with_lora
-from services.gateway.triton_errors import DeadlineExceeded
+from services.gateway.targets import TargetCaller
 
 log = get_logger("gateway")
 
@@ -43,19 +40,8 @@ class ShadowHandle:
 class ShadowRunner:
     """Starts shadow copies within ``concurrency`` slots (see the module docstring)."""
 
-    def __init__(
-        self,
-        triton: TritonBackend,
-        adapters: AdapterSource,
-        prompts: AdapterPrompts,
-        sink: EventSink,
-        *,
-        concurrency: int,
-        timeout_s: float,
-    ) -> None:
-        self.triton = triton
-        self.adapters = adapters
-        self.prompts = prompts
+    def __init__(self, caller: TargetCaller, sink: EventSink, *, concurrency: int, timeout_s: float) -> None:
+        self.caller = caller
         self.sink = sink
         self.concurrency = concurrency
         self.timeout_s = timeout_s
@@ -123,18 +109,5 @@ class ShadowRunner:
             metrics.SHADOW_IN_FLIGHT.dec()
 
     async def _collect(self, call: Call, target: common_pb2.RouteTarget, candidate: Outcome) -> None:
-        request, candidate.prompt_text = await self.prompts.request_for(call, target, candidate=True)
-        responses = infer_with_lora(
-            self.triton, request, target, self.adapters, workflow=call.workflow.name, timeout_s=self.timeout_s
-        )
-        async for response in responses:
-            delta = output_delta(response)
-            if delta is None:
-                continue
-            if not candidate.ttft_ms:
-                candidate.ttft_ms = call.elapsed_ms()
-            candidate.text += delta.text
-            candidate.prompt_tokens, candidate.completion_tokens = (
-                delta.prompt_tokens,
-                delta.completion_tokens,
-            )
+        async for _ in self.caller.stream(call, target, candidate, candidate=True, timeout_s=self.timeout_s):
+            pass

@@ -17,19 +17,16 @@ from collections.abc import AsyncIterator
 from typing import Any, Protocol
 
 import grpc
-import numpy as np
 from tritonclient.grpc import service_pb2, service_pb2_grpc
 from tritonclient.grpc._client import MAX_GRPC_MESSAGE_SIZE, KeepAliveOptions
 
 from cumulus.errors import CumulusError, InvalidArgument
+from cumulus.trtllm import tensors
+from cumulus.trtllm.errors import LoraNotCached, translate_rpc_error
+from cumulus.trtllm.interface import batch_of_one
 from cumulus.v1 import common_pb2
-from services.gateway import tensors
 from services.gateway.adapters import AdapterSource
 from services.gateway.multiplex import Multiplexer, stream_alone
-from services.gateway.triton_errors import (
-    LoraNotCached,
-    translate_rpc_error,
-)
 from services.gateway.validation import Sampling
 
 
@@ -96,16 +93,17 @@ class TritonClient:
 def build_request(
     model: str, prompt: str, sampling: Sampling, *, stream: bool, request_id: str
 ) -> service_pb2.ModelInferRequest:
-    """A generate request of the TensorRT-LLM interface for ``prompt``."""
-    request = service_pb2.ModelInferRequest(model_name=model, id=request_id)
-    tensors.add_bytes_input(request, "text_input", [prompt.encode("utf-8")])
-    tensors.add_input(request, "max_tokens", np.array([[sampling.max_tokens]], dtype=np.int32))
-    tensors.add_input(request, "stream", np.array([[stream]], dtype=np.bool_))
-    tensors.add_input(request, "temperature", np.array([[sampling.temperature]], dtype=np.float32))
-    tensors.add_input(request, "top_p", np.array([[sampling.top_p]], dtype=np.float32))
-    if sampling.stop:
-        tensors.add_bytes_input(request, "stop_words", [s.encode("utf-8") for s in sampling.stop])
-    return request
+    """A generate request for ``prompt`` with the client's validated sampling parameters."""
+    return tensors.build_request(
+        model,
+        prompt,
+        max_tokens=sampling.max_tokens,
+        temperature=sampling.temperature,
+        top_p=sampling.top_p,
+        stop=sampling.stop,
+        stream=stream,
+        request_id=request_id,
+    )
 
 
 def infer_with_lora(
@@ -128,7 +126,7 @@ def infer_with_lora(
         return triton.stream(request, timeout_s)  # the hot path: no generator of our own in between
     if not tensors.uses_raw_contents(request):
         raise InvalidArgument("inputs", "adapter routes need raw_input_contents (as tritonclient sends)")
-    tensors.add_input(request, "lora_task_id", np.array([[target.lora_task_id]], dtype=np.uint64))
+    tensors.add_input(request, "lora_task_id", batch_of_one("lora_task_id", target.lora_task_id))
     return _with_cache_miss_resend(triton, request, target, adapters, workflow, timeout_s)
 
 

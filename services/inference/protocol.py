@@ -1,12 +1,12 @@
-"""The TensorRT-LLM request interface on top of the scheduler: Triton tensors in, responses out.
+"""The TensorRT-LLM request interface (cumulus.trtllm.interface) served on top of the scheduler.
 
 Every model is decoupled, like TensorRT-LLM's ``tensorrt_llm`` model, so clients use gRPC
 ModelStreamInfer (tritonclient ``start_stream`` / ``async_stream_infer``) for both modes:
 ``stream=true`` gets one response per text delta, the last one carrying the finish; ``stream=false``
 gets one response with the whole text. Either way Triton then sends an empty response flagged
 ``triton_final_response`` (visible with ``enable_empty_final_response=True``): read until it.
-
-Shapes below exclude the batch dimension; clients send ``[1, ...]`` (one prompt per request).
+A bad input is refused with InvalidArgument, "<input>: <problem>", which cumulus.trtllm.errors
+reads back on the client side.
 """
 
 from __future__ import annotations
@@ -22,29 +22,11 @@ from pytriton.model_config import Tensor
 from cumulus.engine.adapter_cache import resolve_adapter
 from cumulus.engine.backend import Chunk, GenerationRequest
 from cumulus.errors import InvalidArgument
+from cumulus.trtllm import interface
 from services.inference.scheduler import BatchScheduler
 
-INPUTS = [
-    Tensor(name="text_input", dtype=bytes, shape=(1,)),
-    Tensor(name="max_tokens", dtype=np.int32, shape=(1,)),
-    Tensor(name="stream", dtype=np.bool_, shape=(1,), optional=True),
-    Tensor(name="temperature", dtype=np.float32, shape=(1,), optional=True),
-    Tensor(name="top_p", dtype=np.float32, shape=(1,), optional=True),
-    # One stop string per element (TRT-LLM would also split an element on commas).
-    Tensor(name="stop_words", dtype=bytes, shape=(-1,), optional=True),
-    Tensor(name="lora_task_id", dtype=np.uint64, shape=(1,), optional=True),
-    # FP16 like TensorRT-LLM's model config; rows of flattened in/out weights per module and layer.
-    Tensor(name="lora_weights", dtype=np.float16, shape=(-1, -1), optional=True),
-    Tensor(name="lora_config", dtype=np.int32, shape=(-1, 3), optional=True),
-]
-
-OUTPUTS = [
-    Tensor(name="text_output", dtype=bytes, shape=(1,)),
-    # Our extension of the TensorRT-LLM interface: token counts, so the gateway can meter
-    # requests without a tokenizer of its own. completion_tokens counts every sampled token.
-    Tensor(name="prompt_tokens", dtype=np.int32, shape=(1,)),
-    Tensor(name="completion_tokens", dtype=np.int32, shape=(1,)),
-]
+INPUTS = [Tensor(name=s.name, dtype=s.dtype, shape=s.shape, optional=s.optional) for s in interface.INPUTS]
+OUTPUTS = [Tensor(name=s.name, dtype=s.dtype, shape=s.shape) for s in interface.OUTPUTS]
 
 Array = npt.NDArray[Any]
 InferFn = Callable[[list[Any]], AsyncIterator[list[dict[str, Array]]]]

@@ -13,13 +13,13 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import tritonclient.grpc as grpcclient
 import tritonclient.grpc.aio as aioclient
 from tritonclient.utils import InferenceServerException
 
 from cumulus.errors import NotReady
 from cumulus.prompts import render_prompt
+from cumulus.trtllm import interface
+from cumulus.trtllm.errors import translate_client_error
 
 
 class TritonJudgeModel:
@@ -78,29 +78,26 @@ class TritonJudgeModel:
         prompt = render_prompt(self.template_model, messages, models_dir=self.models_dir).text
 
         async def one_request() -> AsyncIterator[dict[str, Any]]:
-            yield {"model_name": self.model, "inputs": self._inputs(prompt)}
+            inputs = {
+                "text_input": prompt,
+                "max_tokens": self.max_tokens,
+                "stream": False,
+                "temperature": 0.0,
+            }
+            yield {"model_name": self.model, "inputs": interface.client_inputs(inputs)}
 
         text = []
         try:
             stream = self._client.stream_infer(one_request(), stream_timeout=self.timeout_s)
             async for result, error in stream:
                 if error is not None:
-                    raise NotReady(f"judge model {self.model!r} failed: {error}")
+                    raise self._failed(error) from error
                 text.append(bytes(result.as_numpy("text_output").reshape(-1)[0]).decode("utf-8"))
         except InferenceServerException as exc:
-            raise NotReady(f"judge model {self.model!r} on {self.url} failed: {exc}") from exc
+            raise self._failed(exc) from exc
         return "".join(text)
 
-    def _inputs(self, prompt: str) -> list[Any]:
-        values = {
-            "text_input": ("BYTES", np.array([[prompt.encode("utf-8")]], dtype=object)),
-            "max_tokens": ("INT32", np.array([[self.max_tokens]], dtype=np.int32)),
-            "stream": ("BOOL", np.array([[False]])),
-            "temperature": ("FP32", np.array([[0.0]], dtype=np.float32)),
-        }
-        tensors = []
-        for name, (datatype, array) in values.items():
-            tensor = grpcclient.InferInput(name, list(array.shape), datatype)
-            tensor.set_data_from_numpy(array)
-            tensors.append(tensor)
-        return tensors
+    def _failed(self, exc: InferenceServerException) -> NotReady:
+        # Every failure is retried with the batch: the judge's own request cannot be the client's fault.
+        error = translate_client_error(exc, self.url, self.model)
+        return NotReady(f"judge model {self.model!r} on {self.url} failed: {error}")

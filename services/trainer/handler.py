@@ -272,7 +272,7 @@ class TrainerHandler:
                 )
         await child.wait()
 
-    def _publish(self, spec: JobSpec, status: int, **fields: Any) -> None:
+    def _publish(self, spec: JobSpec, status: events_pb2.AdapterStatus, **fields: Any) -> None:
         metrics = fields.pop("metrics", None)
         event = events_pb2.AdapterEvent(
             meta=codec.new_meta(tenant=spec.tenant, workflow=spec.workflow, producer=PRODUCER),

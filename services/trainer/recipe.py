@@ -22,7 +22,7 @@ import os
 import random
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -105,7 +105,7 @@ class LoraRecipe:
             base,
             LoraConfig(
                 r=lora.rank,
-                lora_alpha=lora.alpha,
+                lora_alpha=lora.alpha,  # type: ignore[arg-type]  # peft types it int; it takes a float
                 lora_dropout=lora.dropout,
                 target_modules=list(lora.targets),
                 use_rslora=lora.use_rslora,
@@ -113,7 +113,7 @@ class LoraRecipe:
                 task_type="CAUSAL_LM",
             ),
         ).to(self.device)
-        causal_lm = self.model.get_base_model()
+        causal_lm: Any = self.model.get_base_model()
         self.decoder, self.lm_head = causal_lm.get_decoder(), causal_lm.get_output_embeddings()
         self.trainable = {n: p for n, p in self.model.named_parameters() if p.requires_grad}
         self.train_rows = self._rows(self.train_records, self.counts)
@@ -218,7 +218,7 @@ class LoraRecipe:
             return nullcontext()
         return torch.autocast(device_type=self.device.type, dtype=self.amp_dtype)
 
-    def _loss_sum(self, rows: list[list[data.Example]]) -> tuple[torch.Tensor, int]:
+    def _loss_sum(self, rows: Sequence[Sequence[data.Example]]) -> tuple[torch.Tensor, int]:
         packed = self.config.data.packing
         return summed_loss(
             self.decoder,
@@ -230,14 +230,14 @@ class LoraRecipe:
             autocast=self._autocast,
         )
 
-    def _step(self, step_batches: list[list[list[data.Example]]]) -> float:
+    def _step(self, step_batches: Sequence[Sequence[Sequence[data.Example]]]) -> float:
         total = max(1, sum(data.trained_tokens(rows) for rows in step_batches))
         self.state.tokens += sum(len(e.input_ids) for rows in step_batches for row in rows for e in row)
         self.optimizer.zero_grad(set_to_none=True)
         loss_value = 0.0
         for rows in step_batches:
             loss, _ = self._loss_sum(rows)
-            (loss / total).backward()
+            (loss / total).backward()  # type: ignore[no-untyped-call]
             loss_value += float(loss.detach())
         if self.config.optim.grad_clip:
             torch.nn.utils.clip_grad_norm_(self.trainable.values(), self.config.optim.grad_clip)

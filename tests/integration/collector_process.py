@@ -134,17 +134,17 @@ class CollectorProcess:
     def get(self, path: str, timeout_s: float = 30.0) -> tuple[int, Any]:
         return self.request("GET", path, timeout_s=timeout_s)
 
-    def capture_counts(self, workflow: str, table: str = "requests") -> dict[str, int]:
+    def capture_counts(self, workflow: str, table: str = "requests") -> dict[str, Any]:
         """Counts of a workflow in a table: rows, events, final (and inserted, freshness_ms for requests)."""
         status, body = self.get(f"/api/v1/capture?workflow={workflow}")
         if status != 200:
             raise RuntimeError(f"capture counts: HTTP {status} {body}")
         return dict(body["tables"][table])
 
-    def wait_for_rows(self, workflow: str, expected: int, timeout_s: float = 60.0) -> dict[str, int]:
+    def wait_for_rows(self, workflow: str, expected: int, timeout_s: float = 60.0) -> dict[str, Any]:
         """Poll until the workflow has ``expected`` distinct events; returns the last counts."""
         deadline = time.monotonic() + timeout_s
-        counts: dict[str, int] = {}
+        counts: dict[str, Any] = {}
         while time.monotonic() < deadline:
             counts = self.capture_counts(workflow)
             if counts["events"] >= expected:

@@ -14,14 +14,10 @@ import sys
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import grpc
-import numpy as np
 import pytest
-import tritonclient.grpc as grpcclient
-import tritonclient.grpc.aio as aioclient
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from cumulus.kafka import codec, topics
@@ -29,9 +25,7 @@ from cumulus.kafka.topics import TopicSpec
 from cumulus.v1 import common_pb2, events_pb2, gateway_pb2, gateway_pb2_grpc
 from services.gateway.routes import split_point
 from tests.integration.gateway_process import GatewayProcess, session_gateway
-from tests.integration.kafka_fixtures import RestartableKafka
 from tests.integration.records import decode_or_none
-from tests.integration.triton_fixtures import LIVE_MODEL, SMALL_MODEL
 
 pytestmark = pytest.mark.integration
 
@@ -280,100 +274,3 @@ async def test_shadow_pairs_appear_and_a_failing_candidate_changes_nothing(
         and "no-such-adapter" in bad_pair.candidate.error_message
     )
     assert bad_pair.live.text == failing.text
-
-
-def kserve_inputs(prompt: str, max_tokens: int, stream: bool) -> list[grpcclient.InferInput]:
-    arrays = {
-        "text_input": ("BYTES", np.array([[prompt.encode()]], dtype=object)),
-        "max_tokens": ("INT32", np.array([[max_tokens]], dtype=np.int32)),
-        "stream": ("BOOL", np.array([[stream]])),
-    }
-    tensors = []
-    for name, (datatype, array) in arrays.items():
-        tensor = grpcclient.InferInput(name, list(array.shape), datatype)
-        tensor.set_data_from_numpy(array)
-        tensors.append(tensor)
-    return tensors
-
-
-async def kserve_text(url: str, headers: dict[str, str] | None, request_id: str, stream: bool) -> str:
-    async def one() -> AsyncIterator[dict[str, Any]]:
-        prompt = "<|im_start|>user\nWhat is two plus two?<|im_end|>\n<|im_start|>assistant\n"
-        yield {"model_name": "live", "inputs": kserve_inputs(prompt, 16, stream), "request_id": request_id}
-
-    text = ""
-    async with aioclient.InferenceServerClient(url) as client:
-        async for result, error in client.stream_infer(one(), headers=headers):
-            assert error is None, error
-            text += result.as_numpy("text_output").reshape(-1)[0].decode()
-    return text
-
-
-async def test_tritonclient_through_the_gateway_matches_triton_direct(
-    gateway: GatewayProcess, triton_server: str, kafka_bootstrap: str
-) -> None:
-    headers = {"authorization": f"Bearer {gateway.key}"}
-    direct = await kserve_text(triton_server, None, "direct", stream=True)
-    request_id = unique("kserve")
-    assert await kserve_text(gateway.address, headers, request_id, stream=True) == direct
-    assert await kserve_text(gateway.address, headers, unique("kserve"), stream=False) == direct
-    async with aioclient.InferenceServerClient(gateway.address) as client:
-        assert await client.is_server_ready() and await client.is_model_ready("small")
-        assert (await client.get_model_config("live")).config.model_transaction_policy.decoupled
-    [event] = await read_events(kafka_bootstrap, topics.INFERENCE, lambda e: e.request_id == request_id, 1)
-    assert event.response_text == direct and event.metadata["api"] == "kserve"
-
-
-async def test_broker_outage_every_request_answered_every_event_once(
-    restartable_kafka: RestartableKafka, triton_server: str, tmp_path: Path
-) -> None:
-    gateway = await asyncio.to_thread(
-        GatewayProcess.start,
-        tmp_path / "gateway",
-        kafka_bootstrap=restartable_kafka.bootstrap,
-        triton_url=triton_server,
-        live_model=LIVE_MODEL,
-        small_model=SMALL_MODEL,
-    )
-    sent: list[str] = []
-    failures: list[str] = []
-    stop_traffic = asyncio.Event()
-
-    async def traffic(worker: int) -> None:
-        async with grpc.aio.insecure_channel(gateway.address) as channel:
-            client = gateway_pb2_grpc.GatewayStub(channel)
-            while not stop_traffic.is_set():
-                request_id = f"outage-{worker}-{len(sent)}-{uuid.uuid4().hex[:6]}"
-                try:
-                    await client.Generate(
-                        ask("ping", "outage", max_tokens=2, request_id=request_id), metadata=gateway.auth
-                    )
-                    sent.append(request_id)
-                except grpc.aio.AioRpcError as exc:
-                    failures.append(f"{exc.code().name}: {exc.details()}")
-
-    try:
-        workers = [asyncio.create_task(traffic(i)) for i in range(3)]
-        await asyncio.sleep(2.0)
-        await asyncio.to_thread(restartable_kafka.stop)
-        during_outage = len(sent)
-        await asyncio.sleep(4.0)
-        assert len(sent) > during_outage, "requests stopped being answered while Kafka was down"
-        await asyncio.to_thread(restartable_kafka.start)
-        await asyncio.sleep(3.0)
-        stop_traffic.set()
-        await asyncio.gather(*workers)
-        assert not failures, failures[:5]
-        events = await read_events(
-            restartable_kafka.bootstrap,
-            topics.INFERENCE,
-            lambda e: e.request_id.startswith("outage-"),
-            len(sent),
-            90,
-        )
-        assert sorted(e.request_id for e in events) == sorted(sent)  # every request once, no duplicates
-        assert len({e.meta.event_id for e in events}) == len(events)
-    finally:
-        stop_traffic.set()
-        code = await asyncio.to_thread(gateway.stop)
-    assert code == 0, gateway.log_tail()

@@ -17,6 +17,7 @@ from bench.targets import BENCHMARKS, Benchmark, Target
 
 BENCH_DIR = Path(run_all.__file__).resolve().parent
 NOT_BENCHMARKS = {
+    "__init__.py",
     "run_all.py",
     "targets.py",
     "collector_stack.py",
@@ -181,6 +182,8 @@ def test_run_reports_every_benchmark_and_goes_on_after_a_crash(
 def test_missed_targets_exit_0_unless_strict(fake_bench: Path, capsys: pytest.CaptureFixture[str]) -> None:
     report = str(fake_bench / "report.json")
     assert run_main(["--only", "good", "--report", report], fake_bench, capsys)[0] == 0
+    code, out = run_main(["--only", "good", "--quick", "--report", report], fake_bench, capsys)
+    assert code == 0 and json.loads(out[-1])["benchmarks"]["good"]["args"] == ["--quick"]
     code, out = run_main(["--only", "good", "--full", "--strict", "--report", report], fake_bench, capsys)
     assert code == 1
     assert json.loads(out[-1])["benchmarks"]["good"]["args"] == []

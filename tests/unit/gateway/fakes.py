@@ -20,10 +20,10 @@ from tritonclient.grpc import model_config_pb2, service_pb2
 
 from cumulus.kafka.topics import TopicSpec
 from cumulus.prompts import PromptSpec, RenderedPrompt, render_prompt
+from cumulus.trtllm import interface, tensors
+from cumulus.trtllm.errors import TritonError, error_from_text
 from cumulus.v1 import common_pb2
-from services.gateway import tensors
 from services.gateway.adapters import AdapterTensors
-from services.gateway.triton_errors import TritonError, error_from_text
 
 
 @dataclass
@@ -80,7 +80,7 @@ class FakeTriton:
                 model, request.id, tensors.Delta(" ".join(words), prompt_tokens, len(words))
             )
         final = service_pb2.ModelInferResponse(model_name=model, id=request.id)
-        final.parameters[tensors.FINAL_FLAG].bool_param = True
+        final.parameters[interface.FINAL_FLAG].bool_param = True
         yield final
 
     async def call(self, method: str, request: Any, timeout_s: float) -> Any:

@@ -12,8 +12,8 @@ from prometheus_client import REGISTRY
 from cumulus.errors import InvalidArgument, NotReady
 from cumulus.kafka import topics
 from cumulus.prompts import RenderedPrompt
+from cumulus.trtllm import tensors
 from cumulus.v1 import common_pb2
-from services.gateway import tensors
 from services.gateway.error_mapping import status_for
 from tests.unit.gateway.conftest import Harness, ask
 

@@ -10,6 +10,7 @@ import tritonclient.grpc.aio as aioclient
 from tritonclient.utils import InferenceServerException, np_to_triton_dtype
 
 from cumulus.kafka import topics
+from cumulus.trtllm import interface
 from cumulus.v1 import common_pb2, events_pb2
 from tests.unit.gateway.conftest import Harness, adapter
 
@@ -132,3 +133,19 @@ async def test_canary_on_the_same_model_applies_and_shadow_pairs_are_published(
     # A prompt rendered for `live` never goes to an adapter on `small`.
     await client.infer("live", inputs("q"), request_id="c2", headers=headers(gateway, **extra))
     assert gateway.sink.of(topics.INFERENCE)[-1].route.target == common_pb2.RouteTarget(model="live")
+
+
+async def test_a_clients_unknown_lora_task_id_is_not_found_naming_it(
+    gateway: Harness, client: aioclient.InferenceServerClient
+) -> None:
+    sent = inputs("hello there") + interface.client_inputs({"lora_task_id": 9999})
+    with pytest.raises(InferenceServerException) as unary:
+        await client.infer("live", sent, headers=headers(gateway))
+    assert unary.value.status() == "StatusCode.NOT_FOUND"
+    assert unary.value.message().startswith("lora_task_id: LoRA task 9999 not found in cache")
+
+    async def one() -> AsyncIterator[dict]:
+        yield {"model_name": "live", "inputs": sent, "request_id": "miss"}
+
+    errors = [error async for _, error in client.stream_infer(one(), headers=headers(gateway)) if error]
+    assert [e.message() for e in errors] == [f"NOT_FOUND: {unary.value.message()}"]

@@ -7,11 +7,11 @@ import pytest
 
 from cumulus.artifacts import ArtifactStore
 from cumulus.errors import ArtifactError, NotFound
+from cumulus.trtllm import tensors
+from cumulus.trtllm.errors import LoraNotCached, TritonError
 from cumulus.v1 import common_pb2
-from services.gateway import tensors
 from services.gateway.adapters import ArtifactAdapters, adapter_dir, read_adapter_export
 from services.gateway.triton import build_request, infer_with_lora
-from services.gateway.triton_errors import LoraNotCached, TritonError
 from services.gateway.validation import Sampling
 from tests.unit.gateway.fakes import FakeAdapters, FakeTriton
 

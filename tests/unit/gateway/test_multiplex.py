@@ -8,9 +8,9 @@ import pytest
 from tritonclient.grpc import service_pb2, service_pb2_grpc
 
 from cumulus.errors import NotReady
-from services.gateway import tensors
+from cumulus.trtllm import interface, tensors
+from cumulus.trtllm.errors import DeadlineExceeded, LoraNotCached
 from services.gateway.triton import TritonClient, build_request
-from services.gateway.triton_errors import DeadlineExceeded, LoraNotCached
 from services.gateway.validation import Sampling
 
 SAMPLING = Sampling(max_tokens=8, temperature=0.0, top_p=1.0, stop=())
@@ -46,7 +46,7 @@ class StreamingTriton(service_pb2_grpc.GRPCInferenceServiceServicer):
                     response = tensors.make_response(request.model_name, request.id, delta)
                     await context.write(service_pb2.ModelStreamInferResponse(infer_response=response))
                 final = service_pb2.ModelInferResponse(id=request.id)
-                final.parameters[tensors.FINAL_FLAG].bool_param = True
+                final.parameters[interface.FINAL_FLAG].bool_param = True
                 await context.write(service_pb2.ModelStreamInferResponse(infer_response=final))
 
         try:

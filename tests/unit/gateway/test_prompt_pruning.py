@@ -9,10 +9,10 @@ from cumulus.artifacts import ArtifactStore
 from cumulus.errors import ArtifactError, NotFound
 from cumulus.kafka import topics
 from cumulus.prompts import RENDERER, PromptSpec
+from cumulus.trtllm import tensors
 from cumulus.v1 import common_pb2, events_pb2, gateway_pb2
-from services.gateway import tensors
+from services.gateway.capture import PRUNED_METADATA
 from services.gateway.prompt_specs import (
-    PRUNED_METADATA,
     WHOLE,
     AdapterPrompts,
     ArtifactPromptSpecs,

@@ -1,25 +1,26 @@
-"""KServe v2 tensors of the TensorRT-LLM request interface, read and written on the protos directly.
+"""Requests and responses of the TensorRT-LLM interface, read and written on the KServe v2 protos.
 
-The gateway builds Triton requests as ``ModelInferRequest`` protos (tritonclient's generated
-``service_pb2``) with ``raw_input_contents``, exactly as tritonclient serialises them, and forwards
-KServe clients' own protos with minimal edits. Working on the protos, rather than through
-``InferInput`` objects, keeps the drop-in path a pass-through and costs a few microseconds.
-Shapes carry the leading batch dimension of 1 the models are configured with.
+Requests are ``ModelInferRequest`` protos (tritonclient's generated ``service_pb2``) with
+``raw_input_contents``, exactly as tritonclient serialises them; the gateway's KServe drop-in
+forwards its clients' own protos with minimal edits. Working on the protos, rather than through
+``InferInput`` objects, keeps that path a pass-through and costs a few microseconds. Shapes carry
+the leading batch dimension of 1 the models are configured with (interface.py).
 """
 
 from __future__ import annotations
 
 import struct
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 from tritonclient.grpc import service_pb2
 from tritonclient.utils import np_to_triton_dtype
 
 from cumulus.errors import InvalidArgument
-
-FINAL_FLAG = "triton_final_response"
-EMPTY_FINAL = "triton_enable_empty_final_response"
+from cumulus.trtllm.interface import FINAL_FLAG, batch_of_one
 
 
 @dataclass(frozen=True)
@@ -31,12 +32,35 @@ class Delta:
     completion_tokens: int
 
 
+def build_request(
+    model: str,
+    prompt: str,
+    *,
+    max_tokens: int,
+    temperature: float,
+    top_p: float,
+    stop: Sequence[str] = (),
+    stream: bool,
+    request_id: str,
+) -> service_pb2.ModelInferRequest:
+    """A generate request for ``prompt``, asking for Triton's empty final response."""
+    request = service_pb2.ModelInferRequest(model_name=model, id=request_id)
+    add_bytes_input(request, "text_input", [prompt.encode("utf-8")])
+    add_input(request, "max_tokens", batch_of_one("max_tokens", max_tokens))
+    add_input(request, "stream", batch_of_one("stream", stream))
+    add_input(request, "temperature", batch_of_one("temperature", temperature))
+    add_input(request, "top_p", batch_of_one("top_p", top_p))
+    if stop:
+        add_bytes_input(request, "stop_words", [s.encode("utf-8") for s in stop])
+    return request
+
+
 def bytes_element(value: bytes) -> bytes:
     """One BYTES element in Triton's raw layout: little-endian uint32 length, then the bytes."""
     return struct.pack("<I", len(value)) + value
 
 
-def add_input(request: service_pb2.ModelInferRequest, name: str, array: np.ndarray) -> None:
+def add_input(request: service_pb2.ModelInferRequest, name: str, array: npt.NDArray[Any]) -> None:
     """Append a numeric input (raw contents) to ``request``; replaces an input of the same name."""
     remove_input(request, name)
     tensor = request.inputs.add(name=name, datatype=np_to_triton_dtype(array.dtype))
