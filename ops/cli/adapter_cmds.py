@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import time
 from typing import Any
 
 from cumulus.artifacts import verify_dir
@@ -88,15 +89,34 @@ def cmd_training(args: argparse.Namespace, config: CumulusConfig) -> int:
     if args.json:
         print(json.dumps(body, indent=2))
         return 0
+    print(training_lines(body, time.time()), end="")
+    return 0
+
+
+def training_lines(body: dict[str, Any], now: float) -> str:
+    """``GET /status`` of the trainer as text: which trainer answered, its job, its recent outcomes."""
+    lines = []
+    trainer = body.get("trainer")
+    if trainer:  # so a reader can tell this trainer from another one (a second stack, a container)
+        lines.append(
+            f"trainer {trainer['host']} pid {trainer['pid']}, up {_age(now - trainer['started_at'])}"
+        )
     job = body.get("job")
     if job:
         loss = "-" if job.get("loss") is None else f"{job['loss']:.4f}"
-        print(
+        updated = f", last progress {_age(now - job['updated_at'])} ago" if "updated_at" in job else ""
+        lines.append(
             f"training {job['adapter_id']} ({job['workflow']}): {job['phase']} {100 * job['progress']:.0f}% "
-            f"step {job['step']}/{job['total_steps']} loss {loss}"
+            f"step {job['step']}/{job['total_steps']} loss {loss}{updated}"
         )
     else:
-        print("no job running")
+        lines.append("no job running")
     for outcome in body.get("recent", []):
-        print(f"  {outcome['adapter_id']:<36} {outcome.get('status', ''):<9} {outcome.get('error', '')}")
-    return 0
+        status, error = outcome.get("status", ""), outcome.get("error", "")
+        lines.append(f"  {outcome['adapter_id']:<36} {status:<9} {error}")
+    return "".join(f"{line}\n" for line in lines)
+
+
+def _age(seconds: float) -> str:
+    seconds = max(0, int(seconds))
+    return f"{seconds // 60}m{seconds % 60:02d}s" if seconds >= 60 else f"{seconds}s"

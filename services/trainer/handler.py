@@ -5,8 +5,8 @@ partition order:
 
 1. decode it (an undecodable record goes to cumulus.kafka.deadletter.v1);
 2. derive its adapter id (stable per candidate, ``adapter_id_for``) and job directory, write the spec;
-3. run ``python -m services.trainer.job`` and relay its progress as TRAINING AdapterEvents (at
-   most one per ``progress_interval_s``) and on ``GET /status``;
+3. run ``python -m services.trainer.job`` (process.py) and relay its progress as TRAINING
+   AdapterEvents (at most one per ``progress_interval_s``) and on ``GET /status``;
 4. publish the outcome: READY or REJECTED (registered, with the offline gate's score) or FAILED
    with the reason (including a child that crashed, was killed or timed out);
 5. the runtime waits until Kafka acknowledged the events, then commits the candidate's offset.
@@ -21,14 +21,14 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import functools
 import hashlib
-import json
 import os
-import sys
+import socket
 import time
 from collections import deque
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -41,7 +41,8 @@ from cumulus.kafka.publisher import EventPublisher
 from cumulus.kafka.runtime import Progress, Subscription
 from cumulus.logs import get_logger
 from cumulus.v1 import events_pb2
-from services.trainer.job import EXIT_INTERRUPTED, RESULT, JobSpec
+from services.trainer.job import JobSpec
+from services.trainer.process import JobStatus, run_job
 from services.trainer.recipe_config import DEFAULT_RECIPE
 
 log = get_logger("trainer")
@@ -51,22 +52,6 @@ _STATUS = {
     "REJECTED": events_pb2.ADAPTER_STATUS_REJECTED,
     "FAILED": events_pb2.ADAPTER_STATUS_FAILED,
 }
-_REPO = Path(__file__).resolve().parents[2]
-
-
-@dataclass
-class JobStatus:
-    """What ``GET /status`` shows about the running job."""
-
-    adapter_id: str
-    candidate_id: str
-    workflow: str
-    started_at: float = field(default_factory=time.time)
-    phase: str = "starting"
-    progress: float = 0.0
-    step: int = 0
-    total_steps: int = 0
-    loss: float | None = None
 
 
 def adapter_id_for(candidate_id: str, nominated_at: dt.datetime) -> str:
@@ -102,11 +87,15 @@ class TrainerHandler:
         self.progress = Progress()
         """What the loop is stuck on (Kafka not acknowledging), for the readiness check."""
         self.current: JobStatus | None = None
+        self._announced = 0.0
         self.recent: deque[dict[str, Any]] = deque(maxlen=10)
+        self.identity = {"host": socket.gethostname(), "pid": os.getpid(), "started_at": time.time()}
+        """Which trainer answers ``GET /status``: an operator must never read another one's job."""
 
     def status(self) -> dict[str, Any]:
         """The body of ``GET /status``."""
-        return {"job": asdict(self.current) if self.current else None, "recent": list(self.recent)}
+        job = asdict(self.current) if self.current else None
+        return {"trainer": self.identity, "job": job, "recent": list(self.recent)}
 
     async def handle(self, records: Sequence[Any], stopping: asyncio.Event) -> bool:
         """Train for each candidate record and publish the outcome; False when stopped before one."""
@@ -127,13 +116,16 @@ class TrainerHandler:
                 topics.DEADLETTER, dead_letter(record, consumer="trainer", producer=PRODUCER, reason=reason)
             )
             return True
-        self.current = JobStatus(spec.adapter_id, spec.candidate_id, spec.workflow)
+        job = self.current = JobStatus(spec.adapter_id, spec.candidate_id, spec.workflow)
         self._publish(spec, events_pb2.ADAPTER_STATUS_TRAINING, progress=0.0)
         log.info("job.started", workflow=spec.workflow, adapter=spec.adapter_id, candidate=spec.candidate_id)
         try:
-            outcome = await self._run_child(spec, stopping)
+            self._announced = 0.0
+            progressed = functools.partial(self._progressed, spec)
+            outcome = await run_job(spec, job, stopping, self.trainer.job_timeout_s, progressed)
         finally:
-            self.current = None
+            if self.current is job:
+                self.current = None
         if outcome is None:
             return False
         status = _STATUS.get(str(outcome.get("status")), events_pb2.ADAPTER_STATUS_FAILED)
@@ -196,81 +188,13 @@ class TrainerHandler:
         spec.write(job_dir / "spec.json")
         return spec
 
-    async def _run_child(self, spec: JobSpec, stopping: asyncio.Event) -> dict[str, Any] | None:
-        """Run the job process; its outcome, or None when the trainer is stopping."""
-        result_path = Path(spec.job_dir) / RESULT
-        result_path.unlink(missing_ok=True)
-        env = {
-            **os.environ,
-            "PYTHONPATH": os.pathsep.join(filter(None, [str(_REPO), os.environ.get("PYTHONPATH")])),
-        }
-        child = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "services.trainer.job",
-            str(Path(spec.job_dir) / "spec.json"),
-            stdout=asyncio.subprocess.PIPE,
-            env=env,
-        )
-        relay = asyncio.create_task(self._relay_progress(child, spec))
-        stop = asyncio.create_task(stopping.wait())
-        done, _ = await asyncio.wait(
-            {relay, stop}, timeout=self.trainer.job_timeout_s, return_when=asyncio.FIRST_COMPLETED
-        )
-        if relay not in done:
-            child.terminate()  # the job saves a checkpoint at its next step and exits
-            try:
-                await asyncio.wait_for(child.wait(), 60.0)
-            except TimeoutError:
-                child.kill()
-                await child.wait()
-            relay.cancel()
-        stop.cancel()
-        if stop in done:
-            log.info(
-                "job.stopped", workflow=spec.workflow, adapter=spec.adapter_id, reason="trainer stopping"
-            )
-            return None
-        code = await child.wait()
-        if not done:
-            return {"status": "FAILED", "error": f"timed out after {self.trainer.job_timeout_s:.0f}s"}
-        if code == 0 and result_path.is_file():
-            outcome: dict[str, Any] = json.loads(result_path.read_text())
-            return outcome
-        how = f"was killed by signal {-code}" if code < 0 else f"exited with code {code}"
-        hint = " (interrupted)" if code == EXIT_INTERRUPTED else ""
-        return {"status": "FAILED", "error": f"the training process {how}{hint}; see the trainer log"}
-
-    async def _relay_progress(self, child: Any, spec: JobSpec) -> None:
-        last = 0.0
-        assert child.stdout is not None
-        async for line in child.stdout:
-            try:
-                message = json.loads(line)
-            except ValueError:
-                continue
-            if message.get("event") != "progress" or self.current is None:
-                continue
-            job = self.current
-            job.progress, job.phase = float(message["progress"]), message.get("phase", job.phase)
-            job.step, job.total_steps = (
-                message.get("step", job.step),
-                message.get("total_steps", job.total_steps),
-            )
-            job.loss = message.get("loss", job.loss)
-            if time.monotonic() - last >= self.trainer.progress_interval_s:
-                last = time.monotonic()
-                metrics = {
-                    "step": float(job.step),
-                    **({"loss": float(job.loss)} if job.loss is not None else {}),
-                }
-                self._publish(
-                    spec,
-                    events_pb2.ADAPTER_STATUS_TRAINING,
-                    progress=job.progress,
-                    metrics=metrics,
-                )
-        await child.wait()
+    def _progressed(self, spec: JobSpec, job: JobStatus) -> None:
+        """Announce ``job``'s progress, at most once per ``progress_interval_s``."""
+        if time.monotonic() - self._announced < self.trainer.progress_interval_s:
+            return
+        self._announced = time.monotonic()
+        metrics = {"step": float(job.step), **({"loss": float(job.loss)} if job.loss is not None else {})}
+        self._publish(spec, events_pb2.ADAPTER_STATUS_TRAINING, progress=job.progress, metrics=metrics)
 
     def _publish(self, spec: JobSpec, status: events_pb2.AdapterStatus, **fields: Any) -> None:
         metrics = fields.pop("metrics", None)

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from cumulus.lora import lora_task_id
+from ops.cli.adapter_cmds import training_lines
 from ops.cli.main import main as cli
 from services.trainer.job import main as run_job
 
@@ -50,3 +51,25 @@ def test_show_flags_a_tampered_adapter(registry: Path, capsys: pytest.CaptureFix
 def test_show_of_an_unknown_adapter_names_the_fix(registry: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert cli(["adapters", "show", "ad-nope"]) == 1
     assert "`cumulus adapters list` shows them" in capsys.readouterr().err
+
+
+def test_training_names_the_trainer_that_answered_and_how_fresh_its_job_is() -> None:
+    body = {
+        "trainer": {"host": "box", "pid": 42, "started_at": 1000.0},
+        "job": {
+            "adapter_id": "ad-1",
+            "workflow": "wf",
+            "phase": "train",
+            "progress": 0.72,
+            "step": 17,
+            "total_steps": 20,
+            "loss": None,
+            "updated_at": 1290.0,
+        },
+        "recent": [{"adapter_id": "ad-0", "status": "REJECTED", "error": ""}],
+    }
+    lines = training_lines(body, now=1300.0).splitlines()
+    assert lines[0] == "trainer box pid 42, up 5m00s"
+    assert lines[1] == "training ad-1 (wf): train 72% step 17/20 loss -, last progress 10s ago"
+    assert lines[2].split() == ["ad-0", "REJECTED"]
+    assert training_lines({"job": None, "recent": []}, now=0.0) == "no job running\n"

@@ -11,7 +11,7 @@ from cumulus.logs import get_logger
 from cumulus.service import ServiceContext, _serve
 from ops.stack.probes import probe_trainer
 from services.trainer import __main__ as trainer_main
-from services.trainer.handler import JobStatus
+from services.trainer.process import JobStatus
 
 
 def _free_port() -> int:
