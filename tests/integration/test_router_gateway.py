@@ -19,7 +19,7 @@ from cumulus.v1 import common_pb2, events_pb2, gateway_pb2, gateway_pb2_grpc
 from services.gateway.routes import split_point
 from services.router.state import read_topic
 from tests.integration.gateway_process import GatewayProcess, session_gateway
-from tests.integration.test_router import (  # noqa: F401 (the router fixture is used by name)
+from tests.integration.router_process import (  # noqa: F401 (the router fixture is used by name)
     STEP_VERDICTS,
     TENANT,
     RouterProcess,
