@@ -8,7 +8,8 @@ costing compute. The engine is not thread-safe: one scheduler thread owns it.
 
 With ``adapters`` (an ``AdapterCache`` over the model wrapped by ``MultiLora``) each request may
 carry its own LoRA adapter: a batch mixing adapters and bare-base rows runs as one forward pass.
-Decode steps use the engine's own attention (cumulus/engine/attention.py).
+Prompts reuse the KV of blocks seen before (cumulus/engine/prefix.py, prefill.py); decode steps use
+the engine's own attention (cumulus/engine/attention.py).
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from cumulus.engine.attention import use_decode_attention
+from cumulus.engine.prefill import prefill
+from cumulus.engine.prefix import MIN_REUSE_TOKENS, PrefixCache
 
 if TYPE_CHECKING:
     from cumulus.engine.adapter_cache import AdapterCache
@@ -72,9 +75,17 @@ class GenerationEngine:
     """Batched generation over one model and its tokenizer (see the module docstring)."""
 
     def __init__(
-        self, model: Any, tokenizer: Any, *, seed: int = 0, adapters: AdapterCache | None = None
+        self,
+        model: Any,
+        tokenizer: Any,
+        *,
+        seed: int = 0,
+        adapters: AdapterCache | None = None,
+        prefix_cache_bytes: int = 256 << 20,
+        min_reused_prefix: int = MIN_REUSE_TOKENS,
     ) -> None:
         self.model = model
+        self.prefixes = PrefixCache(max_bytes=prefix_cache_bytes, min_tokens=min_reused_prefix)
         use_decode_attention(model)  # SDPA's CPU kernel is slow for one-token queries
         self.adapters = adapters
         self.tokenizer = tokenizer
@@ -133,21 +144,13 @@ class GenerationEngine:
     def _decode(
         self, requests: Sequence[GenerationRequest], prompts: list[list[int]], lora: MultiLora | None
     ) -> Iterator[list[Chunk]]:
-        width = max(len(p) for p in prompts)
-        input_ids = torch.full((len(prompts), width), self.tokenizer.pad_token_id, dtype=torch.long)
-        mask = torch.zeros((len(prompts), width), dtype=torch.long)
-        for b, prompt in enumerate(prompts):
-            input_ids[b, width - len(prompt) :] = torch.tensor(prompt)
-            mask[b, width - len(prompt) :] = 1
-        rows = [_Row(r, len(p)) for r, p in zip(requests, prompts, strict=True)]
-        active = list(range(len(rows)))  # batch row -> request index
-        positions = (mask.cumsum(-1) - 1).clamp(min=0)
-        # logits_to_keep=1: the prompt's other logits would cost batch x length x vocab floats.
-        out = self.model(
-            input_ids=input_ids, attention_mask=mask, position_ids=positions, use_cache=True, logits_to_keep=1
+        adapters = [r.adapter for r in requests]
+        out, mask, positions = prefill(
+            self.model, self.tokenizer.pad_token_id, self.prefixes, prompts, adapters, lora
         )
         cache = out.past_key_values
-        positions = positions[:, -1:]
+        rows = [_Row(r, len(p)) for r, p in zip(requests, prompts, strict=True)]
+        active = list(range(len(rows)))  # batch row -> request index
         while True:
             next_ids = self._pick(out.logits[:, -1, :].float(), [rows[i].request for i in active])
             chunks = [

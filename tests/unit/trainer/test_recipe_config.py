@@ -68,10 +68,19 @@ def test_bf16_without_hardware_support_is_refused(monkeypatch: pytest.MonkeyPatc
     assert RecipeConfig(precision="auto", device="cpu").resolve() == (torch.device("cpu"), None)
 
 
-def test_auto_precision_uses_bf16_where_the_cpu_has_it(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_auto_precision_uses_bf16_where_the_cpu_has_amx(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(recipe_config, "cpu_supports_bf16", lambda: True)
+    monkeypatch.setattr(recipe_config, "cpu_has_amx", lambda: True)
     assert RecipeConfig(device="cpu").resolve() == (torch.device("cpu"), torch.bfloat16)
     assert RecipeConfig(device="cpu", precision="fp32").resolve() == (torch.device("cpu"), None)
+
+
+def test_auto_precision_stays_fp32_where_bf16_is_slower(monkeypatch: pytest.MonkeyPatch) -> None:
+    """AVX512-BF16 without AMX: bf16 runs when asked for, but auto keeps the faster fp32."""
+    monkeypatch.setattr(recipe_config, "cpu_supports_bf16", lambda: True)
+    monkeypatch.setattr(recipe_config, "cpu_has_amx", lambda: False)
+    assert RecipeConfig(device="cpu").resolve() == (torch.device("cpu"), None)
+    assert RecipeConfig(device="cpu", precision="bf16").resolve() == (torch.device("cpu"), torch.bfloat16)
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU")
