@@ -103,6 +103,22 @@ BENCHMARKS: tuple[Benchmark, ...] = (
             Target("mixed_vs_peft", ">=", 5, "x", "8 adapters in one batch / PEFT adapter_names, tokens/s"),
         ),
     ),
+    Benchmark(
+        "prefix_cache",
+        "prefix_cache.py",
+        (
+            Target(
+                "speedup",
+                ">=",
+                1.5,
+                "x",
+                "demo tool-calling traffic, prefix cache / whole prompts, requests/s",
+            ),
+            Target("cached_token_share", None, None, "", "prompt tokens served from the cache"),
+            Target("same_outputs", None, None, "", "greedy outputs identical to whole-prompt prefill (bf16)"),
+        ),
+        quick_timeout_s=600.0,
+    ),
     # No --quick and no stated targets: fewer MiniLM pairs for the quick run.
     Benchmark(
         "grader_throughput",

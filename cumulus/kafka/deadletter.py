@@ -6,6 +6,7 @@ and move on, so an operator can inspect or replay it later.
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 
 from google.protobuf.timestamp_pb2 import Timestamp
@@ -17,16 +18,25 @@ UNKNOWN_WORKFLOW = "unattributed"
 """Workflow of a dead letter whose record carried no workflow in its key."""
 
 
-def dead_letter(record: Any, *, consumer: str, producer: str, reason: str) -> events_pb2.DeadLetter:
+def dead_letter(
+    record: Any, *, consumer: str, producer: str, reason: str, replayable: bool = False
+) -> events_pb2.DeadLetter:
     """The DeadLetter of an aiokafka ``ConsumerRecord`` (topic, partition, offset, key, value).
 
     Its tenant and workflow are read from the record's key (the value may be what failed to decode).
+    ``replayable``: the letter's event id is derived from the record's coordinates and the
+    consumer, so a batch replayed after a crash dead-letters it again under the same id and
+    readers can dedupe; otherwise it is a fresh id.
     """
     failed_at = Timestamp()
     failed_at.GetCurrentTime()
     tenant, workflow = codec.decode_key(record.key)
+    meta = codec.new_meta(tenant=tenant, workflow=workflow or UNKNOWN_WORKFLOW, producer=producer)
+    if replayable:
+        coordinates = f"{record.topic}:{record.partition}:{record.offset}:{consumer}"
+        meta.event_id = hashlib.sha256(coordinates.encode()).hexdigest()[:32]
     return events_pb2.DeadLetter(
-        meta=codec.new_meta(tenant=tenant, workflow=workflow or UNKNOWN_WORKFLOW, producer=producer),
+        meta=meta,
         source_topic=record.topic,
         source_partition=record.partition,
         source_offset=record.offset,

@@ -26,7 +26,6 @@ before any work, and its ack bookkeeping has known holes (faust-streaming #606, 
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import time
 from collections import defaultdict
 from typing import Any
@@ -186,7 +185,11 @@ class CapturePipeline:
             try:
                 rows.append(capture.row(record.value))
             except EventDecodeError as exc:
-                dead.append(_dead_letter(record, exc.message))
+                dead.append(
+                    deadletter.dead_letter(
+                        record, consumer=CONSUMER, producer=CONSUMER, reason=exc.message, replayable=True
+                    )
+                )
         if rows:
             if not await self._commit(tp, first, pending_note(last)):
                 return False  # the partition is no longer ours (or we are out of time): nothing inserted
@@ -300,12 +303,3 @@ class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
 
     async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
         await self.pipeline._on_assigned(assigned)
-
-
-def _dead_letter(record: Any, reason: str) -> events_pb2.DeadLetter:
-    """The dead letter of a record, under an id derived from the record's coordinates: a batch
-    replayed after a crash dead-letters it again under the same id, so readers can dedupe."""
-    letter = deadletter.dead_letter(record, consumer=CONSUMER, producer=CONSUMER, reason=reason)
-    coordinates = f"{record.topic}:{record.partition}:{record.offset}:{CONSUMER}"
-    letter.meta.event_id = hashlib.sha256(coordinates.encode()).hexdigest()[:32]
-    return letter

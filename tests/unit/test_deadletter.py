@@ -35,3 +35,16 @@ def test_the_dead_letter_is_attributed_from_the_record_key(
         7,
     )
     assert letter.source_topic == topics.VERDICTS.name and letter.reason == "not a Verdict"
+
+
+def test_a_replayable_dead_letter_keeps_its_id_when_the_record_is_replayed() -> None:
+    def letter(consumer: str, offset: int = 7, replayable: bool = True) -> str:
+        source = record(codec.encode_key("acme", "tickets"))
+        source.offset = offset
+        return dead_letter(
+            source, consumer=consumer, producer=consumer, reason="x", replayable=replayable
+        ).meta.event_id
+
+    assert letter("collector") == letter("collector")  # the same record after a crash: the same id
+    assert len({letter("collector"), letter("judge"), letter("collector", offset=8)}) == 3
+    assert letter("collector", replayable=False) != letter("collector", replayable=False)
