@@ -2,7 +2,7 @@
 
 Starts, each as its own process on free loopback ports: a Triton (PyTriton's tritonserver) whose
 decoupled models ``live`` and ``small`` answer a fixed text at once through the TensorRT-LLM
-interface (this script with ``--serve-fixed``), a Kafka broker (unless ``--kafka`` names one) and
+interface (bench/fixed_triton.py), a Kafka broker (unless ``--kafka`` names one) and
 the gateway (``python -m services.gateway``, capturing every request to Kafka as in production).
 Then, for each concurrency, the same KServe v2 ``ModelStreamInfer`` request is sent by that many
 closed-loop workers, first to Triton directly, then to the gateway's drop-in endpoint, and the
@@ -29,10 +29,7 @@ import asyncio
 import contextlib
 import json
 import os
-import signal
-import subprocess
 import sys
-import sysconfig
 import tempfile
 import time
 from dataclasses import dataclass
@@ -40,58 +37,12 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
-FIXED_TEXT = "The quick brown fox jumps over the lazy dog."
+sys.path.insert(0, str(REPO))  # for bench.*, services.* and tests.integration.*
+
+from bench.collector_stack import add_kafka_option  # noqa: E402
+from bench.fixed_triton import start_fixed_triton  # noqa: E402
+
 TARGETS = {"p50_added_ms": 0.5, "p99_added_ms": 2.0, "throughput_ratio": 0.9}
-
-
-def serve_fixed(grpc_port: int, http_port: int, metrics_port: int, workspace: Path) -> None:
-    """Serve ``live`` and ``small`` answering FIXED_TEXT (decoupled, as TensorRT-LLM) until SIGTERM."""
-    import numpy as np
-    from pytriton.model_config import ModelConfig
-    from pytriton.triton import Triton, TritonConfig
-
-    from services.inference.protocol import INPUTS, OUTPUTS
-
-    # The Python backend stub must load this interpreter's libpython (see FIELD-NOTES.md).
-    libdir = str(sysconfig.get_config_var("LIBDIR"))
-    os.environ["LD_LIBRARY_PATH"] = ":".join(p for p in (libdir, os.environ.get("LD_LIBRARY_PATH")) if p)
-    answer = {
-        "text_output": np.array([[FIXED_TEXT.encode()]], dtype=object),
-        "prompt_tokens": np.array([[8]], dtype=np.int32),
-        "completion_tokens": np.array([[10]], dtype=np.int32),
-    }
-
-    async def infer(requests: list[Any]) -> Any:
-        yield [answer for _ in requests]
-
-    stop = False
-
-    def on_signal(*_: Any) -> None:
-        nonlocal stop
-        stop = True
-
-    signal.signal(signal.SIGTERM, on_signal)
-    config = TritonConfig(
-        grpc_address="127.0.0.1",
-        grpc_port=grpc_port,
-        http_address="127.0.0.1",
-        http_port=http_port,
-        metrics_address="127.0.0.1",
-        metrics_port=metrics_port,
-    )
-    with Triton(config=config, workspace=workspace) as triton:
-        for name in ("live", "small"):
-            triton.bind(
-                model_name=name,
-                infer_func=infer,
-                inputs=INPUTS,
-                outputs=OUTPUTS,
-                config=ModelConfig(batching=True, max_batch_size=8, batcher=None, decoupled=True),
-                strict=True,
-            )
-        triton.run()
-        while not stop and triton.is_alive():
-            time.sleep(0.2)
 
 
 def request_bytes() -> bytes:
@@ -232,18 +183,8 @@ def main() -> None:
     parser.add_argument(
         "--rounds", type=int, default=4, help="alternating rounds the measured time is split into"
     )
-    parser.add_argument(
-        "--kafka", default="", help="bootstrap servers of a running broker (default: start one)"
-    )
-    parser.add_argument(
-        "--serve-fixed", nargs=4, metavar=("GRPC", "HTTP", "METRICS", "WORKSPACE"), help=argparse.SUPPRESS
-    )
+    add_kafka_option(parser)
     args = parser.parse_args()
-    sys.path.insert(0, str(REPO))  # for tests.integration.gateway_process and services.*
-    if args.serve_fixed:
-        grpc_port, http_port, metrics_port, workspace = args.serve_fixed
-        serve_fixed(int(grpc_port), int(http_port), int(metrics_port), Path(workspace))
-        return
     seconds = 3.0 if args.quick else args.seconds
     with contextlib.ExitStack() as cleanup:
         state = Path(cleanup.enter_context(tempfile.TemporaryDirectory(prefix="gateway-bench-")))
@@ -282,71 +223,12 @@ def main() -> None:
 
 
 def start_kafka(state: Path, cleanup: contextlib.ExitStack) -> str:
-    """A single-node broker with every cumulus topic, stopped (its whole process group) on exit."""
-    from cumulus.config import KafkaConfig
-    from cumulus.kafka.admin import ensure_topics
-    from cumulus.kafka.topics import ALL_TOPICS
-    from ops.stack import kafka
-    from tests.integration.gateway_process import free_ports
+    """A single-node broker with every cumulus topic (the tests' own), stopped on exit."""
+    from tests.integration.kafka_fixtures import start_broker
 
-    port, controller_port = free_ports(2)
-    config = KafkaConfig(bootstrap_servers=f"127.0.0.1:{port}", controller_port=controller_port)
-    layout = kafka.BrokerLayout.from_config(
-        state / "kafka", config, kafka.ensure_jars(REPO / ".cumulus/kafka/libs")
-    )
-    kafka.write_server_properties(layout, config)
-    kafka.format_storage(layout)
-    with layout.log_file.open("wb") as log:
-        broker = subprocess.Popen(
-            kafka.broker_command(layout, config),
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            env=kafka.broker_env(),
-            start_new_session=True,
-        )
-    cleanup.callback(_stop_group, broker)
-    asyncio.run(kafka.wait_until_ready(layout.bootstrap, 120.0))
-    asyncio.run(ensure_topics(layout.bootstrap, ALL_TOPICS, config.partitions, config.replication_factor))
-    return layout.bootstrap
-
-
-def start_fixed_triton(state: Path, cleanup: contextlib.ExitStack) -> str:
-    """Run this script's ``--serve-fixed`` mode; return its gRPC url once both models are ready."""
-    import tritonclient.grpc as grpcclient
-
-    from tests.integration.gateway_process import free_ports
-
-    ports = free_ports(3)
-    with (state / "triton.log").open("wb") as log:
-        server = subprocess.Popen(
-            [sys.executable, __file__, "--serve-fixed", *map(str, ports), str(state / "triton-workspace")],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    cleanup.callback(_stop_group, server)
-    url = f"127.0.0.1:{ports[0]}"
-    deadline = time.monotonic() + 120.0
-    with grpcclient.InferenceServerClient(url) as client:
-        while time.monotonic() < deadline:
-            if server.poll() is not None:
-                raise RuntimeError(f"fixed Triton exited: {(state / 'triton.log').read_text()[-3000:]}")
-            with contextlib.suppress(Exception):
-                if client.is_model_ready("live") and client.is_model_ready("small"):
-                    return url
-            time.sleep(0.5)
-    raise RuntimeError("fixed Triton not ready after 120 s")
-
-
-def _stop_group(process: subprocess.Popen[bytes], timeout_s: float = 30.0) -> None:
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(process.pid, signal.SIGTERM)
-    try:
-        process.wait(timeout_s)
-    except subprocess.TimeoutExpired:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGKILL)
-        process.wait()
+    broker = start_broker(state / "kafka")
+    cleanup.callback(broker.stop)
+    return broker.bootstrap
 
 
 if __name__ == "__main__":
