@@ -177,6 +177,11 @@ class JudgeConfig(ServiceConfig):
     """Calibration: the LLM judge is flagged when fewer of its two-order answers agree."""
     min_calibration_samples: int = Field(default=20, ge=1)
     """Calibration: reviewed pairs a grader needs before it is judged at all."""
+    gold_window_s: float = Field(default=3600.0, ge=0, le=7 * 24 * 3600)
+    """How long a shadow pair waits (durably, in the store) for its request's feedback: a pair
+    joined with feedback within this window gets a gold verdict too (0: only feedback already in)."""
+    gold_pending_max: int = Field(default=100_000, ge=0)
+    """Most pairs waiting for feedback at once; past it the oldest stop waiting (bounded disk)."""
     llm_judge: LlmJudgeConfig = LlmJudgeConfig()
 
     @model_validator(mode="after")
@@ -217,6 +222,9 @@ class RouterConfig(ServiceConfig):
     """Guardrail: candidate p95 latency above this multiple of the live model's rolls back."""
     guardrail_min_samples: int = Field(default=20, ge=1)
     """Verdicts in a step before the guardrails are checked."""
+    min_gold_samples_per_step: int = Field(default=30, ge=1)
+    """Gold verdicts (shadowed requests with feedback) a step needs before the paired gold test
+    decides it instead of agreement with live (services/router/paired.py)."""
     spool_dir: Path | None = None
     """Rollout events and route tables waiting for an unreachable Kafka; default <state_dir>/spool/router."""
 

@@ -9,10 +9,11 @@ reviewer's correction). Rows older than ``retention_s`` are pruned on write.
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -86,8 +87,19 @@ class JudgeStore:
         with self._lock:
             self._db.close()
 
-    def record(self, grades: Iterable[GradeRow], feedback: Iterable[FeedbackRow]) -> None:
-        """Upsert grades and feedback in one transaction (durable when it returns)."""
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """The connection inside one transaction (committed on exit, rolled back on an exception)."""
+        with self._lock, self._db:
+            yield self._db
+
+    def record(
+        self,
+        grades: Iterable[GradeRow],
+        feedback: Iterable[FeedbackRow],
+        also: Callable[[sqlite3.Connection], None] | None = None,
+    ) -> None:
+        """Upsert grades and feedback, and run ``also``, in one transaction (durable when it returns)."""
         now = time.time()
         grade_rows = [(*_grade_values(g), now) for g in grades]
         feedback_rows = [
@@ -97,6 +109,8 @@ class JudgeStore:
         with self._lock, self._db:
             self._db.executemany("INSERT OR REPLACE INTO grades VALUES (?,?,?,?,?,?,?,?,?,?,?)", grade_rows)
             self._db.executemany("INSERT OR REPLACE INTO feedback VALUES (?,?,?,?,?,?,?)", feedback_rows)
+            if also is not None:
+                also(self._db)
             cutoff = now - self.retention_s
             self._db.execute("DELETE FROM grades WHERE graded_at < ?", (cutoff,))
             self._db.execute("DELETE FROM feedback WHERE received_at < ?", (cutoff,))

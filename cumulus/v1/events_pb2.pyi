@@ -209,7 +209,7 @@ class AdapterEvent(_message.Message):
     def __init__(self, meta: _Optional[_Union[_common_pb2.EventMeta, _Mapping]] = ..., adapter_id: _Optional[str] = ..., candidate_id: _Optional[str] = ..., dataset_id: _Optional[str] = ..., base_model: _Optional[str] = ..., status: _Optional[_Union[AdapterStatus, str]] = ..., progress: _Optional[float] = ..., artifact_uri: _Optional[str] = ..., lora_task_id: _Optional[int] = ..., version: _Optional[str] = ..., offline_score: _Optional[float] = ..., gate_passed: _Optional[bool] = ..., metrics: _Optional[_Mapping[str, float]] = ..., error: _Optional[str] = ...) -> None: ...
 
 class Verdict(_message.Message):
-    __slots__ = ("meta", "verdict_id", "pair_id", "adapter_id", "grader", "score", "passed", "details_json", "live_latency_ms", "candidate_latency_ms", "candidate_error")
+    __slots__ = ("meta", "verdict_id", "pair_id", "adapter_id", "grader", "score", "passed", "details_json", "live_latency_ms", "candidate_latency_ms", "candidate_error", "reference", "live_score", "live_passed", "request_id")
     META_FIELD_NUMBER: _ClassVar[int]
     VERDICT_ID_FIELD_NUMBER: _ClassVar[int]
     PAIR_ID_FIELD_NUMBER: _ClassVar[int]
@@ -221,6 +221,10 @@ class Verdict(_message.Message):
     LIVE_LATENCY_MS_FIELD_NUMBER: _ClassVar[int]
     CANDIDATE_LATENCY_MS_FIELD_NUMBER: _ClassVar[int]
     CANDIDATE_ERROR_FIELD_NUMBER: _ClassVar[int]
+    REFERENCE_FIELD_NUMBER: _ClassVar[int]
+    LIVE_SCORE_FIELD_NUMBER: _ClassVar[int]
+    LIVE_PASSED_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     meta: _common_pb2.EventMeta
     verdict_id: str
     pair_id: str
@@ -232,7 +236,11 @@ class Verdict(_message.Message):
     live_latency_ms: float
     candidate_latency_ms: float
     candidate_error: bool
-    def __init__(self, meta: _Optional[_Union[_common_pb2.EventMeta, _Mapping]] = ..., verdict_id: _Optional[str] = ..., pair_id: _Optional[str] = ..., adapter_id: _Optional[str] = ..., grader: _Optional[str] = ..., score: _Optional[float] = ..., passed: _Optional[bool] = ..., details_json: _Optional[str] = ..., live_latency_ms: _Optional[float] = ..., candidate_latency_ms: _Optional[float] = ..., candidate_error: _Optional[bool] = ...) -> None: ...
+    reference: str
+    live_score: float
+    live_passed: bool
+    request_id: str
+    def __init__(self, meta: _Optional[_Union[_common_pb2.EventMeta, _Mapping]] = ..., verdict_id: _Optional[str] = ..., pair_id: _Optional[str] = ..., adapter_id: _Optional[str] = ..., grader: _Optional[str] = ..., score: _Optional[float] = ..., passed: _Optional[bool] = ..., details_json: _Optional[str] = ..., live_latency_ms: _Optional[float] = ..., candidate_latency_ms: _Optional[float] = ..., candidate_error: _Optional[bool] = ..., reference: _Optional[str] = ..., live_score: _Optional[float] = ..., live_passed: _Optional[bool] = ..., request_id: _Optional[str] = ...) -> None: ...
 
 class WeightedTarget(_message.Message):
     __slots__ = ("target", "weight")

@@ -12,6 +12,7 @@ from cumulus.graders.semantic import minilm_path
 from cumulus.graders.store import JudgeStore, judge_store_path
 from cumulus.kafka.runtime import KafkaRuntime
 from cumulus.service import ServiceContext, run_service
+from services.judge.gold_join import GoldJoin
 from services.judge.handler import JudgeHandler, subscription
 from services.judge.triton_judge import TritonJudgeModel
 
@@ -52,7 +53,10 @@ async def main(ctx: ServiceContext) -> None:
     store = JudgeStore(judge_store_path(config), retention_s=config.judge.store_retention_days * 86400)
     try:
         async with KafkaRuntime(ctx, ctx.event_publisher(config.judge.spool_dir)) as kafka:
-            handler = JudgeHandler(kafka.publisher, suite, store)
+            gold = GoldJoin(
+                store, window_s=config.judge.gold_window_s, max_pending=config.judge.gold_pending_max
+            )
+            handler = JudgeHandler(kafka.publisher, suite, store, gold)
             await kafka.consume(subscription(config.judge), handler)
     finally:
         store.close()

@@ -16,6 +16,7 @@ fine, the judge is not. SIGTERM lets the batch in hand finish (or leaves it unco
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import time
 from collections import Counter
 from collections.abc import Sequence
@@ -27,7 +28,8 @@ from prometheus_client import Histogram
 from cumulus.config import JudgeConfig
 from cumulus.errors import EventDecodeError, NotReady
 from cumulus.graders import GraderSuite
-from cumulus.graders.store import FeedbackRow, JudgeStore
+from cumulus.graders.gold import grade_against_gold
+from cumulus.graders.store import FeedbackRow, GradeRow, JudgeStore
 from cumulus.kafka import topics
 from cumulus.kafka.codec import decode_as
 from cumulus.kafka.deadletter import dead_letter
@@ -36,6 +38,7 @@ from cumulus.kafka.runtime import Progress, Subscription, backoff_s, stopped_wit
 from cumulus.logs import get_logger
 from cumulus.v1 import events_pb2
 from services.judge import pairs
+from services.judge.gold_join import GoldJoin, GoldPlan
 from services.judge.pairs import Graded
 
 log = get_logger("judge")
@@ -43,6 +46,7 @@ CONSUMER = "judge"
 
 PAIRS = Metric("cumulus_judge_pairs", "Shadow pairs by outcome.", ["outcome"])
 VERDICTS = Metric("cumulus_judge_verdicts", "Verdicts published.", ["grader", "passed"])
+GOLD = Metric("cumulus_judge_gold", "Shadow pairs by how their gold join ended.", ["outcome"])
 BATCH_SECONDS = Histogram("cumulus_judge_batch_seconds", "Time to grade one batch.")
 
 
@@ -61,21 +65,27 @@ def subscription(judge: JudgeConfig) -> Subscription:
 class JudgeHandler:
     """Grades one batch at a time (see the module docstring); a ``BatchHandler`` of the runtime."""
 
-    def __init__(self, publisher: EventPublisher, suite: GraderSuite, store: JudgeStore) -> None:
+    def __init__(
+        self, publisher: EventPublisher, suite: GraderSuite, store: JudgeStore, gold: GoldJoin | None = None
+    ) -> None:
         self.publisher = publisher
         self.suite = suite
         self.store = store
+        self.gold = gold
+        """Joins pairs with their request's feedback for gold verdicts; None: agreement only."""
         self.progress = Progress()
         """What the batch is stuck on (the judge model, Kafka), None while it makes progress."""
 
     async def handle(self, records: Sequence[Any], stopping: asyncio.Event) -> bool:
         """Grade, publish and record one batch; False when stopping before it was graded."""
         started = time.monotonic()
-        shadow, feedback = [], []
+        shadow, feedback, feedback_events = [], [], []
         for record in records:
             try:
                 if record.topic == topics.FEEDBACK.name:
-                    feedback.append(pairs.feedback_row(decode_as(events_pb2.FeedbackEvent, record.value)))
+                    event = decode_as(events_pb2.FeedbackEvent, record.value)
+                    feedback.append(pairs.feedback_row(event))
+                    feedback_events.append(event)
                 else:
                     pair = decode_as(events_pb2.ShadowPair, record.value, topic=record.topic)
                     pairs.check_pair(pair)
@@ -88,10 +98,61 @@ class JudgeHandler:
         for item in graded:
             self.publisher.publish(topics.VERDICTS, item.verdict())
             VERDICTS.labels(item.final.grader, str(item.final.passed).lower()).inc()
+        plan, gold_verdicts = await asyncio.to_thread(
+            self._gold_verdicts, [item.pair for item in graded], feedback_events
+        )
+        for verdict in gold_verdicts:
+            self.publisher.publish(topics.VERDICTS, verdict)
+            VERDICTS.labels(f"gold/{verdict.grader}", str(verdict.passed).lower()).inc()
         rows = [row for item in graded for row in item.rows()]
-        await asyncio.to_thread(self.store.record, rows, feedback)
+        await asyncio.to_thread(self._record, rows, feedback, plan)
         self._log_batch(graded, feedback, time.monotonic() - started)
         return True
+
+    def _gold_verdicts(
+        self, graded: list[events_pb2.ShadowPair], feedback: list[events_pb2.FeedbackEvent]
+    ) -> tuple[GoldPlan | None, list[events_pb2.Verdict]]:
+        """Join the batch with waiting pairs and feedback; grade the joined pairs against their gold."""
+        if self.gold is None:
+            return None, []
+        plan = self.gold.plan(graded, feedback)
+        verdicts = []
+        for pair, gold in plan.ready:
+            try:
+                (grade,) = grade_against_gold(self.suite, [pairs.gold_case(pair, gold)])
+            except Exception:  # a grader crash on one pair: no gold verdict for it, the rest go on
+                log.exception("gold.grader_crashed", workflow=pair.meta.workflow, pair=pair.pair_id)
+                GOLD.labels("crashed").inc()
+                continue
+            if grade is None:
+                GOLD.labels("unknown").inc()  # feedback refuted live, candidate said something else
+                continue
+            GOLD.labels("graded").inc()
+            verdicts.append(pairs.gold_verdict(pair, grade))
+        GOLD.labels("waiting").inc(len(plan.waiting))
+        if plan.ready or plan.feedback:
+            log.info(
+                "gold.joined",
+                feedback=len(plan.feedback),
+                joined=len(plan.ready),
+                verdicts=len(verdicts),
+                waiting=len(plan.waiting),
+                adapters=sorted({v.adapter_id for v in verdicts}),
+            )
+        return plan, verdicts
+
+    def _record(self, rows: list[GradeRow], feedback: list[FeedbackRow], plan: GoldPlan | None) -> None:
+        gold, expired = self.gold, 0
+
+        def write_plan(db: sqlite3.Connection) -> None:
+            nonlocal expired
+            if gold is not None and plan is not None:
+                expired = gold.write(db, plan)
+
+        self.store.record(rows, feedback, write_plan)
+        if expired:
+            GOLD.labels("expired").inc(expired)
+            log.info("gold.expired", pairs=expired, reason="no feedback within judge.gold_window_s")
 
     async def _grade(
         self, shadow: list[tuple[Any, events_pb2.ShadowPair]], stopping: asyncio.Event

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from cumulus.errors import EventDecodeError
 from cumulus.graders import Grade, GradeCase, ToolSchema
 from cumulus.graders.calibration import text_digest
+from cumulus.graders.gold import Gold, GoldCase, GoldGrade
 from cumulus.graders.store import FeedbackRow, GradeRow
 from cumulus.kafka import codec
 from cumulus.v1 import common_pb2, events_pb2
@@ -56,6 +57,42 @@ def grade_case(pair: events_pb2.ShadowPair) -> GradeCase:
     )
 
 
+def gold_case(pair: events_pb2.ShadowPair, gold: Gold) -> GoldCase:
+    return GoldCase(
+        gold=gold,
+        live=pair.live.text,
+        candidate="" if candidate_failed(pair) else pair.candidate.text,
+        workflow=pair.meta.workflow,
+        tools=tuple(ToolSchema.from_json(t.name, t.parameters_json) for t in pair.tools),
+    )
+
+
+def gold_verdict(pair: events_pb2.ShadowPair, grade: GoldGrade) -> events_pb2.Verdict:
+    """The candidate and live, each against the request's feedback: one paired observation."""
+    name = f"gold/{grade.candidate.grader}"
+    vid = verdict_id(pair.pair_id, name)
+    meta = codec.new_meta(
+        tenant=pair.meta.tenant, workflow=pair.meta.workflow, producer=PRODUCER, event_id=vid
+    )
+    return events_pb2.Verdict(
+        meta=meta,
+        verdict_id=vid,
+        pair_id=pair.pair_id,
+        adapter_id=pair.adapter_id,
+        grader=grade.candidate.grader,
+        score=min(1.0, max(0.0, grade.candidate.score)),
+        passed=grade.candidate.passed,
+        details_json=grade.candidate.details_json(),
+        live_latency_ms=pair.live.latency_ms,
+        candidate_latency_ms=pair.candidate.latency_ms,
+        candidate_error=candidate_failed(pair),
+        reference="gold",
+        live_score=min(1.0, max(0.0, grade.live.score)),
+        live_passed=grade.live.passed,
+        request_id=pair.request_id,
+    )
+
+
 def candidate_error_grade(grader: str, pair: events_pb2.ShadowPair) -> Grade:
     """A candidate that failed (error, timeout) loses to live, whatever the grader."""
     reason = pair.candidate.error_message[:300] or "candidate failed"
@@ -91,6 +128,8 @@ class Graded:
             live_latency_ms=pair.live.latency_ms,
             candidate_latency_ms=pair.candidate.latency_ms,
             candidate_error=candidate_failed(pair),
+            reference="live",
+            request_id=pair.request_id,
         )
 
     def rows(self) -> list[GradeRow]:

@@ -52,6 +52,7 @@ def gate_policy(config: RouterConfig) -> gates.GatePolicy:
         max_error_rate=config.max_error_rate,
         max_p95_latency_ratio=config.max_p95_latency_ratio,
         guardrail_min_samples=config.guardrail_min_samples,
+        min_gold_samples=config.min_gold_samples_per_step,
     )
 
 
@@ -90,11 +91,14 @@ class Router:
             candidate=candidate_target(event, self.config.candidate_model),
             incumbent=incumbent_of(table),
             steps=self.config.canary_steps,
+            expects_gold=event.metrics.get("gate_test", 0.0) == 1.0,
         )
         self.rollouts[key] = rollout
-        started = Transition(
-            "", SHADOW, 0, 0.0, "adapter passed the offline gate", {"offline_score": event.offline_score}
+        offline = {"offline_score": event.offline_score, "expects_gold": float(rollout.expects_gold)}
+        offline.update(
+            {k: v for k, v in event.metrics.items() if k.startswith(("gold_", "live_gold", "gate_"))}
         )
+        started = Transition("", SHADOW, 0, 0.0, "adapter passed the offline gate", offline)
         rollout.last = started
         return self._publish(rollout, started)
 
@@ -113,6 +117,9 @@ class Router:
             or verdict.meta.occurred_at.ToNanoseconds() < rollout.step_started_ns
         ):
             return
+        if verdict.reference == "gold":
+            rollout.evidence.add_gold(verdict.verdict_id, verdict.passed, verdict.live_passed)
+            return
         rollout.evidence.add(
             verdict.passed, verdict.candidate_error, verdict.candidate_latency_ms, verdict.live_latency_ms
         )
@@ -121,9 +128,9 @@ class Router:
         """Run every gating rollout's gate once; publish what moved."""
         outputs: list[Output] = []
         for rollout in self.rollouts.values():
-            if rollout.state not in (SHADOW, CANARY) or rollout.evidence.n == 0:
+            if rollout.state not in (SHADOW, CANARY) or rollout.evidence.n + rollout.evidence.gold.n == 0:
                 continue
-            decision = gates.evaluate(rollout.evidence, self.policy)
+            decision = gates.evaluate(rollout.evidence, self.policy, expects_gold=rollout.expects_gold)
             if decision.action == "advance":
                 outputs += self._publish(rollout, rollout.advance(decision.reason, decision.evidence))
             elif decision.action == "rollback":
@@ -174,7 +181,8 @@ class Router:
             to_state=move.to_state,
             weight=move.weight,
             reason=move.reason,
-            evidence=move.evidence,
+            # Every event carries it, so that a restarted router restores it from the latest one.
+            evidence={**move.evidence, "expects_gold": float(rollout.expects_gold)},
             step=move.step,
         )
         log.info(
@@ -273,6 +281,7 @@ class Router:
             step=event.step,
             paused_from=paused_from,
             step_started_ns=event.meta.occurred_at.ToNanoseconds(),
+            expects_gold=event.evidence.get("expects_gold", 0.0) == 1.0,
         )
         rollout.last = Transition(
             event.from_state, event.to_state, event.step, event.weight, event.reason, dict(event.evidence)

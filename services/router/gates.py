@@ -9,6 +9,14 @@ Order of checks at each evaluation (after every batch of verdicts, so peeking is
 4. ``max_samples`` without a conclusion rolls back (the candidate could not show it is good enough).
 Otherwise the step holds. Every decision carries its numbers (the rollout event's evidence).
 
+Gold (feedback on the shadowed requests, the judge's ``reference = "gold"`` verdicts) comes
+before agreement: once a step has ``min_gold_samples`` gold verdicts, the paired test of
+services/router/paired.py decides instead of checks 2-3 (inferior to live on gold by more than the
+margin rolls back; non-inferior advances, even where the candidate disagrees with live). A step
+that has seen any gold, or whose adapter was gated on gold offline, never rolls back on
+disagreement alone: it holds for gold (a candidate that is right where live is wrong disagrees
+with live). The decision's evidence says which test decided (``test``: 1 gold, 0 agreement).
+
 Sample sizes at the defaults (margin 0.1, alpha 0.05; ``NonInferiorityTest.samples_to_pass``),
 verdicts one step needs when a share r of them pass: r=1.0: 43, 0.99: 66, 0.98: 85, 0.97: 120,
 0.95: 255; below 0.9 it never advances. With ``min_samples`` 100 an equal candidate (agreement
@@ -26,6 +34,7 @@ from typing import Literal
 
 import numpy as np
 
+from services.router.paired import GoldCounts, PairedGoldTest
 from services.router.sequential import NonInferiorityTest, log_e_inferior, log_e_noninferior
 
 Action = Literal["hold", "advance", "rollback"]
@@ -42,10 +51,15 @@ class GatePolicy:
     max_error_rate: float = 0.05
     max_p95_latency_ratio: float = 2.0
     guardrail_min_samples: int = 20
+    min_gold_samples: int = 30
 
     @property
     def test(self) -> NonInferiorityTest:
         return NonInferiorityTest(p0=1.0 - self.margin, alpha=self.alpha)
+
+    @property
+    def gold_test(self) -> PairedGoldTest:
+        return PairedGoldTest(margin=self.margin, alpha=self.alpha)
 
 
 @dataclass
@@ -57,6 +71,15 @@ class StepEvidence:
     errors: int = 0
     candidate_latency_ms: list[float] = field(default_factory=list)
     live_latency_ms: list[float] = field(default_factory=list)
+    gold: GoldCounts = field(default_factory=GoldCounts)
+    _gold_seen: set[str] = field(default_factory=set)
+
+    def add_gold(self, verdict_id: str, candidate_right: bool, live_right: bool) -> None:
+        """One gold verdict; a redelivered one (same id) counts once."""
+        if verdict_id in self._gold_seen:
+            return
+        self._gold_seen.add(verdict_id)
+        self.gold.add(candidate_right, live_right)
 
     def add(self, passed: bool, candidate_error: bool, candidate_ms: float, live_ms: float) -> None:
         self.n += 1
@@ -79,8 +102,11 @@ def _p95(values: list[float]) -> float:
     return float(np.percentile(values, 95)) if values else 0.0
 
 
-def evaluate(evidence: StepEvidence, policy: GatePolicy) -> GateDecision:
-    """What the step's verdicts so far say to do (see the module docstring for the order)."""
+def evaluate(evidence: StepEvidence, policy: GatePolicy, *, expects_gold: bool = False) -> GateDecision:
+    """What the step's verdicts so far say to do (see the module docstring for the order).
+
+    ``expects_gold``: the adapter was gated on gold offline, so disagreement alone never rolls back.
+    """
     test = policy.test
     n, passes = evidence.n, evidence.passes
     cand_p95, live_p95 = _p95(evidence.candidate_latency_ms), _p95(evidence.live_latency_ms)
@@ -114,14 +140,41 @@ def evaluate(evidence: StepEvidence, policy: GatePolicy) -> GateDecision:
                 f"{live_p95:.0f} ms",
                 numbers,
             )
-    if numbers["log_e_inferior"] >= test.log_threshold:
+    gold = evidence.gold
+    numbers.update(policy.gold_test.evidence(gold), test=0.0)
+    if gold.n >= policy.min_gold_samples:
+        decided = _gold_decision(gold, policy, numbers)
+        if decided is not None:
+            return decided
+    elif numbers["log_e_inferior"] >= test.log_threshold and not (expects_gold or gold.n):
         return GateDecision(
             "rollback", f"inferior: pass rate below {test.p0:.3f} at alpha={policy.alpha}", numbers
         )
-    if n >= policy.min_samples and numbers["log_e_noninferior"] >= test.log_threshold:
+    elif n >= policy.min_samples and numbers["log_e_noninferior"] >= test.log_threshold:
         return GateDecision(
             "advance", f"non-inferior: pass rate >= {test.p0:.3f} at alpha={policy.alpha}", numbers
         )
     if n >= policy.max_samples:
         return GateDecision("rollback", f"inconclusive after {n} verdicts", numbers)
     return GateDecision("hold", "collecting verdicts", numbers)
+
+
+def _gold_decision(gold: GoldCounts, policy: GatePolicy, numbers: dict[str, float]) -> GateDecision | None:
+    """The paired gold test's decision, or None while it has not concluded."""
+    test = policy.gold_test
+    accuracies = (
+        f"candidate {numbers['candidate_gold_accuracy']:.3f} vs live {numbers['live_gold_accuracy']:.3f} "
+        f"on {gold.n} gold requests"
+    )
+    numbers["test"] = 1.0
+    if test.shows_inferior(gold):
+        return GateDecision(
+            "rollback", f"gold: inferior to live by more than {policy.margin} ({accuracies})", numbers
+        )
+    if test.shows_noninferior(gold):
+        better = "superior to" if numbers["gold_superior"] else "non-inferior to"
+        return GateDecision(
+            "advance", f"gold: {better} live at margin {policy.margin} ({accuracies})", numbers
+        )
+    numbers["test"] = 0.0
+    return None

@@ -70,6 +70,8 @@ class Rollout:
     """Verdicts about earlier moments do not count toward the step (a replayed topic, a late batch)."""
     last: Transition | None = None
     """The latest transition: what `cumulus rollout list` explains."""
+    expects_gold: bool = False
+    """The adapter's offline gate was decided on gold: its steps wait for gold, not for agreement."""
 
     @property
     def key(self) -> WorkflowKey:

@@ -33,7 +33,7 @@ class FakeStore:
         self.grades: list[Any] = []
         self.feedback: list[Any] = []
 
-    def record(self, grades: Sequence[Any], feedback: Sequence[Any]) -> None:
+    def record(self, grades: Sequence[Any], feedback: Sequence[Any], also: Any = None) -> None:
         self.grades.extend(grades)
         self.feedback.extend(feedback)
 
