@@ -69,7 +69,8 @@ class ServiceContext:
 
     async def readiness_report(self) -> tuple[bool, dict[str, Any]]:
         checks: dict[str, Any] = {}
-        for check_name, check in self.readiness.items():
+        # A snapshot: main() registers checks (kafka, progress) while a probe may be awaiting one.
+        for check_name, check in list(self.readiness.items()):
             try:
                 problem = await asyncio.wait_for(check(), timeout=2.0)
             except Exception as exc:  # a failing check means "not ready", never a crash

@@ -114,3 +114,21 @@ async def test_every_service_api_answers_starting_the_same_way_then_its_worker()
             assert resp.status == 503
     ctx.stopping.set()
     await asyncio.wait_for(task, timeout=5)
+
+
+async def test_a_check_registered_while_a_probe_is_running_does_not_break_the_probe() -> None:
+    """main() adds checks (kafka, progress) at any await; a /readyz in flight must still answer."""
+    ctx = ServiceContext(name="judge", config=CumulusConfig(), log=get_logger("judge"))
+
+    async def slow() -> str | None:
+        ctx.readiness["kafka"] = slow_kafka  # what KafkaRuntime does while the probe awaits
+        return None
+
+    async def slow_kafka() -> str | None:
+        return "unreachable"
+
+    ctx.readiness["clickhouse"] = slow
+    ready, checks = await ctx.readiness_report()
+    assert ready and checks == {"clickhouse": {"ok": True}}
+    ready, checks = await ctx.readiness_report()
+    assert not ready and checks["kafka"] == {"ok": False, "reason": "unreachable"}
