@@ -94,9 +94,13 @@ class Router:
             expects_gold=event.metrics.get("gate_test", 0.0) == 1.0,
         )
         self.rollouts[key] = rollout
-        offline = {"offline_score": event.offline_score, "expects_gold": float(rollout.expects_gold)}
+        offline = {"offline_score": event.offline_score}
         offline.update(
-            {k: v for k, v in event.metrics.items() if k.startswith(("gold_", "live_gold", "gate_"))}
+            {
+                k: v
+                for k, v in event.metrics.items()
+                if k.startswith(("gold_", "live_gold", "candidate_gold", "gate_"))
+            }
         )
         started = Transition("", SHADOW, 0, 0.0, "adapter passed the offline gate", offline)
         rollout.last = started
@@ -283,8 +287,10 @@ class Router:
             step_started_ns=event.meta.occurred_at.ToNanoseconds(),
             expects_gold=event.evidence.get("expects_gold", 0.0) == 1.0,
         )
+        # ``expects_gold`` rides along in every event only to be restored here; it is not evidence.
+        evidence = {key: value for key, value in event.evidence.items() if key != "expects_gold"}
         rollout.last = Transition(
-            event.from_state, event.to_state, event.step, event.weight, event.reason, dict(event.evidence)
+            event.from_state, event.to_state, event.step, event.weight, event.reason, evidence
         )
         return rollout
 

@@ -64,8 +64,14 @@ async def running_judge(config: CumulusConfig) -> AsyncIterator[ServiceContext]:
         await asyncio.wait_for(task, 60)
 
 
-async def collect(bootstrap: str, tenant: str, want: int, timeout_s: float = 60) -> dict[str, list[Any]]:
-    """Verdicts and dead letters of this test, until ``want`` of them arrived."""
+async def collect(
+    bootstrap: str, tenant: str, want: int, want_gold: int = 0, timeout_s: float = 60
+) -> dict[str, list[Any]]:
+    """Verdicts and dead letters of this test, until ``want`` of them arrived.
+
+    Gold verdicts are kept apart and not counted: how many arrive depends on whether the feedback or
+    the pair is read first (either order joins, a redelivered pair may join again under one id).
+    """
     consumer = AIOKafkaConsumer(
         topics.VERDICTS.name,
         topics.DEADLETTER.name,
@@ -73,15 +79,15 @@ async def collect(bootstrap: str, tenant: str, want: int, timeout_s: float = 60)
         auto_offset_reset="earliest",
     )
     await consumer.start()
-    found: dict[str, list[Any]] = {"verdicts": [], "dead": []}
+    found: dict[str, list[Any]] = {"verdicts": [], "gold": [], "dead": []}
     try:
         async with asyncio.timeout(timeout_s):
-            while len(found["verdicts"]) + len(found["dead"]) < want:
+            while len(found["verdicts"]) + len(found["dead"]) < want or len(found["gold"]) < want_gold:
                 for part in (await consumer.getmany(timeout_ms=200)).values():
                     for record in part:
                         event = decode_or_none(record.topic, record.value)
                         if isinstance(event, events_pb2.Verdict) and event.meta.tenant == tenant:
-                            found["verdicts"].append(event)
+                            found["gold" if event.reference == "gold" else "verdicts"].append(event)
                         elif isinstance(event, events_pb2.DeadLetter) and tenant.encode() in record.value:
                             found["dead"].append(event)
     finally:
@@ -125,7 +131,7 @@ async def test_pairs_become_verdicts_poison_goes_to_dead_letter_and_offsets_are_
             await producer.send_and_wait(topics.SHADOW.name, poison, key=b"wf-poison")
             await producer.send_and_wait(topics.SHADOW.name, codec.encode_event(malformed), key=b"wf-label")
             await producer.send_and_wait(topics.FEEDBACK.name, codec.encode_event(feedback), key=b"wf-label")
-            found = await collect(kafka_bootstrap, traffic.tenant, want=len(pairs) + 2)
+            found = await collect(kafka_bootstrap, traffic.tenant, want=len(pairs) + 2, want_gold=1)
             ready, checks = await ctx.readiness_report()
             assert ready, checks
     finally:
@@ -148,6 +154,11 @@ async def test_pairs_become_verdicts_poison_goes_to_dead_letter_and_offsets_are_
         label_ok.pair_id, "label"
     )
     assert twice[0].meta.event_id == twice[0].verdict_id  # consumers dedupe on it
+    # The review of "reviewed" makes its pair's gold verdict: the candidate's " billing." against "good".
+    assert found["gold"] and {(v.pair_id, v.request_id, v.verdict_id) for v in found["gold"]} == {
+        (label_ok.pair_id, "reviewed", found["gold"][0].verdict_id)
+    }
+    assert found["gold"][0].verdict_id != twice[0].verdict_id and found["gold"][0].live_passed
     reasons = sorted(d.reason for d in found["dead"])
     assert (
         len(reasons) == 2

@@ -21,7 +21,8 @@ NOT_BENCHMARKS = {
     "run_all.py",
     "targets.py",
     "collector_stack.py",
-}  # this runner, its table, and a helper the collector benches import
+    "fixed_triton.py",
+}  # this runner, its table, and helpers other benches import
 
 SPEED = Benchmark(
     "speed",
