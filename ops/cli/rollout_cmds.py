@@ -86,11 +86,24 @@ def render(rows: list[dict[str, Any]]) -> str:
         )
         lines.append(
             f"{row['tenant']:<16} {row['workflow']:<24} {row['adapter_id']:<28} {row['state']:<11} "
-            f"{100 * row['weight']:>5.1f}%  {numbers} step_verdicts={row['step_verdicts']} ({row['reason']})"
+            f"{100 * row['weight']:>5.1f}%  {numbers}{gold_text(row.get('gold') or {})} "
+            f"step_verdicts={row['step_verdicts']} ({row['reason']})"
         )
     if not rows:
         lines.append("(no rollout yet)")
     return "\n".join(lines)
+
+
+def gold_text(gold: dict[str, float]) -> str:
+    """`` gold: candidate 0.80 [0.70, 0.88] vs live 0.20 [0.12, 0.31], n=60`` (empty without gold)."""
+    if not gold.get("gold_n"):
+        return ""
+    sides = []
+    for side in ("candidate", "live"):
+        if f"{side}_gold_accuracy" in gold:
+            low, high = gold[f"{side}_gold_low"], gold[f"{side}_gold_high"]
+            sides.append(f"{side} {gold[f'{side}_gold_accuracy']:.2f} [{low:.2f}, {high:.2f}]")
+    return f" gold: {' vs '.join(sides)}, n={gold['gold_n']:.0f}"
 
 
 def cmd_action(args: argparse.Namespace, config: CumulusConfig) -> int:

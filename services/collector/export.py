@@ -16,7 +16,10 @@ What goes in, newest request first, until ``max_examples``:
 
 Each line: ``{"messages": [..., {"role": "assistant", "content": answer}], "tools": [...],
 "request_id": ..., "source": "live" | "correction"}`` with tools in the OpenAI function format
-that chat templates take. The manifest records counts, filters and sha256 (cumulus.artifacts).
+that chat templates take. Where feedback makes the answer gold (cumulus.graders.gold), the line
+also has ``"gold": "correction" | "confirmed"``, and a corrected one ``"live_answer"`` (what live
+said instead): the offline gate grades both models against gold on those lines. The manifest
+records counts, filters and sha256 (cumulus.artifacts).
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ from typing import Any
 from cumulus.artifacts import ArtifactStore, Manifest
 from cumulus.config import ExportConfig
 from cumulus.graders import ToolSchema, parse_tool_calls, render_tool_calls
+from cumulus.graders.gold import Gold
 from services.collector.insights import LIVE_MODEL, LIVE_ROUTES
 from services.collector.pii import scrub
 from services.collector.store import ClickHouseStore
@@ -134,6 +138,7 @@ def build_dataset(
             continue
         note = feedback.get(request.request_id)
         answer, source = request.response, "live"
+        gold = Gold.from_feedback(note.score, note.label, note.correction) if note is not None else None
         if note is not None and note.correction.strip():
             answer, source = note.correction, "correction"
         elif note is not None and is_negative(note, cfg):
@@ -151,6 +156,11 @@ def build_dataset(
         answer = scrub(answer, data.pii)
         if cfg.canonical_tool_calls and tools:
             answer = _canonical_calls(answer, tools, data)
+        live_answer = answer
+        if source == "correction":
+            live_answer = scrub(request.response, data.pii)
+            if cfg.canonical_tool_calls and tools:
+                live_answer = _canonical_calls(live_answer, tools, Dataset())
         key = normalised_prompt(messages, tools)
         if key in seen:
             data.counts["duplicate_prompt"] += 1
@@ -162,10 +172,15 @@ def build_dataset(
             "request_id": request.request_id,
             "source": source,
         }
+        if gold is not None and gold.kind in ("correction", "confirmed"):
+            record["gold"] = gold.kind  # the answer is right by the feedback: the gate's reference
+            if source == "correction":
+                record["live_answer"] = live_answer  # what live said instead, graded against it
         if sum(len(str(m.get("content", ""))) for m in record["messages"]) > cfg.max_example_chars:
             data.counts["too_long"] += 1
             continue
         data.counts[f"source_{source}"] += 1
+        data.counts["gold"] += "gold" in record
         keys.append(key)
         examples.append(record)
     _split(data, keys, examples, cfg.holdout_fraction)

@@ -42,7 +42,10 @@ ORDER BY occurred_at, step, event_id
 
 _PASS_RATE_SQL = """
 SELECT toStartOfInterval(occurred_at, toIntervalSecond({bucket:UInt32})) AS t,
-       count() AS n, countIf(passed) AS passed, countIf(candidate_error) AS errors
+       countIf(reference != 'gold') AS n, countIf(reference != 'gold' AND passed) AS agreed,
+       countIf(reference != 'gold' AND candidate_error) AS errors,
+       countIf(reference = 'gold') AS gold_n, countIf(reference = 'gold' AND passed) AS gold_candidate,
+       countIf(reference = 'gold' AND live_passed) AS gold_live
 FROM {db}.verdicts FINAL
 WHERE tenant = {tenant:String} AND workflow = {workflow:String} AND adapter_id = {adapter:String}
   AND occurred_at >= {since:DateTime64(3)} AND occurred_at <= {until:DateTime64(3)}
@@ -142,23 +145,46 @@ def _naive(value: dt.datetime) -> dt.datetime:
 
 
 def pass_rate_points(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Verdict buckets as chart points: share passed per bucket (buckets without verdicts are absent)."""
-    return [
-        {
-            "t": iso(r["t"]),
-            "n": int(r["n"]),
-            "passed": int(r["passed"]),
-            "errors": int(r["errors"]),
-            "pass_rate": int(r["passed"]) / int(r["n"]),
-        }
-        for r in rows
-        if int(r["n"]) > 0
-    ]
+    """Verdict buckets as chart points (buckets without verdicts are absent).
+
+    ``pass_rate`` is the bucket's agreement with live; ``gold_candidate_accuracy`` and
+    ``gold_live_accuracy`` are both models' accuracy on the gold verdicts so far (cumulative: a
+    bucket holds few gold verdicts). Agreement-only buckets carry None for the gold ones.
+    """
+    points, gold_n, gold_candidate, gold_live = [], 0, 0, 0
+    for r in rows:
+        n, bucket_gold = int(r["n"]), int(r.get("gold_n", 0))
+        if n == 0 and bucket_gold == 0:
+            continue
+        gold_n += bucket_gold
+        gold_candidate += int(r.get("gold_candidate", 0))
+        gold_live += int(r.get("gold_live", 0))
+        points.append(
+            {
+                "t": iso(r["t"]),
+                "n": n,
+                "passed": int(r["agreed"]),
+                "errors": int(r["errors"]),
+                "pass_rate": int(r["agreed"]) / n if n else None,
+                "gold_n": gold_n,
+                "gold_candidate_accuracy": gold_candidate / gold_n if gold_n else None,
+                "gold_live_accuracy": gold_live / gold_n if gold_n else None,
+            }
+        )
+    return points
 
 
 def verdict_totals(points: list[dict[str, Any]]) -> dict[str, Any]:
     n, passed = sum(p["n"] for p in points), sum(p["passed"] for p in points)
-    return {"n": n, "passed": passed, "pass_rate": passed / n if n else None}
+    last = points[-1] if points else {}
+    return {
+        "n": n,
+        "passed": passed,
+        "pass_rate": passed / n if n else None,
+        "gold_n": last.get("gold_n", 0),
+        "gold_candidate_accuracy": last.get("gold_candidate_accuracy"),
+        "gold_live_accuracy": last.get("gold_live_accuracy"),
+    }
 
 
 async def adapters(db: ClickHouseStore, workflow: str = "", limit: int = 100) -> list[dict[str, Any]]:

@@ -139,6 +139,10 @@ def verdict_row(event: events_pb2.Verdict) -> Row:
         event.live_latency_ms,
         event.candidate_latency_ms,
         event.candidate_error,
+        event.reference or "live",
+        event.live_score,
+        event.live_passed,
+        event.request_id,
     ]
 
 

@@ -8,6 +8,7 @@ from aiohttp import web
 
 from cumulus.service import RouteSetup, ServiceApi, ServiceContext
 from services.router.core import Router
+from services.router.paired import GoldCounts
 
 
 def describe(router: Router) -> list[dict[str, Any]]:
@@ -26,12 +27,21 @@ def describe(router: Router) -> list[dict[str, Any]]:
                 "weight": rollout.weight,
                 "step_verdicts": rollout.evidence.n,
                 "step_passes": rollout.evidence.passes,
+                "step_gold": rollout.evidence.gold.n,
+                "gold": _gold(router, rollout.evidence.gold, dict(last.evidence) if last else {}),
                 "route_version": table.version if table is not None else 0,
                 "reason": last.reason if last else "",
                 "evidence": dict(last.evidence) if last else {},
             }
         )
     return rows
+
+
+def _gold(router: Router, step: GoldCounts, last: dict[str, float]) -> dict[str, float]:
+    """Candidate and live gold accuracy with intervals: this step's, else the last decision's."""
+    if step.n:
+        return router.policy.gold_test.evidence(step)
+    return {k: v for k, v in last.items() if k.startswith(("gold_", "candidate_gold", "live_gold", "delta_"))}
 
 
 def mount(api: ServiceApi[Router]) -> RouteSetup:

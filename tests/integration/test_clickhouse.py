@@ -21,7 +21,7 @@ from clickhouse_connect.driver.client import Client
 
 from cumulus.errors import NotReady
 from services.collector.clickhouse import TABLES, VIEWS, connect, dedup_token, ensure_schema, insert_rows
-from services.collector.clickhouse.schema import DEDUP_WINDOW, REQUESTS, ROLLOUT_EVENTS
+from services.collector.clickhouse.schema import DEDUP_WINDOW, REQUESTS, ROLLOUT_EVENTS, VERDICTS
 
 pytestmark = pytest.mark.integration
 
@@ -198,3 +198,28 @@ def test_second_process_on_the_same_path_is_told_who_owns_it(tmp_path: Path) -> 
         assert other.query("SELECT 1").result_rows == [(1,)]
     finally:
         other.close()
+
+
+def test_a_table_from_an_older_release_gets_the_new_columns_and_keeps_its_rows(
+    client: Client, database: str
+) -> None:
+    table = f"`{database}`.verdicts"
+    client.command(f"DROP TABLE {table}")
+    old = [
+        c for c in VERDICTS.columns if c.name not in {"reference", "live_score", "live_passed", "request_id"}
+    ]
+    columns = ", ".join(f"`{c.name}` {c.type}" + (f" DEFAULT {c.default}" if c.default else "") for c in old)
+    client.command(f"CREATE TABLE {table} ({columns}) ENGINE = ReplacingMergeTree ORDER BY verdict_id")
+    client.command(f"INSERT INTO {table} (verdict_id, passed) VALUES ('v-old', true)")
+    ensure_schema(client, database)
+    names = [
+        r[0]
+        for r in client.query(
+            f"SELECT name FROM system.columns WHERE database = '{database}' AND table = 'verdicts'"
+            " ORDER BY position"
+        ).result_rows
+    ]
+    assert names == list(VERDICTS.column_names)
+    assert client.query(f"SELECT verdict_id, passed, reference, live_passed FROM {table}").result_rows == [
+        ("v-old", True, "", False)
+    ]

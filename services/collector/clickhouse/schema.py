@@ -11,8 +11,9 @@ Sorting keys put ``occurred_at`` before ``event_id``: an event's timestamp never
 key still identifies the event, and per-workflow time-range reads (stats, dataset export) skip
 whole granules.
 
-``ensure_schema`` only creates what is missing (``IF NOT EXISTS``); it never alters an existing
-table, so a column added here needs an explicit ``ALTER TABLE ... ADD COLUMN`` on old data.
+``ensure_schema`` only creates what is missing (``IF NOT EXISTS``) and adds the columns a table
+made by an older release lacks (``missing_column_statements``): columns are only ever added, never
+renamed, retyped or dropped, so upgrading in place keeps every row.
 """
 
 from __future__ import annotations
@@ -157,6 +158,10 @@ VERDICTS = TableSpec(
         Column("live_latency_ms", "Float32"),
         Column("candidate_latency_ms", "Float32"),
         Column("candidate_error", "Bool"),
+        Column("reference", _LC),  # live (agreement) or gold (against the request's feedback)
+        Column("live_score", "Float64"),  # gold verdicts: live's answer against the same feedback
+        Column("live_passed", "Bool"),
+        Column("request_id", "String"),
         _INGESTED_AT,
     ),
     # Keyed by verdict_id, not event_id: a shadow pair graded twice (the judge restarted before
@@ -317,12 +322,39 @@ def schema_statements(database: str = DEFAULT_DATABASE) -> list[str]:
 
 
 def ensure_schema(client: Client, database: str = DEFAULT_DATABASE) -> None:
-    """Create the database, tables and views that don't exist yet; safe to run on every start."""
-    for statement in schema_statements(database):
-        try:
+    """Create what does not exist yet and add columns a newer release declares; safe on every start."""
+    try:
+        for statement in schema_statements(database):
             client.command(statement)
-        except OperationalError as exc:
-            raise NotReady(f"ClickHouse unreachable while creating the schema: {exc}") from exc
+        for statement in missing_column_statements(client, database):
+            client.command(statement)
+    except OperationalError as exc:
+        raise NotReady(f"ClickHouse unreachable while creating the schema: {exc}") from exc
+
+
+def missing_column_statements(client: Client, database: str) -> list[str]:
+    """``ALTER TABLE ... ADD COLUMN`` for each declared column a table made by an older release lacks.
+
+    Columns are only ever added (at the end of a table's declaration, before ``ingested_at``), so
+    an upgrade keeps every row; old rows read the new column's type default (0, false, '').
+    """
+    existing: dict[str, set[str]] = {}
+    result = client.query(
+        "SELECT table, name FROM system.columns WHERE database = {db:String}", parameters={"db": database}
+    )
+    for table, name in result.result_rows:
+        existing.setdefault(str(table), set()).add(str(name))
+    statements = []
+    for table in TABLES:
+        have = existing.get(table.name, set())
+        for previous, column in zip(table.columns, table.columns[1:], strict=False):
+            if column.name not in have:
+                statements.append(
+                    f"ALTER TABLE `{database}`.`{table.name}` ADD COLUMN IF NOT EXISTS "
+                    f"{_column_sql(column)} AFTER `{previous.name}`"
+                )
+                have.add(column.name)
+    return statements
 
 
 def _check_identifier(database: str) -> None:

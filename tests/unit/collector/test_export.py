@@ -61,6 +61,10 @@ def test_negative_feedback_is_dropped_and_corrections_replace_the_answer() -> No
         and kept["r3"]["source"] == "correction"
     )
     assert data.counts["negative_feedback"] == 2 and data.counts["source_correction"] == 1
+    # Gold for the offline gate: the correction with what live said instead; live confirmed as is.
+    assert kept["r3"]["gold"] == "correction" and kept["r3"]["live_answer"] == request(3).response
+    assert kept["r4"]["gold"] == "confirmed" and "live_answer" not in kept["r4"]
+    assert "gold" not in kept["r5"] and data.counts["gold"] == 2
 
 
 def test_prompts_equal_after_normalisation_are_kept_once_newest_first() -> None:

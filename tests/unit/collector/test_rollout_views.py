@@ -73,11 +73,33 @@ def test_rollouts_are_grouped_and_the_latest_moved_comes_first() -> None:
 
 def test_pass_rate_per_bucket_and_totals() -> None:
     rows = [
-        {"t": T0, "n": 4, "passed": 3, "errors": 1},
-        {"t": T0 + dt.timedelta(seconds=5), "n": 0, "passed": 0, "errors": 0},
-        {"t": T0 + dt.timedelta(seconds=10), "n": 2, "passed": 2, "errors": 0},
+        {"t": T0, "n": 4, "agreed": 3, "errors": 1},
+        {"t": T0 + dt.timedelta(seconds=5), "n": 0, "agreed": 0, "errors": 0},
+        {"t": T0 + dt.timedelta(seconds=10), "n": 2, "agreed": 2, "errors": 0},
     ]
     points = pass_rate_points(rows)
     assert [(p["t"][11:19], p["pass_rate"]) for p in points] == [("12:00:00", 0.75), ("12:00:10", 1.0)]
-    assert verdict_totals(points) == {"n": 6, "passed": 5, "pass_rate": 5 / 6}
+    totals = verdict_totals(points)
+    assert (totals["n"], totals["passed"], totals["pass_rate"], totals["gold_n"]) == (6, 5, 5 / 6, 0)
+    assert totals["gold_candidate_accuracy"] is None
     assert verdict_totals([])["pass_rate"] is None
+
+
+def test_gold_accuracy_is_cumulative_and_kept_apart_from_agreement() -> None:
+    rows = [
+        {"t": T0, "n": 4, "agreed": 1, "errors": 0, "gold_n": 2, "gold_candidate": 2, "gold_live": 0},
+        {
+            "t": T0 + dt.timedelta(seconds=5),
+            "n": 0,
+            "agreed": 0,
+            "errors": 0,
+            "gold_n": 2,
+            "gold_candidate": 1,
+        },
+    ]
+    points = pass_rate_points(rows)
+    assert [p["pass_rate"] for p in points] == [0.25, None]  # a gold-only bucket has no agreement rate
+    assert [p["gold_candidate_accuracy"] for p in points] == [1.0, 0.75]
+    assert [p["gold_live_accuracy"] for p in points] == [0.0, 0.0]
+    totals = verdict_totals(points)
+    assert (totals["n"], totals["gold_n"], totals["gold_candidate_accuracy"]) == (4, 4, 0.75)

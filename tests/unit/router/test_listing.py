@@ -61,3 +61,22 @@ def test_an_action_without_tenant_refuses_to_guess_between_tenants() -> None:
 def test_an_action_on_a_workflow_without_rollout_names_the_fix() -> None:
     with pytest.raises(NotFound, match=r"no rollout of workflow 'tickets'.*cumulus rollout list"):
         tenant_of(WORKFLOW, _rows(("acme", "invoices")))
+
+
+def test_list_shows_candidate_and_live_gold_accuracy_with_intervals() -> None:
+    from tests.unit.router.test_gold_gate import gold_started, gold_verdict
+
+    router = gold_started()
+    for i in range(10):
+        router.on_verdict(gold_verdict(i, candidate=i < 8, live=i < 2))
+    (row,) = describe(router)
+    json.dumps(row)
+    gold = row["gold"]
+    assert (
+        row["step_gold"] == 10
+        and gold["candidate_gold_accuracy"] == 0.8
+        and gold["live_gold_accuracy"] == 0.2
+    )
+    assert gold["candidate_gold_low"] < 0.8 < gold["candidate_gold_high"]
+    line = render([row]).splitlines()[1]
+    assert "gold: candidate 0.80 [" in line and "vs live 0.20 [" in line and "n=10" in line
