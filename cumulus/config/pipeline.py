@@ -130,6 +130,10 @@ class TrainerConfig(ServiceConfig):
     """Offline gate: holdout prompts the adapter answers (the first ones of the holdout file)."""
     gate_max_new_tokens: int = Field(default=256, ge=1)
     """Offline gate: longest answer generated (each is also capped near its live answer's length)."""
+    gate_min_gold_rows: int = Field(default=20, ge=1)
+    """Offline gate: holdout rows with gold (feedback) from which gold decides, not agreement with live."""
+    gate_gold_margin: float = Field(default=0.1, ge=0, lt=1)
+    """Offline gate on gold: the adapter passes at live's gold accuracy minus this or above."""
 
 
 GraderName = Literal["label", "json", "tool_call", "semantic", "pairwise"]

@@ -31,6 +31,9 @@ class Seen:
     adapter_ready_at: dict[str, float] = field(default_factory=dict)
     pairs: dict[str, events_pb2.ShadowPair] = field(default_factory=dict)
     verdicts: dict[str, events_pb2.Verdict] = field(default_factory=dict)
+    """Agreement verdicts (against live) by pair id."""
+    gold_verdicts: dict[str, events_pb2.Verdict] = field(default_factory=dict)
+    """Gold verdicts (both models against the request's feedback) by pair id."""
     rollouts: list[tuple[float, events_pb2.RolloutEvent]] = field(default_factory=list)
 
     def rollout_states(self, adapter_id: str) -> list[events_pb2.RolloutEvent]:
@@ -111,7 +114,7 @@ class Observer:
         elif isinstance(event, events_pb2.ShadowPair):
             seen.pairs[event.pair_id] = event
         elif isinstance(event, events_pb2.Verdict):
-            seen.verdicts[event.pair_id] = event
+            (seen.gold_verdicts if event.reference == "gold" else seen.verdicts)[event.pair_id] = event
         elif isinstance(event, events_pb2.RolloutEvent):
             seen.rollouts.append((now, event))
         if self.on_event:

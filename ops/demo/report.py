@@ -109,11 +109,12 @@ def verdict_stats(seen: Seen, adapter_id: str) -> tuple[int, float | None]:
     return len(verdicts), _ratio(sum(v.passed for v in verdicts), len(verdicts))
 
 
-def targets_met(report: Mapping[str, Any]) -> dict[str, bool | None]:
-    met: dict[str, bool | None] = {}
+def targets_met(report: Mapping[str, Any]) -> dict[str, bool]:
+    met: dict[str, bool] = {}
     for key, (op, threshold) in TARGETS.items():
         value = report.get(key)
-        met[key] = None if value is None else (value <= threshold if op == "<=" else value >= threshold)
+        # A target that cannot be computed (live got nothing right, no pairs) is missed, never met.
+        met[key] = value is not None and (value <= threshold if op == "<=" else value >= threshold)
     met["bad_adapter_rolled_back"] = report.get("bad_adapter_final_state") == "rolled_back"
     met["promoted"] = report.get("rollout_final_state") == "promoted"
     return met

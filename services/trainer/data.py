@@ -41,7 +41,10 @@ class HoldoutPrompt:
 
     prompt: str
     live: str
+    """What the live model answered."""
     tools: list[dict[str, Any]]
+    gold: str | None = None
+    """The right answer by the request's feedback (a correction, or live's answer confirmed)."""
 
 
 def read_jsonl(path: Path) -> list[dict[str, Any]]:
@@ -109,7 +112,12 @@ def holdout_prompts(
     out = []
     for record in records:
         messages, answer, tools = split_record(record)
-        out.append(HoldoutPrompt(render(tokenizer, messages, tools, prune), answer, tools))
+        live, gold = answer, None
+        if record.get("gold") == "confirmed":
+            gold = answer
+        elif record.get("gold") == "correction" and "live_answer" in record:
+            live, gold = str(record["live_answer"]), answer
+        out.append(HoldoutPrompt(render(tokenizer, messages, tools, prune), live, tools, gold))
     return out
 
 

@@ -176,6 +176,8 @@ class TrainerHandler:
                 "threshold": self.trainer.gate_threshold,
                 "max_examples": self.trainer.gate_max_examples,
                 "max_new_tokens": self.trainer.gate_max_new_tokens,
+                "min_gold_rows": self.trainer.gate_min_gold_rows,
+                "gold_margin": self.trainer.gate_gold_margin,
                 "dtype": self.config.triton.dtype,
                 "graders": {
                     "semantic_threshold": judge.semantic_threshold,

@@ -132,6 +132,8 @@ def run_job(spec: JobSpec, stop_after_steps: int = 0) -> dict[str, Any]:
         "train_tokens_per_s": round(state.tokens / max(state.seconds, 1e-9), 1),
         "gate_pass_rate": gate.pass_rate,
         "gate_examples": gate.examples,
+        "gate_agreement": gate.agreement,
+        **gate.gold,
     }
     manifest = register_adapter(
         store,
