@@ -50,6 +50,20 @@ class Traffic:
         assert len(ids) == self.total, f"{self.total - len(ids)} events missing"
         assert received == self.sent  # same events, same order within each workflow
 
+    async def assert_delivered_in_order(self, bootstrap: str, max_duplicates: int) -> int:
+        """Nothing lost, first deliveries in order; returns how many records arrived twice.
+
+        A replaced producer has a new producer id, so the broker cannot recognise a record whose
+        write it finished but whose answer the old producer never got: that one arrives twice,
+        under its one event id (every consumer dedupes on it).
+        """
+        received = await _consume_all(bootstrap, self.tenant)
+        first = {workflow: list(dict.fromkeys(ids)) for workflow, ids in received.items()}
+        assert first == self.sent  # every event, in order within each workflow
+        duplicates = sum(len(ids) for ids in received.values()) - self.total
+        assert duplicates <= max_duplicates, f"{duplicates} duplicates, more than {max_duplicates} spooled"
+        return duplicates
+
 
 async def _consume_all(bootstrap: str, tenant: str) -> dict[str, list[str]]:
     """Every event of ``tenant`` on the inference topic, per workflow in offset order, up to the end."""
@@ -113,7 +127,7 @@ async def test_events_arrive_once_in_order_and_publish_is_cheap(kafka_bootstrap:
 
 
 @pytest.mark.parametrize("request_timeout_ms", [120_000, 2_000], ids=["retried", "producer-replaced"])
-async def test_broker_outage_loses_and_duplicates_nothing(
+async def test_broker_outage_loses_nothing_and_keeps_order(
     restartable_kafka: RestartableKafka, tmp_path: Path, request_timeout_ms: int
 ) -> None:
     registry = CollectorRegistry()
@@ -160,7 +174,12 @@ async def test_broker_outage_loses_and_duplicates_nothing(
     assert slow <= traffic.total / 1000 and worst_ms < 50
     assert _counter(registry, "published") == traffic.total and _counter(registry, "dropped") == 0
     assert _counter(registry, "spooled") == _counter(registry, "replayed") > 0
-    await traffic.assert_delivered_once_in_order(restartable_kafka.bootstrap)
+    if request_timeout_ms > 2 * 1000:  # one producer throughout: its retries are idempotent
+        await traffic.assert_delivered_once_in_order(restartable_kafka.bootstrap)
+    else:  # a duplicate can only be a record that went through the spool (in flight at the outage)
+        spooled = int(_counter(registry, "spooled"))
+        twice = await traffic.assert_delivered_in_order(restartable_kafka.bootstrap, spooled)
+        print(f"{twice} records delivered twice after the producer was replaced")
 
 
 async def test_publisher_starts_while_kafka_is_down(
