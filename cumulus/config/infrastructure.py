@@ -107,4 +107,6 @@ class GatewayConfig(ServiceConfig):
     max_spool_bytes: int = Field(default=256 * 1024 * 1024, ge=1024 * 1024)
     """Bound of the on-disk event spool; once full, new events are dropped (and counted)."""
     feedback_memory: int = Field(default=100_000, ge=0)
-    """Recent request ids remembered (tenant, workflow) so Feedback events carry the right workflow."""
+    """Requests remembered for Feedback (tenant, workflow, answer shape; ~400 bytes each).
+
+    Feedback on a request the gateway no longer remembers is refused (NOT_FOUND); 0 refuses all."""

@@ -7,7 +7,6 @@ fails its response.
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from typing import Protocol
 
 from google.protobuf.message import Message
@@ -18,8 +17,6 @@ from cumulus.v1 import common_pb2, events_pb2, gateway_pb2
 from services.gateway.calls import Call, Outcome
 
 PRODUCER = "gateway"
-UNATTRIBUTED_WORKFLOW = "unattributed"
-"""Workflow of feedback for a request this gateway does not remember (restarted, other replica)."""
 PRUNED_METADATA = "cumulus.prompt_pruned"
 """InferenceEvent metadata key: the parts (comma-separated) the answering adapter's prompt was rendered
 without. Only ``prompt_text`` lacks them: the event's ``messages`` and ``tools`` stay whole."""
@@ -102,21 +99,3 @@ def feedback_event(
     if request.HasField("score"):
         event.score = request.score
     return event
-
-
-class RecentRequests:
-    """Bounded memory of request id -> (tenant, workflow), so Feedback events carry the workflow."""
-
-    def __init__(self, capacity: int) -> None:
-        self.capacity = capacity
-        self._entries: OrderedDict[str, tuple[str, str]] = OrderedDict()
-
-    def remember(self, request_id: str, tenant: str, workflow: str) -> None:
-        if self.capacity <= 0:
-            return
-        self._entries[request_id] = (tenant, workflow)
-        if len(self._entries) > self.capacity:
-            self._entries.popitem(last=False)
-
-    def lookup(self, request_id: str) -> tuple[str, str] | None:
-        return self._entries.get(request_id)

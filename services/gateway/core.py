@@ -9,8 +9,9 @@ import grpc
 from cumulus.config import CumulusConfig
 from services.gateway.adapters import AdapterSource
 from services.gateway.auth import Authenticator
-from services.gateway.capture import EventSink, RecentRequests
+from services.gateway.capture import EventSink
 from services.gateway.dispatch import Dispatcher
+from services.gateway.feedback import RecentRequests
 from services.gateway.prompt_specs import AdapterPrompts, ArtifactPromptSpecs, PromptSpecSource
 from services.gateway.rendering import PromptRenderer
 from services.gateway.routes import RouteBook

@@ -22,7 +22,8 @@ from cumulus.logs import get_logger
 from cumulus.v1 import common_pb2
 from services.gateway import metrics
 from services.gateway.calls import Call, Outcome
-from services.gateway.capture import EventSink, RecentRequests, inference_event
+from services.gateway.capture import EventSink, inference_event
+from services.gateway.feedback import RecentRequests
 from services.gateway.shadow import ShadowHandle, ShadowRunner
 from services.gateway.targets import Answer, TargetCaller
 
@@ -83,7 +84,7 @@ class Dispatcher:
         outcome.latency_ms = call.elapsed_ms()
         if shadow is not None:
             shadow.live_finished(outcome)
-        self.recent.remember(call.request_id, call.tenant, call.workflow.name)
+        self.recent.remember(call, outcome)
         self.sink.publish(topics.INFERENCE, inference_event(call, outcome))
         metrics.observe(call, outcome)
         if outcome.error is not None:

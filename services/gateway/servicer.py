@@ -3,8 +3,11 @@
 A request is authenticated (its tenant), validated, assigned a workflow (named or derived from its
 template), routed, and then served by the Dispatcher like every other request. Each target gets
 the prompt its model and adapter expect: an adapter trained on pruned prompts gets them pruned
-(prompt_specs.py), while the captured event keeps the whole messages and tools. Errors are raised
-as CumulusErrors; error_mapping.ErrorMapping turns them into gRPC statuses.
+(prompt_specs.py), while the captured event keeps the whole messages and tools. Feedback is taken
+only for a request this gateway remembers answering for the same tenant, and a correction only
+when it has the shape of that answer (feedback.py); feedback sent again for one request replaces
+the earlier one downstream (the latest wins). Errors are raised as CumulusErrors;
+error_mapping.ErrorMapping turns them into gRPC statuses.
 """
 
 from __future__ import annotations
@@ -14,12 +17,12 @@ from collections.abc import AsyncIterator
 
 import grpc
 
-from cumulus.errors import NotFound
 from cumulus.kafka import topics
 from cumulus.v1 import common_pb2, events_pb2, gateway_pb2, gateway_pb2_grpc
 from services.gateway.calls import Call
-from services.gateway.capture import UNATTRIBUTED_WORKFLOW, feedback_event
+from services.gateway.capture import feedback_event
 from services.gateway.core import GatewayCore
+from services.gateway.feedback import check_correction
 from services.gateway.rendering import ChatPrompt, chat_messages, chat_tools
 from services.gateway.validation import validate_feedback, validate_generate
 from services.gateway.workflows import resolve_chat
@@ -71,11 +74,9 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
     ) -> gateway_pb2.FeedbackResponse:
         tenant = self.core.auth.tenant(context)
         validate_feedback(request, self.core.limits.max_prompt_chars)
-        known = self.core.recent.lookup(request.request_id)
-        if known is not None and known[0] != tenant:  # never confirm another tenant's request ids
-            raise NotFound(f"unknown request_id {request.request_id!r}")
-        workflow = known[1] if known is not None else UNATTRIBUTED_WORKFLOW
-        event = feedback_event(request, tenant, workflow)
+        answered = self.core.recent.lookup(request.request_id, tenant)
+        check_correction(request.correction, answered)
+        event = feedback_event(request, tenant, answered.workflow)
         self.core.sink.publish(topics.FEEDBACK, event)
         return gateway_pb2.FeedbackResponse(event_id=event.meta.event_id)
 

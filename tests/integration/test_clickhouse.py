@@ -8,6 +8,7 @@ the test, which shuts the engine down and leaves other modules free to use their
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import subprocess
 import sys
@@ -19,9 +20,12 @@ from typing import Any
 import pytest
 from clickhouse_connect.driver.client import Client
 
+from cumulus.config.pipeline import ExportConfig
 from cumulus.errors import NotReady
 from services.collector.clickhouse import TABLES, VIEWS, connect, dedup_token, ensure_schema, insert_rows
-from services.collector.clickhouse.schema import DEDUP_WINDOW, REQUESTS, ROLLOUT_EVENTS, VERDICTS
+from services.collector.clickhouse.schema import DEDUP_WINDOW, FEEDBACK, REQUESTS, ROLLOUT_EVENTS, VERDICTS
+from services.collector.export import read_sources
+from services.collector.store import ClickHouseStore
 
 pytestmark = pytest.mark.integration
 
@@ -223,3 +227,35 @@ def test_a_table_from_an_older_release_gets_the_new_columns_and_keeps_its_rows(
     assert client.query(f"SELECT verdict_id, passed, reference, live_passed FROM {table}").result_rows == [
         ("v-old", True, "", False)
     ]
+
+
+def feedback_row(event_id: str, request_id: str, seconds: int, **values: Any) -> list[Any]:
+    row = {"event_id": event_id, "tenant": "acme", "workflow": "wf-a", "request_id": request_id}
+    row |= {"occurred_at": NOW + dt.timedelta(seconds=seconds), "score": None, "label": "", "correction": ""}
+    row |= {"comment": "", **values}
+    assert list(row) == list(FEEDBACK.insert_columns)
+    return list(row.values())
+
+
+def test_feedback_sent_twice_counts_once_and_the_latest_wins(
+    chdb_dir: Path, client: Client, database: str
+) -> None:
+    insert_rows(client, REQUESTS, [request_row(1), request_row(2)], token="t:r", database=database)
+    first = feedback_row("fb-1", "req-1", 1, label="billing")
+    latest = feedback_row("fb-2", "req-1", 5, correction="refunds")
+    # The later feedback is stored first, and delivered twice (a producer retry).
+    for token, rows in (("t:a", [latest]), ("t:b", [first, latest])):
+        insert_rows(client, FEEDBACK, rows, token=token, database=database)
+
+    async def read() -> dict[str, Any]:
+        store = ClickHouseStore(f"chdb://{chdb_dir}", database)
+        await store.open()
+        try:
+            _, notes = await read_sources(store, "acme", "wf-a", ExportConfig())
+        finally:
+            await store.close()
+        return notes
+
+    notes = asyncio.run(read())
+    assert list(notes) == ["req-1"]  # one note for the request, none for the one without feedback
+    assert notes["req-1"].correction == "refunds" and notes["req-1"].label == ""

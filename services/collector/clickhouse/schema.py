@@ -226,7 +226,7 @@ FEEDBACK = TableSpec(
     (
         Column("event_id", "String"),
         Column("tenant", _LC),
-        Column("workflow", _LC),  # "unattributed" when the gateway no longer knew the request
+        Column("workflow", _LC),  # of the request, as the gateway that answered it remembered
         Column("request_id", "String"),
         Column("occurred_at", _TS),
         Column("score", "Nullable(Float64)"),  # optional in the event: NULL when not given

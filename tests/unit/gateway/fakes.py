@@ -40,6 +40,8 @@ class FakeTriton:
     """A TritonBackend answering ``<model> says: <prompt>`` word by word (see the module docstring)."""
 
     behaviours: dict[str, Behaviour] = field(default_factory=dict)
+    replies: dict[str, str] = field(default_factory=dict)
+    """A fixed answer by model, instead of the echo (a JSON answer, a tool call)."""
     requests: list[service_pb2.ModelInferRequest] = field(default_factory=list, repr=False)
     lora_cache: set[int] = field(default_factory=set)
 
@@ -69,7 +71,7 @@ class FakeTriton:
             self.lora_cache.add(int(task_id))
         prompt = tensors.input_text(request, "text_input") or ""
         max_tokens = int(tensors.input_scalar(request, "max_tokens") or 0)
-        words = self.answer(model, prompt).split(" ")[:max_tokens]
+        words = self.replies.get(model, self.answer(model, prompt)).split(" ")[:max_tokens]
         prompt_tokens = len(prompt.split())
         if tensors.input_scalar(request, "stream"):
             for i, word in enumerate(words):
