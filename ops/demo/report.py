@@ -9,7 +9,11 @@ questions it sent; BFCL's own checker is the gold standard, independent of the j
   live" should mean "correct"), how often the judge's verdict equals BFCL's verdict on the
   candidate;
 - ``cost_ratio``: forward-pass compute per request, live / candidate: 2 x parameters x tokens
-  (prompt + completion, as each model's tokenizer counted them), LoRA parameters included.
+  (prompt + completion, as each model's tokenizer counted them). The parameters are those that do
+  arithmetic (ops.demo.params): an input embedding table is a lookup and counts only where it is
+  also the output projection (tied), position embeddings never; the candidate's LoRA parameters
+  count on top of its base. ``parameters`` holds the counts used: live, small (the candidate's
+  base) and lora.
 """
 
 from __future__ import annotations
@@ -129,6 +133,7 @@ ROWS = (
     ("gold_accuracy", "gold accuracy live / candidate"),
     ("gold_accuracy_ratio", "candidate / live accuracy (>= 0.95)"),
     ("cost_ratio", "cost ratio live / candidate (>= 4)"),
+    ("parameters", "parameters live / candidate base + LoRA"),
     ("latency_ratio", "latency ratio live / candidate"),
     ("detection_to_promotion_seconds", "detection -> 100% seconds (<= 900)"),
     ("rollout_final_state", "rollout final state"),
@@ -144,6 +149,9 @@ def table(report: Mapping[str, Any]) -> str:
         value = report.get(key)
         if key == "gold_accuracy" and isinstance(value, dict):
             value = f"{value.get('live')} / {value.get('candidate')} over {value.get('questions')} questions"
+        elif key == "parameters" and isinstance(value, dict):
+            live, small, lora = (_millions(value.get(k)) for k in ("live", "small", "lora"))
+            value = f"{live} / {small} + {lora}"
         elif key == "rollout_final_state":
             value = f"{value} after {len(report.get('rollout_steps', []))} transitions"
         lines.append(f"  {label:<42} {value if value is not None else '-'}")
@@ -151,6 +159,10 @@ def table(report: Mapping[str, Any]) -> str:
     missed = [k for k, v in met.items() if v is False]
     lines.append(f"  {'targets missed':<42} {', '.join(missed) if missed else 'none'}")
     return "\n".join(lines)
+
+
+def _millions(count: float | None) -> str:
+    return f"{count / 1e6:.2f}M" if count is not None else "-"
 
 
 def write(report: Mapping[str, Any], path: Path) -> None:

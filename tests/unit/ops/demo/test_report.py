@@ -90,12 +90,20 @@ def test_targets_and_table_name_what_was_missed() -> None:
         "rollout_final_state": "promoted",
         "rollout_steps": [{}, {}],
         "bad_adapter_final_state": "rolled_back",
+        "parameters": {"live": 494_032_768.0, "small": 134_515_008.0, "lora": 1_474_560.0},
     }
     body["targets_met"] = report.targets_met(body)
     assert body["targets_met"]["detection_to_promotion_seconds"] is False
     assert body["targets_met"]["bad_adapter_rolled_back"] is True
-    assert "targets missed                             detection_to_promotion_seconds" in report.table(body)
+    shown = report.table(body)
+    assert "targets missed                             detection_to_promotion_seconds" in shown
+    assert "parameters live / candidate base + LoRA    494.03M / 134.52M + 1.47M" in shown
     json.dumps(body)
+
+
+def test_a_target_that_cannot_be_computed_is_missed() -> None:
+    met = report.targets_met({key: None for key in report.TARGETS})
+    assert not any(met[key] for key in report.TARGETS)
 
 
 @pytest.mark.parametrize("name", sorted(PROFILES))
