@@ -66,7 +66,11 @@ class DetectionConfig(Section):
     min_daily_savings: float = Field(default=1.0, ge=0)
     """USD per day the small model would save at the window's traffic rate (see `prices`)."""
     cooldown_h: float = Field(default=24.0, ge=0)
-    """A workflow nominated less than this long ago is not nominated again automatically."""
+    """A workflow nominated less than this long ago is not nominated again automatically (except a
+    retry on growth, below)."""
+    retry_growth: float = Field(default=2.0, ge=1.0)
+    """A workflow whose last candidate was rejected, failed or rolled back is nominated again once
+    its successful live answers reach this multiple of what it had then (2: each time they double)."""
 
 
 class ExportConfig(Section):

@@ -105,7 +105,7 @@ def cmd_workflows(args: argparse.Namespace, config: CumulusConfig) -> int:
 def cmd_candidates(args: argparse.Namespace, config: CumulusConfig) -> int:
     body = call_collector(config, "GET", "/api/v1/candidates")
     if args.json:
-        print(json.dumps(body["candidates"], indent=2, default=str))
+        print(json.dumps(body, indent=2, default=str))
         return 0
     rows = [
         (
@@ -113,18 +113,33 @@ def cmd_candidates(args: argparse.Namespace, config: CumulusConfig) -> int:
             c["tenant"],
             c["workflow"],
             c["nominated_by"],
-            c["dataset_id"],
+            c["base_model"],
             f"{c['train_examples']}/{c['holdout_examples']}",
+            c.get("outcome", ""),
             c["reason"],
         )
         for c in body["candidates"]
     ]
     _table(
-        ("WHEN", "TENANT", "WORKFLOW", "BY", "DATASET", "TRAIN/HOLD", "REASON"),
+        ("WHEN", "TENANT", "WORKFLOW", "BY", "STUDENT", "TRAIN/HOLD", "OUTCOME", "REASON"),
         rows,
         empty="no candidates yet",
     )
+    for curve in body.get("learning_curves", []):
+        print(
+            f"\nlearning curve {curve['tenant']}/{curve['workflow']} on {curve['student']}: "
+            + curve_text(curve)
+        )
+    for waiting in body.get("waiting", []):
+        print(f"\nwaiting {waiting['tenant']}/{waiting['workflow']}: {waiting['reason']}")
     return 0
+
+
+def curve_text(curve: dict[str, Any]) -> str:
+    """``186 ex -> 0.12 gold (rejected), 372 ex -> 0.41 gold (promoted)``."""
+    return ", ".join(
+        f"{p['examples']} ex -> {p['score']:.2f} {p['test']} ({p['outcome']})" for p in curve["points"]
+    )
 
 
 def cmd_nominate(args: argparse.Namespace, config: CumulusConfig) -> int:

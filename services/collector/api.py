@@ -6,7 +6,8 @@ process owns the data directory, so nothing else may open it.
 - ``GET  /api/v1/workflows?window_h=24&tenant=``                 insight per workflow
 - ``GET  /api/v1/workflows/{workflow}/series?tenant=&window_h=&step_s=``  dashboard time series
 - ``POST /api/v1/workflows/{workflow}/nominate``  body ``{"tenant": "", "reason": ""}``
-- ``GET  /api/v1/candidates``                                    every nomination, newest first
+- ``GET  /api/v1/candidates``  every nomination, newest first, with its outcome; the
+  learning curves (learning.py); workflows waiting for more data (too small, or not grown enough)
 - ``GET  /api/v1/detection``                                     the last periodic check
 - ``GET  /api/v1/capture?workflow=``             row/event counts per table, rows inserted, capture lag
 - ``GET  /api/v1/adapters?workflow=&limit=100``                  latest version of each adapter, newest first
@@ -29,7 +30,7 @@ from aiohttp import web
 from cumulus.errors import InvalidArgument, NotFound
 from cumulus.logs import get_logger
 from cumulus.service import ServiceApi, ServiceContext
-from services.collector import rollout_views
+from services.collector import learning, rollout_views
 from services.collector.detection import CandidateDetector, evidence_of
 from services.collector.insights import Insights
 from services.collector.nomination import Nominator
@@ -131,13 +132,30 @@ class ReadApi:
         tenant = await self._tenant_of(b, workflow, str(body.get("tenant", "")), b.default_window_h)
         stats = await b.insights.workflows(b.default_window_h * 3600, tenant=tenant, workflow=workflow)
         evidence = evidence_of(stats[0]) if stats else {}
+        totals = await learning.total_live_answers(b.db, tenant)
+        evidence["total_live_requests"] = float(totals.get((tenant, workflow), 0))
         reason = str(body.get("reason") or "nominated by an operator")
         event = await b.nominator.nominate(tenant, workflow, "manual", reason, evidence)
         return _candidate_json(event)
 
     async def candidates(self, _: web.Request, b: Backend) -> Any:
         rows = await b.db.query(_CANDIDATES_SQL.replace("{db}", f"`{b.db.database}`"))
-        return {"candidates": rows}
+        history = await learning.attempts(b.db)
+        outcome = {a.candidate_id: a for a in history}
+        for row in rows:
+            attempt = outcome.get(row["candidate_id"])
+            row["outcome"] = attempt.outcome if attempt else "pending"
+            row["adapter_id"] = attempt.adapter_id if attempt else ""
+        waiting = [
+            {"tenant": a.tenant, "workflow": a.workflow, "failed": a.failed, "reason": a.reason}
+            for a in b.detector.last_assessments
+            if not a.qualifies and {"volume", "growth"} & set(a.failed)
+        ]
+        return {
+            "candidates": rows,
+            "learning_curves": learning.learning_curves(history),
+            "waiting": waiting,
+        }
 
     async def detection(self, _: web.Request, b: Backend) -> Any:
         return {

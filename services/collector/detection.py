@@ -9,9 +9,12 @@ the thresholds in ``collector.detection`` (config):
 - **errors**: error rate <= ``max_error_rate`` (the live model itself copes);
 - **savings**: estimated savings >= ``min_daily_savings`` USD/day (worth the training);
 
-and it must not be busy: no rollout in shadow, canary or paused, no adapter training, no candidate
-in the last ``cooldown_h``. A qualifying workflow is nominated (nomination.py) with a reason that
-names the numbers, which also travel as ``evidence`` in the CandidateEvent.
+and it must not be busy: no rollout in shadow, canary or paused, no adapter training. A workflow
+whose last candidate was rejected at the gate, failed or was rolled back is tried again once its
+data has grown (**growth**: ``retry_growth`` times the live answers it had then, learning.py);
+any other candidate blocks it for ``cooldown_h``. A qualifying workflow is nominated
+(nomination.py) with a reason that names the numbers, which also travel as ``evidence`` in the
+CandidateEvent; one that does not says how far it is.
 """
 
 from __future__ import annotations
@@ -26,6 +29,14 @@ from cumulus.config import DetectionConfig
 from cumulus.errors import CumulusError
 from cumulus.logs import get_logger
 from services.collector.insights import Insights, WorkflowStats
+from services.collector.learning import (
+    RETRYABLE,
+    Attempt,
+    attempts,
+    last_attempts,
+    retry_due,
+    total_live_answers,
+)
 from services.collector.nomination import Nominator
 from services.collector.store import ClickHouseStore
 
@@ -40,9 +51,6 @@ WHERE state IN {RUNNING_ROLLOUT_STATES}
 UNION ALL
 SELECT tenant, workflow, 'adapter training' FROM {{db}}.adapters FINAL
 WHERE status = 'training' AND updated_at >= {{since:DateTime64(3)}}
-UNION ALL
-SELECT tenant, workflow, 'nominated recently' FROM {{db}}.candidates FINAL
-WHERE occurred_at >= {{cooldown_since:DateTime64(3)}}
 """
 
 
@@ -82,10 +90,25 @@ def evidence_of(s: WorkflowStats) -> dict[str, float]:
     }
 
 
-def assess(s: WorkflowStats, cfg: DetectionConfig, busy: str | None = None) -> Assessment:
-    """Check one workflow against the thresholds; pure, so the rules are unit-tested directly."""
+def _volume(s: WorkflowStats, cfg: DetectionConfig) -> str:
+    short = cfg.min_requests - s.live_ok
+    return f"{s.live_ok} live requests (min {cfg.min_requests}" + (f": {short} more)" if short > 0 else ")")
+
+
+def assess(
+    s: WorkflowStats,
+    cfg: DetectionConfig,
+    busy: str | None = None,
+    last: Attempt | None = None,
+    total_live: int = 0,
+    now: dt.datetime | None = None,
+) -> Assessment:
+    """Check one workflow against the thresholds; pure, so the rules are unit-tested directly.
+
+    ``last``: the workflow's newest attempt, if any; ``total_live``: its live answers ever.
+    """
     checks = [
-        ("volume", s.live_ok >= cfg.min_requests, f"{s.live_ok} live requests (min {cfg.min_requests})"),
+        ("volume", s.live_ok >= cfg.min_requests, _volume(s, cfg)),
         (
             "template",
             s.template_stability >= cfg.min_template_stability,
@@ -108,6 +131,12 @@ def assess(s: WorkflowStats, cfg: DetectionConfig, busy: str | None = None) -> A
             f"est. ${s.est_daily_savings:.2f}/day savings (min ${cfg.min_daily_savings:.2f})",
         ),
     ]
+    if last is not None and last.outcome in RETRYABLE:
+        checks.append(("growth", *retry_due(last, total_live, cfg.retry_growth)))
+    elif last is not None and not busy:
+        since = (now or dt.datetime.now(dt.UTC)) - _aware(last.nominated_at)
+        if since < dt.timedelta(hours=cfg.cooldown_h):
+            busy = f"nominated {since.total_seconds() / 3600:.1f} h ago (cooldown {cfg.cooldown_h:g} h)"
     failed = [name for name, ok, _ in checks if not ok]
     if busy:
         failed.append("busy")
@@ -116,7 +145,12 @@ def assess(s: WorkflowStats, cfg: DetectionConfig, busy: str | None = None) -> A
         reason = f"not a candidate ({', '.join(failed)}{': ' + busy if busy else ''}): {details}"
     else:
         reason = f"small-model candidate: {details}"
-    return Assessment(s.tenant, s.workflow, not failed, reason, failed, evidence_of(s))
+    evidence = {**evidence_of(s), "total_live_requests": float(total_live)}
+    return Assessment(s.tenant, s.workflow, not failed, reason, failed, evidence)
+
+
+def _aware(value: dt.datetime) -> dt.datetime:
+    return value if value.tzinfo is not None else value.replace(tzinfo=dt.UTC)
 
 
 class CandidateDetector:
@@ -131,11 +165,7 @@ class CandidateDetector:
 
     async def busy_workflows(self) -> dict[tuple[str, str], str]:
         """(tenant, workflow) -> why it must not be nominated now."""
-        now = dt.datetime.now(dt.UTC)
-        params = {
-            "since": now - dt.timedelta(hours=self.cfg.window_h),
-            "cooldown_since": now - dt.timedelta(hours=self.cfg.cooldown_h),
-        }
+        params = {"since": dt.datetime.now(dt.UTC) - dt.timedelta(hours=self.cfg.window_h)}
         rows = await self.db.query(_BUSY_SQL.replace("{db}", f"`{self.db.database}`"), params)
         return {(r["tenant"], r["workflow"]): r["why"] for r in rows}
 
@@ -143,7 +173,13 @@ class CandidateDetector:
         """Assess every workflow of the window; nominate those that qualify. Returns the assessments."""
         stats = await self.insights.workflows(self.cfg.window_h * 3600)
         busy = await self.busy_workflows()
-        assessments = [assess(s, self.cfg, busy.get((s.tenant, s.workflow))) for s in stats]
+        last = last_attempts(await attempts(self.db))
+        totals = await total_live_answers(self.db)
+        assessments = [
+            assess(s, self.cfg, busy.get(key), last.get(key), totals.get(key, s.live_ok))
+            for s in stats
+            for key in [(s.tenant, s.workflow)]
+        ]
         for a in assessments:
             if not a.qualifies:
                 log.debug("detection.skipped", tenant=a.tenant, workflow=a.workflow, failed=a.failed)

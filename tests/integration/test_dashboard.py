@@ -136,6 +136,30 @@ def _wait_for(collector: CollectorProcess, workflow: str, expected: dict[str, in
     raise AssertionError(f"{workflow}: {counts} after 90 s, expected {expected} and a ready adapter")
 
 
+def _rejected(candidate: dict[str, Any]) -> tuple[bytes, bytes]:
+    """The trainer's answer to the manual nomination: rejected on gold (the learning curve's point)."""
+    event = events_pb2.AdapterEvent(
+        meta=codec.new_meta(tenant="acme", workflow=candidate["workflow"], producer="trainer"),
+        adapter_id="ad-retry",
+        candidate_id=candidate["candidate_id"],
+        base_model=candidate["base_model"],
+        status=events_pb2.ADAPTER_STATUS_REJECTED,
+        metrics={"gate_test": 1.0, "candidate_gold_accuracy": 0.4, "gold_rows": 12.0},
+    )
+    return codec.encode_key("acme", candidate["workflow"]), codec.encode_event(event)
+
+
+def _wait_for_curve(collector: CollectorProcess, workflow: str) -> None:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        status, body = collector.get("/api/v1/candidates")
+        assert status == 200, body
+        if any(c["workflow"] == workflow for c in body["learning_curves"]):
+            return
+        time.sleep(0.3)
+    raise AssertionError(f"{workflow}: no learning curve after 60 s: {body}")
+
+
 @pytest.fixture(scope="module")
 def seeded(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Seeded]:
     """A collector holding one finished rollout, its adapter, verdicts, traffic and a candidate."""
@@ -157,6 +181,8 @@ def seeded(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> It
         _wait_for(collector, workflow, expected)
         status, body = collector.request("POST", f"/api/v1/workflows/{workflow}/nominate", {"reason": "demo"})
         assert status == 200, body
+        asyncio.run(produce(kafka_bootstrap, topics.ADAPTERS.name, [_rejected(body)]))
+        _wait_for_curve(collector, workflow)
         yield Seeded(collector, workflow, adapter_id)
     finally:
         assert collector.stop() == 0, collector.log_tail()
@@ -165,7 +191,8 @@ def seeded(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> It
 def test_read_api_serves_adapters_and_rollout_history(seeded: Seeded) -> None:
     status, body = seeded.collector.get(f"/api/v1/adapters?workflow={seeded.workflow}")
     assert status == 200, body
-    (adapter,) = body["adapters"]  # two events, one adapter: the latest version wins
+    # two events, one adapter: the latest version wins (ad-retry is the nomination's answer)
+    (adapter,) = [a for a in body["adapters"] if a["adapter_id"] == seeded.adapter_id]
     assert adapter["adapter_id"] == seeded.adapter_id and adapter["status"] == "ready"
     assert adapter["gate_passed"] is True and adapter["lora_task_id"] == 7
     assert adapter["metrics"] == {"agreement": 0.93}
@@ -261,5 +288,8 @@ def test_dashboard_renders_charts_with_data_in_headless_chromium(seeded: Seeded,
     assert seeded.workflow in dom.text["workflows-table"]
     assert seeded.adapter_id in dom.text["adapters-table"] and "ready" in dom.text["adapters-table"]
     assert seeded.workflow in dom.text["candidates-table"] and "demo" in dom.text["candidates-table"]
+    (learning,) = [a for a in dom.find("svg") if a.get("data-series") == "learning"]
+    assert learning["data-points"] == "1" and len(dom.find("circle", None)) > 0
+    assert "gate score by dataset size" in dom.text["learning"] and seeded.workflow in dom.text["learning"]
     (rollouts,) = [a for a in dom.find("div") if a.get("id") == "rollouts"]
     assert rollouts["data-rows"] == "1"

@@ -1,7 +1,8 @@
-"""Candidate rules: a qualifying workflow, each threshold failing on its own, busy workflows."""
+"""Candidate rules: a qualifying workflow, each threshold failing on its own, busy workflows, retries."""
 
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import replace
 
 import pytest
@@ -9,6 +10,7 @@ import pytest
 from cumulus.config import DetectionConfig
 from services.collector.detection import assess
 from services.collector.insights import WorkflowStats
+from services.collector.learning import Attempt
 
 CFG = DetectionConfig(
     min_requests=100,
@@ -66,3 +68,58 @@ def test_each_threshold_alone_disqualifies(change: dict[str, float], failed: str
 def test_a_busy_workflow_is_not_nominated_again() -> None:
     a = assess(GOOD, CFG, busy="rollout running")
     assert not a.qualifies and a.failed == ["busy"] and "rollout running" in a.reason
+
+
+def test_a_workflow_too_small_says_how_far_it_is() -> None:
+    a = assess(replace(GOOD, live_ok=60), CFG)
+    assert a.failed == ["volume"] and "60 live requests (min 100: 40 more)" in a.reason
+
+
+NOW = dt.datetime(2026, 12, 1, 12, tzinfo=dt.UTC)
+
+
+def attempt(status: str, rollout_state: str = "", total_live: int = 400, **metrics: float) -> Attempt:
+    return Attempt(
+        tenant="acme",
+        workflow="route-tickets",
+        candidate_id="cand-1",
+        nominated_at=NOW - dt.timedelta(minutes=10),
+        student="smollm2-135m",
+        examples=360,
+        total_live=total_live,
+        adapter_id="adapter-1",
+        status=status,
+        rollout_state=rollout_state,
+        metrics=dict(metrics),
+        offline_score=0.3,
+    )
+
+
+@pytest.mark.parametrize(("status", "state"), [("rejected", ""), ("failed", ""), ("ready", "rolled_back")])
+def test_a_failed_attempt_is_retried_once_the_data_doubled_not_before(status: str, state: str) -> None:
+    last = attempt(status, state, gate_test=1.0, candidate_gold_accuracy=0.125)
+    early = assess(GOOD, CFG, last=last, total_live=799, now=NOW)
+    assert early.failed == ["growth"] and "retry at 800 (x2): 1 more" in early.reason
+    assert "gold score 0.12" in early.reason  # the gate decided on gold: that is the score reported
+    due = assess(GOOD, CFG, last=last, total_live=800, now=NOW)
+    assert due.qualifies and "retrying at 800" in due.reason and due.evidence["total_live_requests"] == 800
+    # configurable: 1.5x
+    assert assess(GOOD, replace_cfg(retry_growth=1.5), last=last, total_live=600, now=NOW).qualifies
+
+
+def replace_cfg(**change: float) -> DetectionConfig:
+    return CFG.model_copy(update=change)
+
+
+def test_any_other_attempt_waits_out_the_cooldown() -> None:
+    for status, state in (("", ""), ("ready", "promoted"), ("ready", "canary")):
+        a = assess(GOOD, CFG, last=attempt(status, state), total_live=10_000, now=NOW)
+        assert a.failed == ["busy"] and "cooldown 24 h" in a.reason, (status, state)
+    later = NOW + dt.timedelta(hours=25)
+    assert assess(GOOD, CFG, last=attempt("ready", "promoted"), total_live=10, now=later).qualifies
+
+
+def test_an_attempt_from_before_totals_were_kept_grows_from_its_dataset_size() -> None:
+    last = attempt("rejected", total_live=0)
+    assert "retry at 720 (x2): 20 more" in assess(GOOD, CFG, last=last, total_live=700, now=NOW).reason
+    assert assess(GOOD, CFG, last=last, total_live=720, now=NOW).qualifies

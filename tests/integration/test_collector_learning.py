@@ -1,0 +1,110 @@
+"""Retry on growth against the real collector (Kafka, chDB): a rejected workflow waits, then tries again.
+
+A workflow is nominated by detection; the trainer's verdict (an AdapterEvent for that candidate,
+rejected on gold) reaches the collector over Kafka; the candidate list then shows the outcome, the
+learning curve's first point and the workflow waiting for its data to double; once it has, the
+next check nominates it again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+from cumulus.kafka import codec, topics
+from cumulus.v1 import events_pb2
+from tests.integration.collector_process import CollectorProcess, inference_event, produce, stamped
+from tests.integration.test_collector import DETECTION, new_collector, send, wf
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def collector(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[CollectorProcess]:
+    process = new_collector(kafka_bootstrap, tmp_path_factory.mktemp("collector"), **DETECTION)
+    process.start()
+    try:
+        yield process
+    finally:
+        code = process.stop()
+        assert code == 0, process.log_tail()
+
+
+def poll(collector: CollectorProcess, until: Callable[[dict[str, Any]], bool], what: str) -> dict[str, Any]:
+    """/api/v1/candidates until ``until(body)``."""
+    deadline, body = time.monotonic() + 60, {}
+    while time.monotonic() < deadline:
+        status, body = collector.get("/api/v1/candidates")
+        assert status == 200, body
+        if until(body):
+            return body
+        time.sleep(0.5)
+    raise AssertionError(
+        f"{what}: not after 60 s; last answer {body}; detection {collector.get('/api/v1/detection')}"
+    )
+
+
+def rejected(candidate: dict[str, Any]) -> tuple[bytes, bytes]:
+    event = events_pb2.AdapterEvent(
+        meta=codec.new_meta(tenant=candidate["tenant"], workflow=candidate["workflow"], producer="trainer"),
+        adapter_id=f"adapter-{candidate['candidate_id'][-8:]}",
+        candidate_id=candidate["candidate_id"],
+        dataset_id=candidate["dataset_id"],
+        base_model=candidate["base_model"],
+        status=events_pb2.ADAPTER_STATUS_REJECTED,
+        offline_score=0.2,
+        metrics={
+            "gate_test": 1.0,
+            "candidate_gold_accuracy": 0.2,
+            "live_gold_accuracy": 0.3,
+            "gold_rows": 8.0,
+        },
+    )
+    return codec.encode_key(candidate["tenant"], candidate["workflow"]), codec.encode_event(event)
+
+
+def test_a_rejected_workflow_is_retried_once_its_data_doubled(
+    collector: CollectorProcess, kafka_bootstrap: str
+) -> None:
+    name = wf("grow")
+    send(kafka_bootstrap, [stamped(inference_event(name, i)) for i in range(60)])
+    body = poll(collector, lambda b: any(c["workflow"] == name for c in b["candidates"]), "first nomination")
+    (first,) = [c for c in body["candidates"] if c["workflow"] == name]
+    had = int(first["evidence"]["total_live_requests"])
+    assert 50 <= had <= 60 and first["outcome"] == "pending"
+
+    asyncio.run(produce(kafka_bootstrap, topics.ADAPTERS.name, [rejected(first)]))
+
+    def waiting(b: dict[str, Any]) -> bool:
+        return any(w["workflow"] == name and w["failed"] == ["growth"] for w in b["waiting"])
+
+    body = poll(collector, waiting, "waiting for growth")
+    (mine,) = [c for c in body["candidates"] if c["workflow"] == name]
+    assert mine["outcome"] == "rejected"
+    (curve,) = [c for c in body["learning_curves"] if c["workflow"] == name]
+    (point,) = curve["points"]
+    assert curve["student"] == first["base_model"]
+    assert (point["examples"], point["score"], point["test"], point["passed"]) == (
+        first["train_examples"] + first["holdout_examples"],
+        0.2,
+        "gold",
+        False,
+    )
+    (note,) = [w["reason"] for w in body["waiting"] if w["workflow"] == name]
+    assert f"retry at {2 * had} (x2)" in note
+    time.sleep(3)  # three more checks: still one candidate, the data has not doubled
+    _, body = collector.get("/api/v1/candidates")
+    assert [c["candidate_id"] for c in body["candidates"] if c["workflow"] == name] == [first["candidate_id"]]
+
+    send(kafka_bootstrap, [stamped(inference_event(name, i)) for i in range(60, 60 + had + 5)])
+    body = poll(
+        collector, lambda b: sum(c["workflow"] == name for c in b["candidates"]) == 2, "nomination on growth"
+    )
+    second = next(
+        c for c in body["candidates"] if c["workflow"] == name and c["candidate_id"] != first["candidate_id"]
+    )
+    assert "retrying at" in second["reason"] and second["evidence"]["total_live_requests"] >= 2 * had
