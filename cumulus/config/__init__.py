@@ -36,6 +36,7 @@ from cumulus.config.pipeline import (
     LlmJudgeConfig,
     ModelPrice,
     RouterConfig,
+    StudentConfig,
     TrainerConfig,
 )
 
@@ -58,6 +59,7 @@ __all__ = [
     "RouterConfig",
     "Section",
     "ServiceConfig",
+    "StudentConfig",
     "TrainerConfig",
     "TritonConfig",
     "load_config",

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import Field, ValidationError
+from pydantic import Field, ValidationError, model_validator
 
 from cumulus.config.infrastructure import (
     ClickHouseConfig,
@@ -18,12 +18,15 @@ from cumulus.config.infrastructure import (
     Section,
     TritonConfig,
 )
-from cumulus.config.pipeline import CollectorConfig, JudgeConfig, RouterConfig, TrainerConfig
+from cumulus.config.pipeline import CollectorConfig, JudgeConfig, RouterConfig, StudentConfig, TrainerConfig
 from cumulus.errors import ConfigError
 
 ENV_PREFIX = "CUMULUS_"
 CONFIG_ENV = "CUMULUS_CONFIG"
 DEFAULT_CONFIG_FILE = "cumulus.yaml"
+LIVE_TRITON_MODEL = "live"
+SMALL_TRITON_MODEL = "small"
+"""The Triton model of ``triton.small_model``, the first student's base."""
 
 
 class CumulusConfig(Section):
@@ -53,6 +56,29 @@ class CumulusConfig(Section):
     @property
     def models_dir(self) -> Path:
         return self.model_cache_dir or self.state_dir / "models"
+
+    @property
+    def ladder(self) -> tuple[StudentConfig, ...]:
+        """The students adapters may be trained on, smallest first (``trainer.students``)."""
+        return self.trainer.students or (StudentConfig(model=self.triton.small_model),)
+
+    def triton_model_for(self, base_model: str) -> str:
+        """The Triton model serving adapters of ``base_model``: ``small``, or a student's own id."""
+        return SMALL_TRITON_MODEL if base_model == self.triton.small_model else base_model
+
+    @property
+    def served_models(self) -> dict[str, str]:
+        """Triton model name -> catalog model id of every model Triton serves: live and each student."""
+        served = {LIVE_TRITON_MODEL: self.triton.live_model, SMALL_TRITON_MODEL: self.triton.small_model}
+        served.update({self.triton_model_for(s.model): s.model for s in self.ladder})
+        return served
+
+    @model_validator(mode="after")
+    def _students_served(self) -> CumulusConfig:
+        clash = {s.model for s in self.ladder} & {LIVE_TRITON_MODEL, SMALL_TRITON_MODEL}
+        if clash:
+            raise ValueError(f"trainer.students: {sorted(clash)} is a Triton model name, not a catalog id")
+        return self
 
 
 def load_config(path: str | Path | None = None, env: Mapping[str, str] | None = None) -> CumulusConfig:

@@ -110,6 +110,17 @@ class CollectorConfig(ServiceConfig):
     """Price per Triton model name (live, small); a model without a price costs 0 in estimates."""
 
 
+class StudentConfig(Section):
+    """One rung of the trainer's ladder of students: a base model adapters may be trained on."""
+
+    model: str = Field(min_length=1)
+    """Catalog model id (cumulus.models.catalog). ``triton.small_model`` is served as Triton model
+    ``small``; any other student as the Triton model named by its id."""
+    cost_per_token: float | None = Field(default=None, gt=0)
+    """Its cost per token in any unit shared with ``trainer.live_cost_per_token``; None: estimated
+    as compute, 2 x its parameters that do arithmetic (cumulus.models.params)."""
+
+
 class TrainerConfig(ServiceConfig):
     """The trainer service (services/trainer/): one LoRA training job per candidate, in a child process."""
 
@@ -138,6 +149,30 @@ class TrainerConfig(ServiceConfig):
     """Offline gate: holdout rows with gold (feedback) from which gold decides, not agreement with live."""
     gate_gold_margin: float = Field(default=0.1, ge=0, lt=1)
     """Offline gate on gold: the adapter passes at live's gold accuracy minus this or above."""
+    students: tuple[StudentConfig, ...] = ()
+    """The ladder, smallest first: a workflow is trained on the first student whose estimated cost
+    ratio against live is at least ``min_cost_ratio`` and whose learning curve has not plateaued
+    below the gate. Empty: ``triton.small_model`` alone."""
+    live_cost_per_token: float | None = Field(default=None, gt=0)
+    """The live model's cost per token, in the students' unit; None: estimated as compute."""
+    min_cost_ratio: float = Field(default=4.0, ge=1)
+    """No student is trained whose estimated cost per request is not this many times under live's."""
+    plateau_min_gain: float = Field(default=0.02, ge=0, le=1)
+    """A student has plateaued when its last gate score (on more data) beat its best earlier one by
+    less than this; the ladder then moves to the next student."""
+
+    @model_validator(mode="after")
+    def _one_cost_unit(self) -> TrainerConfig:
+        given = [s.cost_per_token is not None for s in self.students] + [self.live_cost_per_token is not None]
+        if any(given) and not all(given):
+            raise ValueError(
+                "trainer.students[].cost_per_token and trainer.live_cost_per_token: give all of them "
+                "(one unit) or none (each estimated as compute)"
+            )
+        models = [s.model for s in self.students]
+        if len(set(models)) != len(models):
+            raise ValueError("trainer.students: each model may appear once")
+        return self
 
 
 GraderName = Literal["label", "json", "tool_call", "semantic", "pairwise"]
@@ -210,8 +245,6 @@ class RouterConfig(ServiceConfig):
     """Also serves GET /api/v1/rollouts (what `cumulus rollout list` reads)."""
     group_id: str = "cumulus-router"
     """Kafka consumer group for adapters, verdicts and commands (committed after the decisions are acked)."""
-    candidate_model: str = "small"
-    """Triton model every adapter runs on."""
     shadow_rate: float = Field(default=0.5, gt=0, le=1)
     """Share of a workflow's requests copied to the candidate while it rolls out (the judge's sample)."""
     canary_steps: tuple[float, ...] = (0.01, 0.05, 0.25, 0.5)

@@ -104,6 +104,6 @@ def cmd_prepare(args: argparse.Namespace, config: CumulusConfig) -> int:
     if args.models or everything:
         from cumulus.models import ensure_model
 
-        for model_id in dict.fromkeys((config.triton.live_model, config.triton.small_model)):
+        for model_id in dict.fromkeys(config.served_models.values()):
             print(f"model {model_id}: {ensure_model(model_id, config.models_dir)}")
     return 0

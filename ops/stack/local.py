@@ -84,7 +84,7 @@ class LocalStack:
         if name == "kafka":
             return probe_kafka(spec.host, spec.ports[0])
         if name == "triton":
-            return probe_triton(spec.host, self.config.triton.http_port)
+            return probe_triton(spec.host, self.config.triton.http_port, tuple(self.config.served_models))
         if name == "trainer":
             return probe_trainer(spec.host, self.config.trainer.health_port)
         if name == "judge":

@@ -1,8 +1,9 @@
 """``python -m services.gateway``: the gRPC front door (cumulus.v1.Gateway + KServe v2 drop-in).
 
 Configured like every service (cumulus.config): ``gateway.*`` for ports, limits, shadow and
-shutdown settings, ``triton.*`` for where Triton is and which base models ``live``/``small`` are,
-``kafka.bootstrap_servers`` for events and routes. /readyz (health port) and gRPC health report
+shutdown settings, ``triton.*`` for where Triton is and which base models ``live``/``small`` are
+(and ``trainer.students``, each a Triton model of its own), ``kafka.bootstrap_servers`` for events
+and routes. /readyz (health port) and gRPC health report
 ready once Triton answers, the route table has been read and the tokenizers are loaded.
 SIGTERM: stop accepting RPCs, drain in-flight ones (``gateway.drain_grace_s``), flush the events.
 
@@ -38,9 +39,7 @@ async def main(ctx: ServiceContext) -> None:
         gateway.spool_dir, max_spool_bytes=gateway.max_spool_bytes, linger_ms=gateway.events_linger_ms
     )
     triton = TritonClient(config.triton.grpc_url, lanes=gateway.triton_streams)
-    renderer = TokenizerRenderer(
-        {"live": config.triton.live_model, "small": config.triton.small_model}, config.models_dir
-    )
+    renderer = TokenizerRenderer(config.served_models, config.models_dir)
     core = GatewayCore.build(
         config,
         triton=triton,

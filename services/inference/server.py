@@ -1,4 +1,4 @@
-"""Triton on CPU: PyTriton's bundled tritonserver serving models ``live`` and ``small``.
+"""Triton on CPU: PyTriton's bundled tritonserver serving ``live``, ``small`` and every other student base.
 
 Both models speak the TensorRT-LLM request interface (protocol.py) and are decoupled like
 TensorRT-LLM's. Batching: PyTriton answers a Triton batch in lockstep (every yield of the infer
@@ -54,6 +54,7 @@ def serve(config: CumulusConfig, stop: threading.Event) -> None:
         "triton.starting",
         live=triton_cfg.live_model,
         small=triton_cfg.small_model,
+        students=",".join(s.model for s in config.ladder),
         dtype=triton_cfg.dtype,
         host=triton_cfg.host,
         grpc_port=triton_cfg.grpc_port,
@@ -62,7 +63,8 @@ def serve(config: CumulusConfig, stop: threading.Event) -> None:
     )
     started = time.monotonic()
     schedulers: dict[str, BatchScheduler] = {}
-    for model_id in {triton_cfg.live_model, triton_cfg.small_model}:
+    served = config.served_models  # live, small, and every other student of the ladder
+    for model_id in dict.fromkeys(served.values()):
         schedulers[model_id] = _start_scheduler(model_id, config)
     workspace = (config.state_dir / "triton" / str(os.getpid())).resolve()
     shutil.rmtree(workspace, ignore_errors=True)
@@ -80,7 +82,7 @@ def serve(config: CumulusConfig, stop: threading.Event) -> None:
         workspace=workspace,
     )
     try:
-        for name, model_id in (("live", triton_cfg.live_model), ("small", triton_cfg.small_model)):
+        for name, model_id in served.items():
             triton.bind(
                 model_name=name,
                 infer_func=make_infer_fn(schedulers[model_id], triton_cfg.max_new_tokens_cap),
@@ -110,7 +112,7 @@ def _start_scheduler(model_id: str, config: CumulusConfig) -> BatchScheduler:
     started = time.monotonic()
     model, tokenizer = load_causal_lm(ensure_model(model_id, config.models_dir), config.triton.dtype)
     adapters = None
-    if model_id == config.triton.small_model:  # the base of every adapter
+    if model_id in {s.model for s in config.ladder}:  # a student: the base of adapters
         adapters = AdapterCache(
             # A slot per row of a full batch (plus the base), so any batch fits in one pass.
             MultiLora(model, slots=config.triton.max_batch_size + 1),

@@ -28,7 +28,7 @@ async def main(ctx: ServiceContext) -> None:
         state = await load_state(config.kafka.bootstrap_servers, ctx.stopping)
         if state is None:
             return
-        router = Router(config.router)
+        router = Router(config.router, config.triton_model_for)
         handler = RouterHandler(kafka.publisher, router)
         handler.publish(router.restore(*state))
         API.attach(router)

@@ -10,6 +10,7 @@ events, which is how a restarted router resumes.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from google.protobuf.message import Message
@@ -34,6 +35,13 @@ from services.router.rollout import (
 )
 
 log = get_logger("router")
+
+
+def on_small(base_model: str) -> str:
+    """Every adapter on Triton model ``small``, whatever its base (a router without a ladder)."""
+    return "small"
+
+
 PRODUCER = "router"
 
 
@@ -59,8 +67,10 @@ def gate_policy(config: RouterConfig) -> gates.GatePolicy:
 class Router:
     """Rollouts by (tenant, workflow) and the route tables they publish (see the module docstring)."""
 
-    def __init__(self, config: RouterConfig) -> None:
+    def __init__(self, config: RouterConfig, serving_model: Callable[[str], str] = on_small) -> None:
         self.config = config
+        self.serving_model = serving_model
+        """The Triton model serving adapters of a base model (CumulusConfig.triton_model_for)."""
         self.policy = gate_policy(config)
         self.rollouts: dict[WorkflowKey, Rollout] = {}
         self.tables: dict[WorkflowKey, events_pb2.RouteTable] = {}
@@ -88,7 +98,7 @@ class Router:
             tenant=key.tenant,
             workflow=key.workflow,
             adapter_id=event.adapter_id,
-            candidate=candidate_target(event, self.config.candidate_model),
+            candidate=candidate_target(event, self.serving_model(event.base_model)),
             incumbent=incumbent_of(table),
             steps=self.config.canary_steps,
             expects_gold=event.metrics.get("gate_test", 0.0) == 1.0,

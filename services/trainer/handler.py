@@ -4,7 +4,8 @@ Driven by the consume runtime (cumulus.kafka.runtime) one record per batch. Per 
 partition order:
 
 1. decode it (an undecodable record goes to cumulus.kafka.deadletter.v1);
-2. derive its adapter id (stable per candidate, ``adapter_id_for``) and job directory, write the spec;
+2. derive its adapter id (stable per candidate, ``adapter_id_for``) and job directory, pick the
+   student it trains (ladder.py; none qualifies: REJECTED untrained, with the reason), write the spec;
 3. run ``python -m services.trainer.job`` (process.py) and relay its progress as TRAINING
    AdapterEvents (at most one per ``progress_interval_s``) and on ``GET /status``;
 4. publish the outcome: READY or REJECTED (registered, with the offline gate's score) or FAILED
@@ -42,6 +43,7 @@ from cumulus.kafka.runtime import Progress, Subscription
 from cumulus.logs import get_logger
 from cumulus.v1 import events_pb2
 from services.trainer.job import JobSpec
+from services.trainer.ladder import StudentPicker
 from services.trainer.process import JobStatus, run_job
 from services.trainer.recipe_config import DEFAULT_RECIPE
 
@@ -89,6 +91,7 @@ class TrainerHandler:
         self.current: JobStatus | None = None
         self._announced = 0.0
         self.recent: deque[dict[str, Any]] = deque(maxlen=10)
+        self.students = StudentPicker(config)
         self.identity = {"host": socket.gethostname(), "pid": os.getpid(), "started_at": time.time()}
         """Which trainer answers ``GET /status``: an operator must never read another one's job."""
 
@@ -108,13 +111,18 @@ class TrainerHandler:
         """Train for one candidate record and publish the outcome; False when stopped before it."""
         try:
             candidate = codec.decode_as(events_pb2.CandidateEvent, record.value, topic=record.topic)
-            spec = self._spec(candidate)
+            spec = await asyncio.to_thread(self._spec, candidate)
         except (EventDecodeError, CumulusError) as exc:
             log.warning("candidate.dead_lettered", offset=record.offset, reason=str(exc)[:300])
             reason = f"unusable candidate: {exc}"
             self.publisher.publish(
                 topics.DEADLETTER, dead_letter(record, consumer="trainer", producer=PRODUCER, reason=reason)
             )
+            return True
+        if not spec.base_model:  # no student qualifies: say why, train nothing
+            reason = spec.student.get("reason", "no student")
+            self._publish(spec, events_pb2.ADAPTER_STATUS_REJECTED, progress=1.0, error=reason)
+            log.info("job.no_student", tenant=spec.tenant, workflow=spec.workflow, reason=reason[:300])
             return True
         job = self.current = JobStatus(spec.adapter_id, spec.candidate_id, spec.workflow)
         self._publish(spec, events_pb2.ADAPTER_STATUS_TRAINING, progress=0.0)
@@ -158,7 +166,19 @@ class TrainerHandler:
             raise CumulusError("candidate_id, workflow and dataset_uri are required")
         adapter_id = adapter_id_for(candidate.candidate_id, meta.occurred_at.ToDatetime())
         job_dir = self.jobs_dir / adapter_id
+        if (job_dir / "spec.json").is_file():  # redelivered: the same student, whatever came since
+            return JobSpec.read(job_dir / "spec.json")
         job_dir.mkdir(parents=True, exist_ok=True)
+        dataset_dir = self.store.path_from_uri(candidate.dataset_uri)
+        choice = self.students.pick(meta.tenant, meta.workflow, dataset_dir, candidate.base_model)
+        log.info(
+            "student.chosen",
+            tenant=meta.tenant,
+            workflow=meta.workflow,
+            adapter=adapter_id,
+            student=choice.model or "",
+            reason=choice.reason[:300],
+        )
         judge = self.config.judge
         spec = JobSpec(
             candidate_id=candidate.candidate_id,
@@ -166,8 +186,9 @@ class TrainerHandler:
             tenant=meta.tenant,
             workflow=meta.workflow,
             dataset_id=candidate.dataset_id,
-            dataset_dir=str(self.store.path_from_uri(candidate.dataset_uri)),
-            base_model=candidate.base_model or self.config.triton.small_model,
+            dataset_dir=str(dataset_dir),
+            base_model=choice.model or "",
+            student={"reason": choice.reason, "cost_ratios": choice.cost_ratios},
             recipe=str(Path(self.trainer.recipe or DEFAULT_RECIPE).resolve()),
             artifacts_dir=str(self.store.root),
             models_dir=str(Path(self.config.models_dir).resolve()),

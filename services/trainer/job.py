@@ -20,7 +20,7 @@ import json
 import os
 import signal
 import sys
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -60,6 +60,8 @@ class JobSpec:
     job_dir: str
     gate: dict[str, Any]
     """GateSettings fields, graders as GraderSettings fields."""
+    student: dict[str, Any] = field(default_factory=dict)
+    """Why this base model (ladder.Choice): ``reason`` and the estimated ``cost_ratios``."""
 
     @classmethod
     def read(cls, path: Path) -> JobSpec:
@@ -146,6 +148,7 @@ def run_job(spec: JobSpec, stop_after_steps: int = 0) -> dict[str, Any]:
             "candidate_id": spec.candidate_id,
             "dataset_id": spec.dataset_id,
             "base_model": spec.base_model,
+            "student": spec.student,
             "status": "ready" if gate.passed else "rejected",
             "hyperparameters": {**config.model_dump(mode="json"), "device": str(device), "amp": str(amp)},
             "data": counts,

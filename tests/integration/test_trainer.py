@@ -1,4 +1,5 @@
-"""The trainer through a real broker: killed mid-job, restarted, the candidate is retried, not lost.
+"""The trainer through a real broker: killed mid-job, restarted, the candidate is retried, not lost;
+and a workflow whose smallest student plateaus is trained on the next one of the ladder.
 
 The trainer runs as a real process (``python -m services.trainer``) on a broker of this test's own,
 so candidates other tests publish never reach it. It is SIGKILLed while its job trains; the job's
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import signal
 import subprocess
@@ -61,7 +63,9 @@ def state_dir(tmp_path: Path) -> Path:
 
 
 @contextlib.contextmanager
-def trainer_process(state_dir: Path, bootstrap: str, port: int) -> Iterator[subprocess.Popen[bytes]]:
+def trainer_process(
+    state_dir: Path, bootstrap: str, port: int, **overrides: str
+) -> Iterator[subprocess.Popen[bytes]]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("CUMULUS_")}
     env.update(
         CUMULUS_STATE_DIR=str(state_dir),
@@ -74,6 +78,7 @@ def trainer_process(state_dir: Path, bootstrap: str, port: int) -> Iterator[subp
         CUMULUS_TRAINER__GATE_MAX_EXAMPLES="4",
         CUMULUS_TRAINER__GATE_MAX_NEW_TOKENS="4",
         PYTHONPATH=str(REPO),
+        **overrides,
     )
     with (state_dir / "trainer.log").open("ab") as log:
         process = subprocess.Popen(
@@ -181,3 +186,57 @@ async def committed_offsets(bootstrap: str) -> dict[int, int]:
     finally:
         await admin.close()
     return {tp.partition: meta.offset for tp, meta in offsets.items() if tp.topic == topics.CANDIDATES.name}
+
+
+def ticket_candidate(store: ArtifactStore) -> events_pb2.CandidateEvent:
+    """A nomination as the collector makes one: it names the first student (triton.small_model)."""
+    return events_pb2.CandidateEvent(
+        meta=codec.new_meta(tenant="t-it", workflow=WORKFLOW, producer="test"),
+        candidate_id=f"cand-{uuid.uuid4().hex[:6]}",
+        dataset_id="ds-it",
+        dataset_uri=store.uri("datasets", WORKFLOW, "ds-it"),
+        base_model="tiny-llama",
+    )
+
+
+async def test_a_student_that_plateaus_below_the_gate_hands_the_workflow_to_the_next(
+    restartable_kafka: RestartableKafka, state_dir: Path, unused_tcp_port: int
+) -> None:
+    short = RECIPE | {"train": RECIPE["train"] | {"epochs": 1, "max_steps": 2, "checkpoint_every": 0}}
+    (state_dir / "recipe.yaml").write_text(yaml.safe_dump(short))
+    ladder = [
+        {"model": "tiny-llama", "cost_per_token": 1.0},
+        {"model": "smollm2-135m-instruct", "cost_per_token": 20.0},
+        {"model": "qwen2.5-coder-0.5b-instruct", "cost_per_token": 60.0},  # 1/1.7 of live: never
+    ]
+    overrides = {
+        "CUMULUS_TRITON__SMALL_MODEL": "tiny-llama",
+        "CUMULUS_TRAINER__STUDENTS": json.dumps(ladder),
+        "CUMULUS_TRAINER__LIVE_COST_PER_TOKEN": "100",
+        "CUMULUS_TRAINER__GATE_THRESHOLD": "1.0",  # nobody passes: every attempt is rejected
+        "CUMULUS_TRAINER__PLATEAU_MIN_GAIN": "1.0",  # so two attempts make a plateau
+    }
+    bootstrap = restartable_kafka.bootstrap
+    store = ArtifactStore(state_dir / "artifacts")
+    events = AIOKafkaConsumer(topics.ADAPTERS.name, bootstrap_servers=bootstrap, auto_offset_reset="earliest")
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap)
+    await events.start()
+    await producer.start()
+    try:
+        with trainer_process(state_dir, bootstrap, unused_tcp_port, **overrides):
+            outcomes = []
+            for _ in range(5):
+                candidate = ticket_candidate(store)
+                key = codec.encode_key(candidate.meta.tenant, WORKFLOW)
+                await producer.send_and_wait(topics.CANDIDATES.name, codec.encode_event(candidate), key=key)
+                outcomes.append(await next_event(events, lambda e, c=candidate: e.status in OUTCOMES
+                                                 and e.candidate_id == c.candidate_id))  # fmt: skip
+    finally:
+        await producer.stop()
+        await events.stop()
+    tiny, small = "tiny-llama", "smollm2-135m-instruct"
+    assert [o.base_model for o in outcomes[:4]] == [tiny, tiny, small, small]
+    assert all(o.status == events_pb2.ADAPTER_STATUS_REJECTED for o in outcomes), [o.error for o in outcomes]
+    last = outcomes[4]  # both allowed students plateaued; the third is too dear to try
+    assert not last.base_model and "no student to train" in last.error
+    assert "qwen2.5-coder-0.5b-instruct costs 1/1.7 of live" in last.error

@@ -64,3 +64,31 @@ def test_list_fields_take_json_from_the_environment() -> None:
     assert config.router.canary_steps == (0.1, 0.5)
     with pytest.raises(ConfigError, match="CUMULUS_ROUTER__CANARY_STEPS: not valid JSON"):
         load_config(env={"CUMULUS_ROUTER__CANARY_STEPS": "[0.1,"})
+
+
+def test_every_student_is_served_by_triton_under_its_own_name() -> None:
+    config = CumulusConfig.model_validate(
+        {"trainer": {"students": [{"model": "smollm2-135m-instruct"}, {"model": "smollm2-360m-instruct"}]}}
+    )
+    assert config.served_models == {
+        "live": config.triton.live_model,
+        "small": "smollm2-135m-instruct",
+        "smollm2-360m-instruct": "smollm2-360m-instruct",
+    }
+    assert config.triton_model_for("smollm2-135m-instruct") == "small"
+    assert CumulusConfig().ladder[0].model == CumulusConfig().triton.small_model  # no ladder: one rung
+
+
+@pytest.mark.parametrize(
+    ("trainer", "message"),
+    [
+        ({"students": [{"model": "a", "cost_per_token": 1.0}]}, "give all of them"),
+        ({"students": [{"model": "a"}, {"model": "a"}]}, "each model may appear once"),
+        ({"students": [{"model": "live"}]}, "is a Triton model name"),
+    ],
+)
+def test_a_ladder_that_cannot_be_priced_or_served_is_refused(
+    trainer: dict[str, object], message: str
+) -> None:
+    with pytest.raises(ValueError, match=message):
+        CumulusConfig.model_validate({"trainer": trainer})

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from cumulus.config import RouterConfig
+from cumulus.config import CumulusConfig, RouterConfig, StudentConfig, TrainerConfig
 from cumulus.kafka import codec, topics
 from cumulus.v1 import events_pb2
 from services.router.core import Router
@@ -230,3 +230,13 @@ def test_verdicts_from_before_the_step_began_do_not_count() -> None:
     for _ in range(100):
         router.on_verdict(stale)
     assert router.rollouts[KEY].evidence.n == 0 and router.evaluate() == []
+
+
+def test_an_adapter_rolls_out_on_the_triton_model_of_its_student() -> None:
+    config = CumulusConfig(trainer=TrainerConfig(students=(StudentConfig(model="smollm2-135m-instruct"),
+                                                           StudentConfig(model="student-b"))))  # fmt: skip
+    router = Router(CONFIG, config.triton_model_for)
+    event = adapter_event()
+    event.base_model = "student-b"
+    table = router.on_adapter(event)[0].event
+    assert isinstance(table, events_pb2.RouteTable) and table.shadow.model == "student-b"

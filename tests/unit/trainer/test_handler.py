@@ -11,10 +11,11 @@ from typing import Any
 from google.protobuf.message import Message
 
 from cumulus.artifacts import ArtifactStore
-from cumulus.config import CumulusConfig, TrainerConfig
+from cumulus.config import CumulusConfig, StudentConfig, TrainerConfig, TritonConfig
 from cumulus.kafka import codec, topics
 from cumulus.kafka.topics import TopicSpec
 from cumulus.lora import lora_task_id
+from cumulus.models import TINY_LLAMA
 from cumulus.v1 import events_pb2
 from services.trainer.handler import TrainerHandler
 from tests.unit.trainer.conftest import SHARED_MODELS, WORKFLOW
@@ -55,8 +56,15 @@ def _worker(tmp_path: Path, recipe: Path) -> tuple[TrainerHandler, FakePublisher
     config = CumulusConfig(
         state_dir=tmp_path,
         model_cache_dir=SHARED_MODELS,
+        triton=TritonConfig(live_model=TINY_LLAMA, small_model=TINY_LLAMA),
         trainer=TrainerConfig(
-            recipe=recipe, progress_interval_s=0, gate_max_examples=2, gate_max_new_tokens=4
+            recipe=recipe,
+            progress_interval_s=0,
+            gate_max_examples=2,
+            gate_max_new_tokens=4,
+            # One model plays live and student here: say what each costs, as a price list would.
+            students=(StudentConfig(model=TINY_LLAMA, cost_per_token=1.0),),
+            live_cost_per_token=10.0,
         ),
     )
     publisher = FakePublisher()
@@ -100,3 +108,18 @@ def test_an_unreadable_candidate_goes_to_the_dead_letter_topic(
     ((topic, letter),) = publisher.events
     assert topic == topics.DEADLETTER.name
     assert letter.source_offset == 7 and "unusable candidate" in letter.reason  # type: ignore[attr-defined]
+
+
+def test_no_student_cheap_enough_rejects_the_candidate_untrained_and_says_why(
+    tmp_path: Path, dataset_dir: Path, write_recipe: Callable[..., Path]
+) -> None:
+    worker, publisher = _worker(tmp_path, write_recipe(train={"max_steps": 2}))
+    worker.config = worker.config.model_copy(
+        update={"trainer": worker.trainer.model_copy(update={"live_cost_per_token": 3.0})}
+    )
+    worker.students.config = worker.config
+    uri = ArtifactStore(tmp_path / "artifacts").uri("datasets", WORKFLOW, "ds-test")
+    assert asyncio.run(worker.handle([_record(_candidate(uri, "cand-3"))], asyncio.Event()))
+    (outcome,) = publisher.adapter_events()  # no TRAINING event: nothing was trained
+    assert outcome.status == events_pb2.ADAPTER_STATUS_REJECTED and not outcome.base_model
+    assert "no student to train" in outcome.error and "tiny-llama costs 1/3.0 of live" in outcome.error

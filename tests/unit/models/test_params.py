@@ -7,7 +7,7 @@ import math
 import struct
 from pathlib import Path
 
-from ops.demo.params import folder_parameters, safetensors_shapes
+from cumulus.models.params import folder_parameters, safetensors_shapes
 
 VOCAB, HIDDEN = 1000, 16
 LAYER = {
