@@ -124,7 +124,7 @@ def run_job(spec: JobSpec, stop_after_steps: int = 0) -> dict[str, Any]:
     )
     metrics = {
         "steps": state.step,
-        "total_steps": recipe.total_steps,
+        **recipe.schedule.metrics(),
         "train_loss_first": state.losses[0],
         "train_loss_last": state.losses[-1],
         **({"holdout_loss_best": state.best_loss} if state.evals else {}),

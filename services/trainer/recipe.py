@@ -35,6 +35,7 @@ from cumulus.logs import get_logger
 from services.trainer import data
 from services.trainer.loss import SHAPE_BUCKET, summed_loss
 from services.trainer.recipe_config import RecipeConfig
+from services.trainer.schedule import plan
 
 log = get_logger("trainer")
 CHECKPOINT = "checkpoint.pt"
@@ -120,10 +121,9 @@ class LoraRecipe:
         self.holdout_rows = self._rows(self.holdout_records, Counter())
         if not self.train_rows:
             raise CumulusError("no usable training examples", fix="check the dataset (too long or malformed)")
-        micro_batches = math.ceil(len(self.train_rows) / cfg.train.batch_size)
-        self.steps_per_epoch = math.ceil(micro_batches / cfg.train.grad_accum)
-        epochs_steps = cfg.train.epochs * self.steps_per_epoch
-        self.total_steps = min(cfg.train.max_steps or epochs_steps, epochs_steps)
+        self.schedule = plan(cfg.train, examples=sum(map(len, self.train_rows)), rows=len(self.train_rows))
+        self.total_steps = self.schedule.total_steps
+        log.info("train.schedule", **self.schedule.metrics())
         self.optimizer = torch.optim.AdamW(
             self.trainable.values(), lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay
         )
@@ -134,7 +134,7 @@ class LoraRecipe:
 
     def train(self) -> TrainState:
         """Train to the end (or early stop); raises TrainingInterrupted after checkpointing on request."""
-        cfg, state = self.config.train, self.state
+        cfg, every, state = self.config.train, self.schedule, self.state
         self.model.train()
         while state.step < self.total_steps and not state.early_stopped:
             epoch_batches = data.batches(self.train_rows, cfg.batch_size, cfg.seed + state.epoch)
@@ -147,18 +147,18 @@ class LoraRecipe:
                 state.step += 1
                 state.losses.append(loss)
                 self._report(loss)
-                if cfg.eval_every and state.step % cfg.eval_every == 0 and self._evaluate_and_stop():
+                if every.eval_every and state.step % every.eval_every == 0 and self._evaluate_and_stop():
                     break
-                if cfg.checkpoint_every and state.step % cfg.checkpoint_every == 0:
+                if every.checkpoint_every and state.step % every.checkpoint_every == 0:
                     self.save_checkpoint()
                 if self.should_stop():
                     self.save_checkpoint()
                     raise TrainingInterrupted(f"stopped at step {state.step} of {self.total_steps}")
             else:
                 state.epoch, state.batches_done = state.epoch + 1, 0
-        if cfg.eval_every and (not state.evals or state.evals[-1][0] != state.step):
+        if every.eval_every and (not state.evals or state.evals[-1][0] != state.step):
             self._evaluate_and_stop()
-        if self.holdout_rows and cfg.eval_every:  # the adapter that did best on the holdout set
+        if self.holdout_rows and every.eval_every:  # the adapter that did best on the holdout set
             with torch.no_grad():
                 for name, param in self.trainable.items():
                     param.copy_(self.best_weights[name])

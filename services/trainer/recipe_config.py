@@ -3,14 +3,15 @@
 Shipped configs live in ``services/trainer/configs/``; ``trainer.recipe`` (cumulus.config) names
 the one the service uses. Unknown keys are refused like everywhere else in the project, and
 ``RecipeConfig.resolve`` turns ``auto`` choices into concrete ones for the machine it runs on,
-failing with a message that names the fix when the machine cannot do what the config asks.
+failing with a message that names the fix when the machine cannot do what the config asks;
+``schedule.plan`` turns the ``auto`` epochs and cadences into numbers for the dataset it trains on.
 """
 
 from __future__ import annotations
 
 import functools
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Final, Literal
 
 import torch
 import yaml
@@ -22,6 +23,8 @@ from cumulus.prompts import PRUNABLE
 
 CONFIGS_DIR = Path(__file__).parent / "configs"
 DEFAULT_RECIPE = CONFIGS_DIR / "lora.yaml"
+AUTO: Final = "auto"
+"""The value of a field the recipe sizes from the dataset when it starts (services/trainer/schedule.py)."""
 
 
 class _Section(BaseModel):
@@ -62,18 +65,32 @@ class TrainSection(_Section):
     batch_size: int = Field(default=4, ge=1)
     """Rows (packed or not) per optimizer micro-step."""
     grad_accum: int = Field(default=1, ge=1)
-    epochs: int = Field(default=3, ge=1)
+    epochs: Annotated[int, Field(ge=1)] | Literal["auto"] = AUTO
+    """auto: from the number of training examples, like OpenAI's ``n_epochs: auto`` (schedule.py):
+    auto_base_epochs, raised or lowered so the examples seen land in [min_examples_seen,
+    max_examples_seen], within 1..max_auto_epochs."""
     max_steps: int = Field(default=0, ge=0)
     """Optimizer steps at most; 0: as many as the epochs take."""
-    eval_every: int = Field(default=25, ge=0)
-    """Holdout loss every this many steps (and at the end); 0: never."""
+    eval_every: Annotated[int, Field(ge=0)] | Literal["auto"] = AUTO
+    """Holdout loss every this many steps (and at the end); 0: never; auto: ~auto_evals times a run."""
     early_stopping_patience: int = Field(default=3, ge=0)
     """Stop after this many evaluations without a better holdout loss; 0: never stop early."""
     min_delta: float = Field(default=0.0, ge=0)
     """A holdout loss must beat the best by more than this to count as better."""
-    checkpoint_every: int = Field(default=25, ge=0)
-    """Save a resumable checkpoint every this many steps; 0: only when interrupted."""
+    checkpoint_every: Annotated[int, Field(ge=0)] | Literal["auto"] = AUTO
+    """Save a resumable checkpoint every this many steps; 0: only when interrupted; auto: ~auto_evals
+    times a run."""
     seed: int = 1234
+    auto_base_epochs: int = Field(default=3, ge=1)
+    """epochs: auto starts from this many (OpenAI's default too)."""
+    min_examples_seen: int = Field(default=100, ge=1)
+    """epochs: auto trains a small dataset for more epochs until it has seen this many examples."""
+    max_examples_seen: int = Field(default=25_000, ge=1)
+    """epochs: auto trains a large dataset for fewer epochs to see at most this many (one epoch at least)."""
+    max_auto_epochs: int = Field(default=10, ge=1)
+    """Most epochs auto picks: a tiny dataset is memorised long before min_examples_seen."""
+    auto_evals: int = Field(default=10, ge=1)
+    """Holdout evaluations (and checkpoints) over a run where eval_every (checkpoint_every) is auto."""
 
 
 class RecipeConfig(_Section):
@@ -101,12 +118,34 @@ class RecipeConfig(_Section):
                 "train.early_stopping_patience needs a holdout loss: set train.eval_every > 0, "
                 "or early_stopping_patience: 0"
             )
+        self._schedule_consistent()
         if self.train.max_steps and self.optim.warmup_steps >= self.train.max_steps:
             raise ValueError(
                 f"optim.warmup_steps ({self.optim.warmup_steps}) >= train.max_steps "
                 f"({self.train.max_steps}): the learning rate would never reach optim.lr; lower warmup_steps"
             )
         return self
+
+    def _schedule_consistent(self) -> None:
+        train = self.train
+        if train.min_examples_seen > train.max_examples_seen:
+            raise ValueError(
+                f"train.min_examples_seen ({train.min_examples_seen}) > train.max_examples_seen "
+                f"({train.max_examples_seen}): no number of epochs fits both; lower min_examples_seen"
+            )
+        if train.auto_base_epochs > train.max_auto_epochs:
+            raise ValueError(
+                f"train.auto_base_epochs ({train.auto_base_epochs}) > train.max_auto_epochs "
+                f"({train.max_auto_epochs}): raise max_auto_epochs or lower auto_base_epochs"
+            )
+        # The first evaluation always sets the best loss, so auto_evals of them allow at most
+        # auto_evals - 1 without improvement: a patience that high could never stop the run.
+        if train.eval_every == AUTO and train.early_stopping_patience >= train.auto_evals:
+            raise ValueError(
+                f"train.early_stopping_patience ({train.early_stopping_patience}) >= train.auto_evals "
+                f"({train.auto_evals}): with eval_every: auto it could never stop early; "
+                "raise auto_evals or lower early_stopping_patience"
+            )
 
     def resolve(self) -> tuple[torch.device, torch.dtype | None]:
         """(device, autocast dtype or None for fp32) for this machine; ConfigError names the fix."""

@@ -12,7 +12,11 @@ import pytest
 
 from cumulus.artifacts import verify_dir
 from cumulus.lora import lora_task_id
+from cumulus.models import TINY_LLAMA, ensure_model
 from services.trainer.job import EXIT_INTERRUPTED, RESULT, main
+from services.trainer.recipe import LoraRecipe
+from services.trainer.recipe_config import load_recipe_config
+from tests.unit.trainer.conftest import SHARED_MODELS, ticket_records
 
 # Losses of the first two steps of the tiny recipe (fp32, seed 1234) on the ticket dataset.
 PINNED_LOSSES = [10.8404, 10.7388]
@@ -71,6 +75,49 @@ def test_resume_from_a_checkpoint_gives_the_same_loss_curve(
     assert [loss for _, loss in got["holdout"]] == pytest.approx(
         [loss for _, loss in expected["holdout"]], abs=1e-5
     )
+
+
+AUTO_SCHEDULE = {
+    "epochs": "auto",
+    "max_steps": 0,
+    "eval_every": "auto",
+    "checkpoint_every": "auto",
+    "auto_evals": 3,
+}
+
+
+@pytest.mark.parametrize("count", [10, 200])
+def test_setup_sizes_the_run_from_the_examples_it_will_train_on(
+    write_recipe: Callable[..., Path], tmp_path: Path, count: int
+) -> None:
+    recipe = LoraRecipe(
+        load_recipe_config(write_recipe(train=AUTO_SCHEDULE)),
+        model_path=ensure_model(TINY_LLAMA, SHARED_MODELS),
+        train_records=ticket_records(count),
+        holdout_records=[],
+        checkpoint_dir=tmp_path / "checkpoint",
+    )
+    recipe.setup()
+    schedule, rows = recipe.schedule, len(recipe.train_rows)
+    recipe.cleanup()
+    # Under 100 examples seen at 3 epochs: 10 epochs (the cap) for 10 tickets, 3 for 200. Packing
+    # puts several tickets in one row, so steps count rows, examples count tickets.
+    assert (schedule.examples, schedule.epochs) == ((10, 10) if count == 10 else (200, 3))
+    assert rows < count and schedule.total_steps == schedule.epochs * -(-rows // 2)
+    assert schedule.examples_seen == count * schedule.epochs
+    assert schedule.eval_every == schedule.checkpoint_every == -(-schedule.total_steps // 3)
+
+
+def test_an_auto_schedule_evaluates_about_auto_evals_times(
+    write_recipe: Callable[..., Path], job_spec: Callable[..., Path]
+) -> None:
+    spec = job_spec(write_recipe(train=AUTO_SCHEDULE))
+    assert main([str(spec)]) == 0
+    manifest = _manifest(spec)
+    steps, curve = manifest["metrics"]["total_steps"], manifest["loss_curve"]
+    every = -(-steps // 3)
+    assert steps % 3 == 0 and len(curve["train"]) == steps  # 40 tickets: 3 epochs, 120 seen
+    assert [step for step, _ in curve["holdout"]] == sorted({*range(every, steps + 1, every), steps})
 
 
 def test_a_job_whose_adapter_is_registered_only_reports_it(

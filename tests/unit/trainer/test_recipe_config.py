@@ -43,6 +43,18 @@ def _write(tmp_path: Path, data: dict[str, Any]) -> Path:
         ({"lora": {"rank": 0}}, ["lora.rank"]),
         ({"data": {"prune": ["everything"]}}, ["data.prune"]),
         ({"train": {"epoch": 3}}, ["train.epoch", "Extra inputs are not permitted"]),
+        ({"train": {"epochs": "lots"}}, ["train.epochs", "'auto'"]),
+        ({"train": {"epochs": 0}}, ["train.epochs", "greater than or equal to 1"]),
+        ({"train": {"eval_every": -1}}, ["train.eval_every"]),
+        (
+            {"train": {"min_examples_seen": 500, "max_examples_seen": 400}},
+            ["train.min_examples_seen (500) > train.max_examples_seen (400)", "lower min_examples_seen"],
+        ),
+        ({"train": {"auto_base_epochs": 12}}, ["train.auto_base_epochs (12) > train.max_auto_epochs (10)"]),
+        (
+            {"train": {"early_stopping_patience": 4, "auto_evals": 4}},
+            ["train.early_stopping_patience (4) >= train.auto_evals (4)", "raise auto_evals"],
+        ),
     ],
 )
 def test_bad_combinations_fail_at_load_naming_the_fix(
@@ -54,6 +66,15 @@ def test_bad_combinations_fail_at_load_naming_the_fix(
     assert str(path) in str(caught.value)
     for name in names:
         assert name in str(caught.value)
+
+
+def test_epochs_and_cadences_take_a_number_or_auto() -> None:
+    explicit = RecipeConfig.model_validate(
+        {"train": {"epochs": 2, "eval_every": 5, "checkpoint_every": 0, "early_stopping_patience": 9}}
+    ).train
+    assert (explicit.epochs, explicit.eval_every, explicit.checkpoint_every) == (2, 5, 0)
+    auto = RecipeConfig().train
+    assert (auto.epochs, auto.eval_every, auto.checkpoint_every) == ("auto", "auto", "auto")
 
 
 def test_fp16_on_cpu_is_refused_naming_bf16() -> None:
