@@ -10,9 +10,11 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
+from typing import Any
 
 import pytest
 
+from cumulus.config import RouterConfig
 from cumulus.kafka import codec, topics
 from cumulus.v1 import events_pb2
 from ops.cli.main import main as cli_main
@@ -184,3 +186,48 @@ async def test_the_gateways_route_book_realises_each_published_weight(
         assert abs(shadowed - 0.5 * (1 - weight)) < 0.02, (step, shadowed)
         assert all(p.primary.target.lora_task_id == 7 for p in plans if p.is_candidate)
         assert book.table("someone-else", workflow) is None  # tenant-scoped
+
+
+def gold_pairs(workflow: str, adapter_id: str, n: int) -> list[tuple[Any, Any]]:
+    """n shadowed requests with feedback where the candidate is right and live is wrong: as the
+    judge grades them, it disagrees with live (agreement verdict failed) and wins on gold."""
+    events: list[tuple[Any, Any]] = []
+    for _ in range(n):
+        request_id = uuid.uuid4().hex
+        for reference, passed in (("live", False), ("gold", True)):
+            verdict = events_pb2.Verdict(
+                meta=codec.new_meta(tenant=TENANT, workflow=workflow, producer="judge"),
+                verdict_id=uuid.uuid4().hex,
+                adapter_id=adapter_id,
+                grader="label",
+                passed=passed,
+                score=float(passed),
+                reference=reference,
+                request_id=request_id,
+                live_latency_ms=80.0,
+                candidate_latency_ms=30.0,
+            )
+            if reference == "gold":
+                verdict.live_passed, verdict.live_score = False, 0.0
+            events.append((topics.VERDICTS, verdict))
+    return events
+
+
+async def test_a_candidate_right_where_live_is_wrong_is_promoted_on_gold(
+    router: RouterProcess,  # noqa: F811
+    kafka_bootstrap: str,
+) -> None:
+    workflow, adapter = f"wf-{uuid.uuid4().hex[:8]}", "adapter-gold"
+    ready = adapter_ready(workflow, adapter)
+    ready.metrics.update({"gate_test": 1.0, "candidate_gold_accuracy": 0.9, "live_gold_accuracy": 0.4})
+    await publish(kafka_bootstrap, [(topics.ADAPTERS, ready)])
+    await asyncio.to_thread(wait_for, router, workflow, "shadow", 0)
+    steps = len(RouterConfig().canary_steps)
+    for step in range(1, steps + 2):
+        await publish(kafka_bootstrap, gold_pairs(workflow, adapter, 40))
+        state = "promoted" if step > steps else "canary"
+        row = await asyncio.to_thread(wait_for, router, workflow, state, min(step, steps + 1))
+        assert row["evidence"]["test"] == 1.0 and row["reason"].startswith("gold: superior to live"), row
+        assert row["evidence"]["candidate_gold_accuracy"] > row["evidence"]["live_gold_accuracy"]
+    table = await newest_table(kafka_bootstrap, workflow, until=lambda t: t.rollout_state == "promoted")
+    assert [(w.target.adapter_id, w.weight) for w in table.canary] == [(adapter, 1.0)]
