@@ -101,6 +101,8 @@ def rollout_steps(seen: Seen, adapter_id: str, t0: float) -> list[dict[str, Any]
             "to": e.to_state,
             "weight": e.weight,
             "reason": e.reason,
+            # The gate's test (evidence "test": 1 gold, 0 agreement); operator commands have none.
+            "test": {1.0: "gold", 0.0: "agreement"}.get(e.evidence.get("test", -1.0), ""),
             "evidence": {k: round(v, 4) for k, v in sorted(e.evidence.items())},
         }
         for t, e in seen.rollouts
@@ -127,6 +129,7 @@ def targets_met(report: Mapping[str, Any]) -> dict[str, bool]:
 ROWS = (
     ("workflow", "workflow"),
     ("adapter_id", "adapter"),
+    ("student", "student (base model trained)"),
     ("shadow_pairs_graded", "shadow pairs graded"),
     ("judge_pass_rate", "judge pass rate"),
     ("grader_vs_gold_agreement", "grader vs gold agreement (>= 0.95)"),
@@ -153,7 +156,11 @@ def table(report: Mapping[str, Any]) -> str:
             live, small, lora = (_millions(value.get(k)) for k in ("live", "small", "lora"))
             value = f"{live} / {small} + {lora}"
         elif key == "rollout_final_state":
-            value = f"{value} after {len(report.get('rollout_steps', []))} transitions"
+            steps = report.get("rollout_steps", [])
+            tests = sorted({s.get("test") for s in steps if s.get("test")})
+            value = f"{value} after {len(steps)} transitions" + (
+                f", decided on {'/'.join(tests)}" if tests else ""
+            )
         lines.append(f"  {label:<42} {value if value is not None else '-'}")
     met = report.get("targets_met", {})
     missed = [k for k, v in met.items() if v is False]

@@ -212,6 +212,12 @@ class DemoRun:
             self.workflow = answer.workflow
 
     @staticmethod
+    def _student(seen: Any, adapter_id: str) -> str:
+        """The base model the trainer chose for ``adapter_id`` (the ladder's pick)."""
+        event = seen.adapters.get(adapter_id)
+        return str(event.base_model) if event is not None else ""
+
+    @staticmethod
     def _adapter_outcome(seen: Any) -> events_pb2.AdapterEvent | None:
         done = (
             events_pb2.ADAPTER_STATUS_READY,
@@ -282,6 +288,7 @@ class DemoRun:
             "workflow": self.workflow,
             "tenant": self.tenant,
             "adapter_id": good,
+            "student": self._student(seen, good),
             "shadow_pairs_graded": graded,
             "judge_pass_rate": pass_rate,
             **report.pair_stats(seen, good, self.items, params),

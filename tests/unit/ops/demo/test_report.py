@@ -88,9 +88,10 @@ def test_targets_and_table_name_what_was_missed() -> None:
         "cost_ratio": 4.2,
         "grader_vs_gold_agreement": 0.99,
         "rollout_final_state": "promoted",
-        "rollout_steps": [{}, {}],
+        "rollout_steps": [{"test": "agreement"}, {"test": "gold"}, {"test": ""}],
         "bad_adapter_final_state": "rolled_back",
         "parameters": {"live": 494_032_768.0, "small": 134_515_008.0, "lora": 1_474_560.0},
+        "student": "smollm2-135m-instruct",
     }
     body["targets_met"] = report.targets_met(body)
     assert body["targets_met"]["detection_to_promotion_seconds"] is False
@@ -98,6 +99,8 @@ def test_targets_and_table_name_what_was_missed() -> None:
     shown = report.table(body)
     assert "targets missed                             detection_to_promotion_seconds" in shown
     assert "parameters live / candidate base + LoRA    494.03M / 134.52M + 1.47M" in shown
+    assert "student (base model trained)               smollm2-135m-instruct" in shown
+    assert "promoted after 3 transitions, decided on agreement/gold" in shown
     json.dumps(body)
 
 
