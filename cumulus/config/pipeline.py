@@ -71,6 +71,9 @@ class DetectionConfig(Section):
     retry_growth: float = Field(default=2.0, ge=1.0)
     """A workflow whose last candidate was rejected, failed or rolled back is nominated again once
     its successful live answers reach this multiple of what it had then (2: each time they double)."""
+    min_examples_per_label: int = Field(default=8, ge=1)
+    """Label-shaped workflows: labelled examples (feedback that gives the right answer) wanted per
+    label; the candidates API says how many more would reach it (services/collector/sufficiency.py)."""
 
 
 class ExportConfig(Section):

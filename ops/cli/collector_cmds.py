@@ -132,6 +132,8 @@ def cmd_candidates(args: argparse.Namespace, config: CumulusConfig) -> int:
         )
     for waiting in body.get("waiting", []):
         print(f"\nwaiting {waiting['tenant']}/{waiting['workflow']}: {waiting['reason']}")
+    for estimate in body.get("sufficiency", []):
+        print(f"\nlabelled data {estimate['tenant']}/{estimate['workflow']}: {estimate['advice']}")
     return 0
 
 

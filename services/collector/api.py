@@ -7,7 +7,9 @@ process owns the data directory, so nothing else may open it.
 - ``GET  /api/v1/workflows/{workflow}/series?tenant=&window_h=&step_s=``  dashboard time series
 - ``POST /api/v1/workflows/{workflow}/nominate``  body ``{"tenant": "", "reason": ""}``
 - ``GET  /api/v1/candidates``  every nomination, newest first, with its outcome; the
-  learning curves (learning.py); workflows waiting for more data (too small, or not grown enough)
+  learning curves (learning.py); workflows waiting for more data (too small, or not grown enough);
+  for the label-shaped ones among them, labelled examples per label and how many more would help
+  (sufficiency.py)
 - ``GET  /api/v1/detection``                                     the last periodic check
 - ``GET  /api/v1/capture?workflow=``             row/event counts per table, rows inserted, capture lag
 - ``GET  /api/v1/adapters?workflow=&limit=100``                  latest version of each adapter, newest first
@@ -30,7 +32,7 @@ from aiohttp import web
 from cumulus.errors import InvalidArgument, NotFound
 from cumulus.logs import get_logger
 from cumulus.service import ServiceApi, ServiceContext
-from services.collector import learning, rollout_views
+from services.collector import learning, rollout_views, sufficiency
 from services.collector.detection import CandidateDetector, evidence_of
 from services.collector.insights import Insights
 from services.collector.nomination import Nominator
@@ -151,10 +153,15 @@ class ReadApi:
             for a in b.detector.last_assessments
             if not a.qualifies and {"volume", "growth"} & set(a.failed)
         ]
+        listed = [(r["tenant"], r["workflow"]) for r in rows] + [
+            (w["tenant"], w["workflow"]) for w in waiting
+        ]
+        estimates = await sufficiency.estimates(b.db, listed, b.detector.cfg)
         return {
             "candidates": rows,
             "learning_curves": learning.learning_curves(history),
             "waiting": waiting,
+            "sufficiency": [s.to_json() for s in estimates],
         }
 
     async def detection(self, _: web.Request, b: Backend) -> Any:
