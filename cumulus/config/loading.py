@@ -64,7 +64,8 @@ class CumulusConfig(Section):
 
     def triton_model_for(self, base_model: str) -> str:
         """The Triton model serving adapters of ``base_model``: ``small``, or a student's own id."""
-        return SMALL_TRITON_MODEL if base_model == self.triton.small_model else base_model
+        # An adapter event naming no base (older trainers) is on the first student's.
+        return SMALL_TRITON_MODEL if base_model in ("", self.triton.small_model) else base_model
 
     @property
     def served_models(self) -> dict[str, str]:

@@ -131,8 +131,9 @@ def adapter_ready(workflow: str, adapter_id: str, tenant: str = TENANT) -> event
 
 
 def verdicts(
-    workflow: str, adapter_id: str, n: int, *, passed: bool = True, tenant: str = TENANT
+    workflow: str, adapter_id: str, n: int, *, passed: bool = True, tenant: str = TENANT, **fields: Any
 ) -> list[tuple[Any, Any]]:
+    """``n`` verdicts of the judge; ``fields`` set more Verdict fields (reference, request_id ...)."""
     return [
         (
             topics.VERDICTS,
@@ -145,6 +146,7 @@ def verdicts(
                 score=float(passed),
                 live_latency_ms=80.0,
                 candidate_latency_ms=30.0,
+                **fields,
             ),
         )
         for _ in range(n)

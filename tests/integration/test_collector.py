@@ -59,9 +59,10 @@ def new_collector(bootstrap: str, state: Path, **settings: str) -> CollectorProc
     return collector
 
 
-@pytest.fixture(scope="module")
-def collector(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[CollectorProcess]:
-    """One collector for the capture, detection and CLI tests, with detection every second."""
+def running_collector(
+    kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[CollectorProcess]:
+    """A started collector with detection every second; at the end it must stop cleanly."""
     process = new_collector(kafka_bootstrap, tmp_path_factory.mktemp("collector"), **DETECTION)
     process.start()
     try:
@@ -69,6 +70,12 @@ def collector(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) ->
     finally:
         code = process.stop()
         assert code == 0, process.log_tail()
+
+
+@pytest.fixture(scope="module")
+def collector(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[CollectorProcess]:
+    """One collector for the capture, detection and CLI tests."""
+    yield from running_collector(kafka_bootstrap, tmp_path_factory)
 
 
 async def _end_offsets(bootstrap: str, tps: list) -> dict:  # type: ignore[type-arg]

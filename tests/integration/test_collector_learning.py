@@ -29,20 +29,14 @@ from tests.integration.collector_process import (
     produce,
     stamped,
 )
-from tests.integration.test_collector import DETECTION, new_collector, send, wf
+from tests.integration.test_collector import running_collector, send, wf
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture(scope="module")
 def collector(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[CollectorProcess]:
-    process = new_collector(kafka_bootstrap, tmp_path_factory.mktemp("collector"), **DETECTION)
-    process.start()
-    try:
-        yield process
-    finally:
-        code = process.stop()
-        assert code == 0, process.log_tail()
+    yield from running_collector(kafka_bootstrap, tmp_path_factory)
 
 
 def poll(collector: CollectorProcess, until: Callable[[dict[str, Any]], bool], what: str) -> dict[str, Any]:

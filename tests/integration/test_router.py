@@ -193,23 +193,11 @@ def gold_pairs(workflow: str, adapter_id: str, n: int) -> list[tuple[Any, Any]]:
     judge grades them, it disagrees with live (agreement verdict failed) and wins on gold."""
     events: list[tuple[Any, Any]] = []
     for _ in range(n):
-        request_id = uuid.uuid4().hex
-        for reference, passed in (("live", False), ("gold", True)):
-            verdict = events_pb2.Verdict(
-                meta=codec.new_meta(tenant=TENANT, workflow=workflow, producer="judge"),
-                verdict_id=uuid.uuid4().hex,
-                adapter_id=adapter_id,
-                grader="label",
-                passed=passed,
-                score=float(passed),
-                reference=reference,
-                request_id=request_id,
-                live_latency_ms=80.0,
-                candidate_latency_ms=30.0,
-            )
-            if reference == "gold":
-                verdict.live_passed, verdict.live_score = False, 0.0
-            events.append((topics.VERDICTS, verdict))
+        request = uuid.uuid4().hex
+        events += verdicts(workflow, adapter_id, 1, passed=False, reference="live", request_id=request)
+        events += verdicts(
+            workflow, adapter_id, 1, reference="gold", request_id=request, live_passed=False, live_score=0.0
+        )
     return events
 
 

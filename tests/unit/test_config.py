@@ -75,7 +75,7 @@ def test_every_student_is_served_by_triton_under_its_own_name() -> None:
         "small": "smollm2-135m-instruct",
         "smollm2-360m-instruct": "smollm2-360m-instruct",
     }
-    assert config.triton_model_for("smollm2-135m-instruct") == "small"
+    assert config.triton_model_for("smollm2-135m-instruct") == config.triton_model_for("") == "small"
     assert CumulusConfig().ladder[0].model == CumulusConfig().triton.small_model  # no ladder: one rung
 
 
