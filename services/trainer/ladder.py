@@ -105,15 +105,13 @@ def history(records: Iterable[AdapterRecord], tenant: str, workflow: str) -> lis
             continue
         if record.field("status") not in ("ready", "rejected"):
             continue
-        metrics = record.field("metrics") or {}
-        gold = metrics.get("gate_test", 0.0) == 1.0
+        # The gate recorded its own score: gold accuracy where it decided on gold, else agreement.
         gate = record.field("offline_gate") or {}
-        score = metrics.get("candidate_gold_accuracy") if gold else metrics.get("gate_agreement")
         tried.append(
             Tried(
                 model=str(record.field("base_model", "")),
                 examples=int((record.field("data") or {}).get("examples", 0)),
-                score=float(score if score is not None else gate.get("score") or 0.0),
+                score=float(gate.get("score") or 0.0),
                 passed=bool(gate.get("passed", False)),
             )
         )
