@@ -94,6 +94,12 @@ class ExportConfig(Section):
     canonical_tool_calls: bool = True
     """Answers that are tool calls (in any format the graders read) are rewritten as canonical
     ``<tool_call>`` blocks: one format to learn, fewer tokens; graders compare calls, not text."""
+    trust_live_below: float = Field(default=0.8, ge=0, le=1)
+    """Where feedback shows live right on fewer than this share of its reviewed answers (over at
+    least ``min_reviewed`` of them), live's unreviewed answers are neither trained on nor used as
+    the gate's reference: a student learns from the reviewed ones only. 0 always trusts live."""
+    min_reviewed: int = Field(default=20, ge=1)
+    """Reviewed answers (confirmed or corrected) needed before live's accuracy is judged."""
 
 
 def _default_prices() -> dict[str, ModelPrice]:
@@ -266,6 +272,10 @@ class RouterConfig(ServiceConfig):
     """Guardrail: candidate p95 latency above this multiple of the live model's rolls back."""
     guardrail_min_samples: int = Field(default=20, ge=1)
     """Verdicts in a step before the guardrails are checked."""
+    gold_margin: float | None = Field(default=None, gt=0, lt=1)
+    """The paired gold test's non-inferiority margin, in accuracy points (candidate vs live on the
+    same requests); None: ``margin``. Separate because an agreement pass rate and an accuracy
+    difference are different scales: a lenient agreement margin need not forgive lost accuracy."""
     min_gold_samples_per_step: int = Field(default=30, ge=1)
     """Gold verdicts (shadowed requests with feedback) a step needs before the paired gold test
     decides it instead of agreement with live (services/router/paired.py)."""

@@ -11,6 +11,10 @@ What goes in, newest request first, until ``max_examples``:
   was already taken are duplicates and skipped; over-long examples are skipped;
 - an answer that is a tool call, in whatever format the live model wrote it, is rewritten as
   canonical ``<tool_call>`` blocks (``canonical_tool_calls``), so the adapter learns one format;
+- where the reviewed answers show live wrong too often (right on fewer than
+  ``trust_live_below`` of at least ``min_reviewed``), live's unreviewed answers are dropped:
+  training on them would teach the student live's mistakes, and scoring against them would
+  punish a student for fixing them;
 - the split is by a hash of the normalised prompt: the same prompt always lands on the same side,
   whichever export it is in, so a holdout prompt never leaks into a later train set.
 
@@ -84,6 +88,8 @@ class Dataset:
     holdout: list[dict[str, Any]] = field(default_factory=list)
     counts: Counter[str] = field(default_factory=Counter)
     pii: Counter[str] = field(default_factory=Counter)
+    live_reviewed_accuracy: float | None = None
+    """Set where live's reviewed accuracy was too low to train on its unreviewed answers."""
 
 
 def normalised_prompt(messages: list[dict[str, Any]], tools: list[dict[str, Any]]) -> str:
@@ -179,12 +185,44 @@ def build_dataset(
         if sum(len(str(m.get("content", ""))) for m in record["messages"]) > cfg.max_example_chars:
             data.counts["too_long"] += 1
             continue
-        data.counts[f"source_{source}"] += 1
-        data.counts["gold"] += "gold" in record
         keys.append(key)
         examples.append(record)
+    keys, examples = _trusted(data, keys, examples, cfg)
+    for record in examples:
+        data.counts[f"source_{record['source']}"] += 1
+        data.counts["gold"] += "gold" in record
     _split(data, keys, examples, cfg.holdout_fraction)
     return data
+
+
+def live_reviewed_accuracy(examples: Iterable[dict[str, Any]]) -> tuple[float, int]:
+    """Live's accuracy on the reviewed (gold) examples, and how many there are.
+
+    A correction that says what live said (some reviewers always send the right answer) counts as
+    a confirmation.
+    """
+    reviewed = [r for r in examples if "gold" in r]
+    right = sum(
+        r["gold"] == "confirmed" or _same_text(r.get("live_answer", ""), r["messages"][-1]["content"])
+        for r in reviewed
+    )
+    return (right / len(reviewed) if reviewed else 1.0), len(reviewed)
+
+
+def _trusted(
+    data: Dataset, keys: list[str], examples: list[dict[str, Any]], cfg: ExportConfig
+) -> tuple[list[str], list[dict[str, Any]]]:
+    accuracy, reviewed = live_reviewed_accuracy(examples)
+    if reviewed < cfg.min_reviewed or accuracy >= cfg.trust_live_below:
+        return keys, examples
+    kept = [(k, r) for k, r in zip(keys, examples, strict=True) if "gold" in r]
+    data.counts["unreviewed_live_dropped"] = len(examples) - len(kept)
+    data.live_reviewed_accuracy = round(accuracy, 4)
+    return [k for k, _ in kept], [r for _, r in kept]
+
+
+def _same_text(a: str, b: str) -> bool:
+    return " ".join(a.split()).casefold() == " ".join(b.split()).casefold()
 
 
 def _canonical_calls(answer: str, tools: list[dict[str, Any]], data: Dataset) -> str:
@@ -239,6 +277,13 @@ def write_dataset(
                     f"at most {cfg.max_examples} examples of at most {cfg.max_example_chars} characters",
                 ],
                 "split": {"holdout_fraction": cfg.holdout_fraction, "by": "sha256(normalised prompt)"},
+                "live_untrusted": None
+                if dataset.live_reviewed_accuracy is None
+                else {
+                    "reviewed_accuracy": dataset.live_reviewed_accuracy,
+                    "below": cfg.trust_live_below,
+                    "dropped": dataset.counts["unreviewed_live_dropped"],
+                },
             }
         )
 

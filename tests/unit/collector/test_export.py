@@ -163,8 +163,9 @@ def test_seeded_pii_never_reaches_the_exported_files(tmp_path: Path) -> None:
         seeded.append(f"ops-{i}@corp.example.com")
         if i % 7 == 0:
             feedback[f"r{i}"] = FeedbackNote(0.0, "bad", f"Refund card {pii['card']} for {pii['phone']}")
-    data = build_dataset(requests, feedback, CFG)
-    manifest = write_dataset(ArtifactStore(tmp_path), "acme", "wf-pii", data, "smollm2", CFG)
+    cfg = CFG.model_copy(update={"trust_live_below": 0.0})  # every answer kept, all scrubbed
+    data = build_dataset(requests, feedback, cfg)
+    manifest = write_dataset(ArtifactStore(tmp_path), "acme", "wf-pii", data, "smollm2", cfg)
     folder = tmp_path / "datasets" / "wf-pii" / manifest.id
     text = "".join(p.read_text() for p in folder.iterdir())
     compact = text.replace(" ", "").replace("-", "")
@@ -187,3 +188,28 @@ def test_tool_call_answers_in_any_format_become_canonical_blocks() -> None:
     raw = ExportConfig(min_examples=1, holdout_fraction=0.2, canonical_tool_calls=False)
     data = build_dataset([request(1, answer=fenced)], {}, raw)
     assert [r["messages"][-1]["content"] for r in data.train + data.holdout] == [fenced]
+
+
+def test_unreviewed_live_answers_are_dropped_where_reviews_show_live_wrong() -> None:
+    """Reviewers corrected live on 18 of 24 reviewed answers: live's other answers teach mistakes."""
+    requests = [request(i, user=f"message {i}", answer="aurora-hw") for i in range(60)]
+    feedback = {f"r{i}": FeedbackNote(None, "", "billing") for i in range(18)}
+    feedback |= {f"r{i}": FeedbackNote(1.0, "", "") for i in range(18, 24)}
+    data = build_dataset(requests, feedback, CFG.model_copy(update={"min_reviewed": 20}))
+    kept = data.train + data.holdout
+    assert len(kept) == 24 and all("gold" in r for r in kept)
+    assert data.counts["unreviewed_live_dropped"] == 36
+    assert data.live_reviewed_accuracy == 0.25
+
+    # Fewer reviews than min_reviewed, or live right often enough: everything is kept.
+    few = build_dataset(requests, feedback, CFG.model_copy(update={"min_reviewed": 30}))
+    assert len(few.train + few.holdout) == 60 and few.live_reviewed_accuracy is None
+    lenient = build_dataset(requests, feedback, CFG.model_copy(update={"trust_live_below": 0.2}))
+    assert len(lenient.train + lenient.holdout) == 60
+
+
+def test_a_correction_that_repeats_live_counts_as_live_being_right() -> None:
+    requests = [request(i, user=f"message {i}", answer="billing") for i in range(30)]
+    feedback = {f"r{i}": FeedbackNote(None, "", " Billing ") for i in range(25)}
+    data = build_dataset(requests, feedback, CFG)
+    assert len(data.train + data.holdout) == 30 and data.live_reviewed_accuracy is None
