@@ -181,8 +181,21 @@ def _outcome(manifest: Manifest, store: ArtifactStore) -> dict[str, Any]:
         "offline_score": gate.get("score", 0.0),
         "gate_passed": bool(gate.get("passed")),
         "metrics": {k: float(v) for k, v in fields.get("metrics", {}).items()},
-        "error": "",
+        "error": _rejection(fields, gate),
     }
+
+
+def _rejection(fields: dict[str, Any], gate: dict[str, Any]) -> str:
+    """A rejected adapter's reason, naming the student and the data it learned from."""
+    if gate.get("passed"):
+        return ""
+    examples = fields.get("data", {}).get("examples")
+    data = f" on {examples} examples" if examples else ""
+    why = f"{fields.get('base_model', '')} trained{data}: {gate.get('reason') or 'under the offline gate'}"
+    ratios = (fields.get("student") or {}).get("cost_ratios") or {}
+    if ratios:  # the ladder as it stood: what a next attempt could move up to
+        why += "; students (cost vs live): " + ", ".join(f"{m} 1/{r:.1f}" for m, r in ratios.items())
+    return why
 
 
 _STOP = {"requested": False}

@@ -69,6 +69,8 @@ class GateResult:
     """Mean grade of the adapter's answers against live's, over every row."""
     gold: dict[str, float] = field(default_factory=dict)
     """gold_rows, candidate_gold_accuracy, live_gold_accuracy, gate_test (1: gold decided)."""
+    reason: str = ""
+    """Why a rejected adapter failed, in numbers (empty when it passed)."""
 
     def to_json(self) -> dict[str, Any]:
         return self.__dict__.copy()
@@ -124,11 +126,20 @@ def score_answers(
     ]
     if gold["gold_rows"] >= settings.min_gold_rows:
         gold["gate_test"] = 1.0
-        score = gold["candidate_gold_accuracy"]
-        passed = score >= gold["live_gold_accuracy"] - settings.gold_margin
+        score, live = gold["candidate_gold_accuracy"], gold["live_gold_accuracy"]
+        passed = score >= live - settings.gold_margin
+        reason = (
+            f"gold accuracy {score:.2f} on {gold['gold_rows']:.0f} gold holdout rows, under live's "
+            f"{live:.2f} less the margin {settings.gold_margin:g}"
+        )
     else:
         gold["gate_test"] = 0.0
         score, passed = agreement, agreement >= settings.threshold
+        reason = (
+            f"agreement with live {agreement:.2f} on {len(grades)} holdout rows, under the "
+            f"threshold {settings.threshold:g} ({gold['gold_rows']:.0f} gold rows, "
+            f"{settings.min_gold_rows} decide on gold)"
+        )
     return GateResult(
         score=round(score, 4),
         passed=passed,
@@ -139,6 +150,7 @@ def score_answers(
         samples=samples,
         agreement=round(agreement, 4),
         gold=gold,
+        reason="" if passed else reason,
     )
 
 

@@ -41,6 +41,22 @@ def test_an_adapter_worse_than_live_on_gold_is_rejected() -> None:
     result = score_answers(rows, answers, workflow="route", settings=SETTINGS, embedder=WordEmbedder())
     assert result.gold["candidate_gold_accuracy"] == 0.2 and result.gold["live_gold_accuracy"] == 0.8
     assert not result.passed and result.gold["gate_test"] == 1.0
+    assert result.reason.startswith("gold accuracy 0.20 on 40 gold holdout rows, under live's 0.80")
+
+
+def test_a_rejection_names_the_student_its_data_and_the_ladder() -> None:
+    from services.trainer.job import _rejection
+
+    fields = {
+        "base_model": "smollm2-135m-instruct",
+        "data": {"examples": 91},
+        "student": {"cost_ratios": {"smollm2-135m-instruct": 30.2, "qwen2.5-coder-0.5b-instruct": 3.1}},
+    }
+    gate = {"passed": False, "reason": "gold accuracy 0.20 on 18 gold holdout rows, under live's 0.60"}
+    why = _rejection(fields, gate)
+    assert why.startswith("smollm2-135m-instruct trained on 91 examples: gold accuracy 0.20")
+    assert "students (cost vs live): smollm2-135m-instruct 1/30.2, qwen2.5-coder-0.5b-instruct 1/3.1" in why
+    assert _rejection(fields, {"passed": True}) == ""
 
 
 def test_too_few_gold_rows_leave_the_decision_to_agreement_with_live() -> None:
@@ -49,7 +65,7 @@ def test_too_few_gold_rows_leave_the_decision_to_agreement_with_live() -> None:
         rows, ["billing"] * 35, workflow="route", settings=SETTINGS, embedder=WordEmbedder()
     )
     assert result.gold["gate_test"] == 0.0 and result.gold["gold_rows"] == 5
-    assert result.passed and result.score == 1.0
+    assert result.passed and result.score == 1.0 and result.reason == ""
     assert result.gold["live_gold_accuracy"] == 0.2  # still reported
 
 
