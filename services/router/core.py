@@ -61,6 +61,7 @@ def gate_policy(config: RouterConfig) -> gates.GatePolicy:
         max_p95_latency_ratio=config.max_p95_latency_ratio,
         guardrail_min_samples=config.guardrail_min_samples,
         min_gold_samples=config.min_gold_samples_per_step,
+        gold_margin=config.gold_margin,
     )
 
 

@@ -52,6 +52,8 @@ class GatePolicy:
     max_p95_latency_ratio: float = 2.0
     guardrail_min_samples: int = 20
     min_gold_samples: int = 30
+    gold_margin: float | None = None
+    """The paired gold test's margin (accuracy points); None: ``margin``."""
 
     @property
     def test(self) -> NonInferiorityTest:
@@ -59,7 +61,8 @@ class GatePolicy:
 
     @property
     def gold_test(self) -> PairedGoldTest:
-        return PairedGoldTest(margin=self.margin, alpha=self.alpha)
+        margin = self.margin if self.gold_margin is None else self.gold_margin
+        return PairedGoldTest(margin=margin, alpha=self.alpha)
 
 
 @dataclass

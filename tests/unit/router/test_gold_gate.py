@@ -154,3 +154,15 @@ def test_gold_evidence_is_reported_even_before_it_decides(n: int) -> None:
         evidence.add_gold(str(i), True, False)
     decision = gates.evaluate(evidence, POLICY)
     assert decision.action == "hold" and decision.evidence["gold_n"] == n and decision.evidence["test"] == 0.0
+
+
+def test_the_gold_test_has_its_own_margin_where_one_is_set() -> None:
+    """A lenient agreement margin (0.25) need not forgive 0.2 of accuracy lost on gold."""
+    lenient = gates.GatePolicy(margin=0.25)
+    strict = gates.GatePolicy(margin=0.25, gold_margin=0.1)
+    assert lenient.gold_test.margin == 0.25 and strict.gold_test.margin == 0.1
+    config = RouterConfig(margin=0.25, gold_margin=0.1)
+    assert Router(config).policy.gold_test.margin == 0.1
+    counts = counts_of([i % 10 < 4 for i in range(400)], [i % 10 < 6 for i in range(400)])
+    # 0.4 vs 0.6: inferior at a 0.1 margin, not at 0.25.
+    assert strict.gold_test.shows_inferior(counts) and not lenient.gold_test.shows_inferior(counts)
