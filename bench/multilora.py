@@ -178,7 +178,7 @@ def tool_prompts(tokenizer: Any, batch: int) -> list[str]:
     from cumulus.prompts import render_prompt
     from ops.demo.bfcl import load_items
     from ops.demo.narrow import narrow_app
-    from ops.demo.workload import request_for
+    from ops.demo.workloads.bfcl import request_for
     from services.gateway.rendering import chat_messages, chat_tools
 
     items, _ = narrow_app(load_items("simple_python"), tools=ADAPTERS, capture=batch, held_out=0)

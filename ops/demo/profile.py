@@ -19,8 +19,6 @@ DEMO_RECIPE = REPO_ROOT / "services" / "trainer" / "configs" / "demo.yaml"
 @dataclass(frozen=True)
 class DemoProfile:
     name: str
-    tools: int
-    """Functions of the demo's application (ops.demo.narrow)."""
     capture_requests: int
     """Requests replayed before detection (the training traffic)."""
     held_out: int
@@ -40,11 +38,16 @@ class DemoProfile:
             "CUMULUS_COLLECTOR__DETECTION__INTERVAL_S": "5",
             "CUMULUS_COLLECTOR__DETECTION__MIN_REQUESTS": str(self.capture_requests),
             "CUMULUS_COLLECTOR__DETECTION__MIN_DAILY_SAVINGS": "0",
-            "CUMULUS_COLLECTOR__EXPORT__HOLDOUT_FRACTION": "0.08",
+            "CUMULUS_COLLECTOR__EXPORT__HOLDOUT_FRACTION": "0.12",
             # Training and the offline gate: the short recipe, a small holdout answered.
             "CUMULUS_TRAINER__RECIPE": str(DEMO_RECIPE),
             "CUMULUS_TRAINER__GATE_THRESHOLD": "0.6",
-            "CUMULUS_TRAINER__GATE_MAX_EXAMPLES": "16",
+            "CUMULUS_TRAINER__GATE_MAX_EXAMPLES": "24",
+            # Gold decides where a dozen reviewed rows (a step: 15 gold verdicts) are in.
+            "CUMULUS_TRAINER__GATE_MIN_GOLD_ROWS": "10",
+            "CUMULUS_ROUTER__MIN_GOLD_SAMPLES_PER_STEP": "15",
+            # The agreement margin is lenient for speed; lost accuracy on gold is not forgiven.
+            "CUMULUS_ROUTER__GOLD_MARGIN": "0.1",
             "CUMULUS_TRAINER__GATE_MAX_NEW_TOKENS": "128",
             # Rollout: every request shadowed; fewer, smaller steps than production.
             "CUMULUS_ROUTER__SHADOW_RATE": "1.0",
@@ -64,7 +67,6 @@ class DemoProfile:
 PROFILES = {
     "quick": DemoProfile(
         name="quick",
-        tools=12,
         capture_requests=200,
         held_out=150,
         concurrency=16,
@@ -75,7 +77,6 @@ PROFILES = {
     ),
     "full": DemoProfile(
         name="full",
-        tools=12,
         capture_requests=400,
         held_out=300,
         concurrency=16,

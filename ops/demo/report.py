@@ -1,49 +1,42 @@
-"""The demo's report: what the loop did, checked against BFCL's gold answers.
+"""The demo's report: what the loop did, measured against the workload's own right answers.
 
-Everything is computed from the events the demo observed (ops.demo.observer) and the
-questions it sent; BFCL's own checker is the gold standard, independent of the judge:
+Everything is computed from the events the demo observed (ops.demo.observer) and the requests it
+sent; the workload's gold check (BFCL's AST checker, or the generator's answer) is the standard,
+independent of the judge:
 
-- ``gold_accuracy``: share of held-out questions answered correctly, by the live model and by
-  the candidate, over the same shadow pairs (both answered every one of them);
-- ``grader_vs_gold_agreement``: over pairs whose live answer is gold-correct (so "agrees with
-  live" should mean "correct"), how often the judge's verdict equals BFCL's verdict on the
-  candidate;
+- ``gold_accuracy``: share of held-out requests answered right, by the live model and by the
+  candidate, over the same shadow pairs (both answered every one), each with a 95% Wilson
+  interval; ``gold_accuracy_ratio`` candidate / live and ``gold_accuracy_gain`` candidate - live;
+- ``grader_vs_gold_agreement``: over pairs whose live answer is right (so "agrees with live"
+  should mean "right"), how often the judge's verdict equals the gold check on the candidate;
 - ``cost_ratio``: forward-pass compute per request, live / candidate: 2 x parameters x tokens
   (prompt + completion, as each model's tokenizer counted them). The parameters are those that do
   arithmetic (ops.demo.params): an input embedding table is a lookup and counts only where it is
-  also the output projection (tied), position embeddings never; the candidate's LoRA parameters
-  count on top of its base. ``parameters`` holds the counts used: live, small (the candidate's
-  base) and lora.
+  also the output projection (tied); the candidate's LoRA parameters count on top of its base;
+- ``max_candidate_share``: the largest traffic share any of the workload's adapters reached.
 """
 
 from __future__ import annotations
 
+import math
 import statistics
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 from cumulus.artifacts import write_json_atomically
-from cumulus.graders import ToolSchema, parse_tool_calls
 from cumulus.v1 import events_pb2
-from ops.demo.bfcl import BfclItem, gold_correct
 from ops.demo.observer import Seen
 
-TARGETS = {
-    "detection_to_promotion_seconds": ("<=", 900.0),
-    "gold_accuracy_ratio": (">=", 0.95),
-    "cost_ratio": (">=", 4.0),
-    "grader_vs_gold_agreement": (">=", 0.95),
-}
-
-
-def correct(item: BfclItem, text: str) -> bool:
-    tools = [ToolSchema(f["name"], f.get("parameters", {})) for f in item.functions]
-    return gold_correct(item, parse_tool_calls(text, tools))
+Correct = Callable[[Any, str], bool]
 
 
 def pair_stats(
-    seen: Seen, adapter_id: str, items: Mapping[str, BfclItem], params: Mapping[str, float]
+    seen: Seen,
+    adapter_id: str,
+    items: Mapping[str, Any],
+    params: Mapping[str, float],
+    correct: Correct,
 ) -> dict[str, Any]:
     """Gold accuracy, judge agreement with gold, cost and latency over one adapter's shadow pairs."""
     pairs = [p for p in seen.pairs.values() if p.adapter_id == adapter_id and p.request_id in items]
@@ -53,7 +46,7 @@ def pair_stats(
     for pair in graded:
         item = items[pair.request_id]
         if item.id in once:
-            continue  # a question asked twice counts once
+            continue  # a request asked twice counts once
         once.add(item.id)
         live_right = correct(item, pair.live.text)
         cand_right = correct(item, pair.candidate.text)
@@ -67,10 +60,17 @@ def pair_stats(
     cand_cost = [_flops(p.candidate, params) for p in graded if p.candidate.usage.completion_tokens]
     live_ms = [p.live.latency_ms for p in graded if p.live.latency_ms > 0]
     cand_ms = [p.candidate.latency_ms for p in graded if p.candidate.latency_ms > 0]
-    gold = {"live": _ratio(live_ok, n), "candidate": _ratio(cand_ok, n), "questions": n}
+    gold = {
+        "live": _ratio(live_ok, n),
+        "candidate": _ratio(cand_ok, n),
+        "questions": n,
+        "live_interval": wilson(live_ok, n),
+        "candidate_interval": wilson(cand_ok, n),
+    }
     return {
         "gold_accuracy": gold,
         "gold_accuracy_ratio": _ratio(cand_ok, live_ok),
+        "gold_accuracy_gain": round((cand_ok - live_ok) / n, 4) if n else None,
         "grader_vs_gold_agreement": _ratio(agree, checked),
         "grader_vs_gold_checked": checked,
         "cost_ratio": _ratio(statistics.fmean(live_cost), statistics.fmean(cand_cost))
@@ -80,6 +80,16 @@ def pair_stats(
         if live_ms and cand_ms
         else None,
     }
+
+
+def wilson(successes: int, n: int, z: float = 1.96) -> list[float] | None:
+    """The 95% Wilson score interval of a proportion (sound at 0, 1 and small n), or None at n=0."""
+    if n == 0:
+        return None
+    p = successes / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return [round(max(0.0, centre - half), 4), round(min(1.0, centre + half), 4)]
 
 
 def _flops(output: events_pb2.ShadowOutput, params: Mapping[str, float]) -> float:
@@ -115,31 +125,44 @@ def verdict_stats(seen: Seen, adapter_id: str) -> tuple[int, float | None]:
     return len(verdicts), _ratio(sum(v.passed for v in verdicts), len(verdicts))
 
 
-def targets_met(report: Mapping[str, Any]) -> dict[str, bool]:
+def targets_met(report: Mapping[str, Any], targets: Mapping[str, tuple[str, float]]) -> dict[str, bool]:
+    """Each headline target of the workload, and the outcome it expects, met or not."""
     met: dict[str, bool] = {}
-    for key, (op, threshold) in TARGETS.items():
+    for key, (op, threshold) in targets.items():
         value = report.get(key)
         # A target that cannot be computed (live got nothing right, no pairs) is missed, never met.
         met[key] = value is not None and (value <= threshold if op == "<=" else value >= threshold)
-    met["bad_adapter_rolled_back"] = report.get("bad_adapter_final_state") == "rolled_back"
-    met["promoted"] = report.get("rollout_final_state") == "promoted"
+    if report.get("expected") == "held":
+        met["held_with_reason"] = report.get("rollout_final_state") != "promoted" and bool(
+            report.get("held_reason")
+        )
+    else:
+        met["promoted"] = report.get("rollout_final_state") == "promoted"
+    if "bad_adapter_final_state" in report:
+        met["bad_adapter_rolled_back"] = report.get("bad_adapter_final_state") == "rolled_back"
     return met
 
 
 ROWS = (
+    ("workload", "workload"),
     ("workflow", "workflow"),
     ("adapter_id", "adapter"),
     ("student", "student (base model trained)"),
+    ("learning_curve", "learning curve (examples: gate score)"),
     ("shadow_pairs_graded", "shadow pairs graded"),
+    ("gold_verdicts", "gold verdicts (feedback joined)"),
     ("judge_pass_rate", "judge pass rate"),
-    ("grader_vs_gold_agreement", "grader vs gold agreement (>= 0.95)"),
+    ("grader_vs_gold_agreement", "grader vs gold agreement"),
     ("gold_accuracy", "gold accuracy live / candidate"),
-    ("gold_accuracy_ratio", "candidate / live accuracy (>= 0.95)"),
-    ("cost_ratio", "cost ratio live / candidate (>= 4)"),
+    ("gold_accuracy_ratio", "candidate / live accuracy"),
+    ("gold_accuracy_gain", "candidate - live accuracy"),
+    ("cost_ratio", "cost ratio live / candidate"),
     ("parameters", "parameters live / candidate base + LoRA"),
     ("latency_ratio", "latency ratio live / candidate"),
-    ("detection_to_promotion_seconds", "detection -> 100% seconds (<= 900)"),
+    ("detection_to_promotion_seconds", "detection -> 100% seconds"),
     ("rollout_final_state", "rollout final state"),
+    ("max_candidate_share", "candidate max traffic share"),
+    ("held_reason", "why nothing was shipped"),
     ("bad_adapter_final_state", "broken adapter final state"),
     ("bad_adapter_max_weight", "broken adapter max traffic share"),
     ("total_seconds", "demo wall time seconds"),
@@ -147,25 +170,41 @@ ROWS = (
 
 
 def table(report: Mapping[str, Any]) -> str:
+    targets = report.get("targets", {})
     lines = []
     for key, label in ROWS:
-        value = report.get(key)
-        if key == "gold_accuracy" and isinstance(value, dict):
-            value = f"{value.get('live')} / {value.get('candidate')} over {value.get('questions')} questions"
-        elif key == "parameters" and isinstance(value, dict):
-            live, small, lora = (_millions(value.get(k)) for k in ("live", "small", "lora"))
-            value = f"{live} / {small} + {lora}"
-        elif key == "rollout_final_state":
-            steps = report.get("rollout_steps", [])
-            tests = sorted({s.get("test") for s in steps if s.get("test")})
-            value = f"{value} after {len(steps)} transitions" + (
-                f", decided on {'/'.join(tests)}" if tests else ""
-            )
-        lines.append(f"  {label:<42} {value if value is not None else '-'}")
+        if key not in report or report[key] == "":
+            continue
+        value = _shown(key, report.get(key), report)
+        if key in targets:
+            op, threshold = targets[key]
+            label = f"{label} ({op} {threshold:g})"
+        lines.append(f"  {label:<44} {value if value is not None else '-'}")
     met = report.get("targets_met", {})
     missed = [k for k, v in met.items() if v is False]
-    lines.append(f"  {'targets missed':<42} {', '.join(missed) if missed else 'none'}")
+    lines.append(f"  {'targets missed':<44} {', '.join(missed) if missed else 'none'}")
     return "\n".join(lines)
+
+
+def _shown(key: str, value: Any, report: Mapping[str, Any]) -> Any:
+    if key == "gold_accuracy" and isinstance(value, dict):
+        live, cand = (_with_interval(value.get(k), value.get(f"{k}_interval")) for k in ("live", "candidate"))
+        return f"{live} / {cand} over {value.get('questions')} requests"
+    if key == "parameters" and isinstance(value, dict):
+        live, small, lora = (_millions(value.get(k)) for k in ("live", "small", "lora"))
+        return f"{live} / {small} + {lora}"
+    if key == "learning_curve" and isinstance(value, list):
+        return ", ".join(f"{p['examples']}: {p['score']:.2f} ({p['test']})" for p in value) or None
+    if key == "rollout_final_state":
+        steps = report.get("rollout_steps", [])
+        tests = sorted({s.get("test") for s in steps if s.get("test")})
+        decided = f", decided on {'/'.join(tests)}" if tests else ""
+        return f"{value or 'never rolled out'} after {len(steps)} transitions{decided}"
+    return value
+
+
+def _with_interval(value: Any, interval: Any) -> str:
+    return f"{value} [{interval[0]:.2f}, {interval[1]:.2f}]" if interval else str(value)
 
 
 def _millions(count: float | None) -> str:

@@ -1,26 +1,28 @@
 """`cumulus demo`: the closed loop on the real stack, one stage after the other.
 
 1. the stack: started with the demo profile's settings, or the one already running is used;
-2. capture: a narrow application's requests, built from BFCL questions (ops.demo.narrow),
-   through the gateway, answered by the live model (a new tenant per run, so each run's
-   workflow starts from nothing);
-3. the collector notices the workflow and nominates it; the trainer trains a LoRA for the small
-   model and gates it offline; the router starts a rollout in shadow;
-4. rollout: held-out questions keep coming; the judge grades every shadow pair; the router
-   advances step by step to 100% (or rolls back);
-5. a broken adapter (random weights) is pushed into the same loop and must be rolled back;
-6. the report: ``<state_dir>/demo-report.json`` and a table.
+2. capture: one workload's requests (ops.demo.workloads) through the gateway, answered by the
+   live model, with the workload's users' feedback on a share of them (a new tenant per run, so
+   each run's workflow starts from nothing);
+3. the collector notices the workflow and nominates it; the trainer picks a student, trains a
+   LoRA and gates it offline (on gold where feedback gave some); the router starts a rollout;
+4. rollout: held-out requests (and their feedback) keep coming; the judge grades every shadow
+   pair, against gold where feedback exists; the router advances step by step to 100% (or rolls
+   back). A workload that expects nothing to ship ends at the offline gate's rejection instead,
+   with the reason the services gave (the gate's numbers, the retry the collector plans);
+5. for the BFCL workload, a broken adapter (random weights) is pushed into the same loop and
+   must be rolled back;
+6. the report: ``<state_dir>/demo-report[-WORKLOAD].json`` and a table.
 
-The demo only sends traffic and watches Kafka: every decision is the services' own.
+The demo only sends traffic and feedback, and watches Kafka and the collector's read API: every
+decision is the services' own.
 """
 
 from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import json
 import time
-import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from itertools import cycle
@@ -33,13 +35,12 @@ from cumulus.config import CumulusConfig
 from cumulus.errors import CumulusError
 from cumulus.kafka.publisher import EventPublisher
 from cumulus.v1 import events_pb2
-from ops.demo import broken, report
-from ops.demo.bfcl import BfclItem, load_items
-from ops.demo.narrow import narrow_app
+from ops.demo import broken, collector_api, summary
+from ops.demo.client import Answer, WorkloadClient
+from ops.demo.narration import Narrator
 from ops.demo.observer import Observer
-from ops.demo.params import parameter_counts
 from ops.demo.profile import DemoProfile
-from ops.demo.workload import Answer, WorkloadClient
+from ops.demo.workloads.base import Workload
 
 FINAL = ("promoted", "rolled_back")
 _OUTCOMES = (
@@ -61,36 +62,43 @@ class DemoFailed(CumulusError):
 class DemoRun:
     config: CumulusConfig
     profile: DemoProfile
+    workload: Workload
     say: Callable[[str], None] = print
-    tenant: str = field(default_factory=lambda: f"demo-{dt.datetime.now(dt.UTC):%Y%m%d-%H%M%S}")
-    items: dict[str, BfclItem] = field(default_factory=dict)
-    """request_id -> the question it asked."""
+    tenant: str = ""
+    """Default: a new one per run, ``demo-<workload>-<UTC time>``, so each run starts from nothing."""
+    items: dict[str, Any] = field(default_factory=dict)
+    """request_id -> the workload item it asked."""
     phases: dict[str, float] = field(default_factory=dict)
+    learned: dict[str, Any] = field(default_factory=dict)
+    """What the collector's read API said about the workflow (learning curve, sufficiency)."""
     t0: float = field(default_factory=time.time)
     workflow: str = ""
+
+    def __post_init__(self) -> None:
+        self.tenant = self.tenant or f"demo-{self.workload.name}-{dt.datetime.now(dt.UTC):%Y%m%d-%H%M%S}"
 
     async def run(self) -> dict[str, Any]:
         cfg = self.config
         p = self.profile
-        train, held_out = narrow_app(load_items("simple_python"), p.tools, p.capture_requests, p.held_out)
+        train, held_out = self.workload.items(p.capture_requests, p.held_out)
         key = ApiKeyStore(cfg.gateway.api_keys_file or cfg.state_dir / "api-keys.json").issue(self.tenant)
-        client = WorkloadClient(
-            f"{cfg.gateway.host}:{cfg.gateway.grpc_port}", key, concurrency=self.profile.concurrency
-        )
-        observer = Observer(cfg.kafka.bootstrap_servers, self.tenant, on_event=self._narrate)
+        target = f"{cfg.gateway.host}:{cfg.gateway.grpc_port}"
+        client = WorkloadClient(target, key, self.workload, concurrency=p.concurrency)
+        observer = Observer(cfg.kafka.bootstrap_servers, self.tenant, on_event=Narrator(self.say))
         await observer.start()
         try:
             return await self._stages(client, observer, train, held_out)
         except CumulusError as exc:
-            raise DemoFailed(exc, self._what_happened(observer, str(exc))) from exc
+            raise DemoFailed(exc, summary.partial(self, observer, str(exc))) from exc
         finally:
             await observer.stop()
 
     async def _stages(
-        self, client: WorkloadClient, observer: Observer, train: list[BfclItem], held_out: list[BfclItem]
+        self, client: WorkloadClient, observer: Observer, train: list[Any], held_out: list[Any]
     ) -> dict[str, Any]:
-        seen, timeout = observer.seen, self.profile.phase_timeout_s
-        self.say(f"[capture] {len(train)} BFCL questions through the gateway as tenant {self.tenant}")
+        seen, timeout, workload = observer.seen, self.profile.phase_timeout_s, self.workload
+        self.say(f"[capture] {workload.name}: {workload.summary}")
+        self.say(f"[capture] {len(train)} requests through the gateway as tenant {self.tenant}")
         answers = await self._timed("capture", client.replay(train, "capture", self._counter(len(train))))
         failed = [a for a in answers if a.error]
         if len(failed) > len(answers) // 10:
@@ -106,7 +114,12 @@ class DemoRun:
         await self._timed("train", self._until(lambda: self._adapter_outcome(seen) is not None, timeout))
         adapter = self._adapter_outcome(seen)
         assert adapter is not None
-        if adapter.status != events_pb2.ADAPTER_STATUS_READY or not adapter.gate_passed:
+        passed = adapter.status == events_pb2.ADAPTER_STATUS_READY and adapter.gate_passed
+        if not passed and workload.expected == "held":
+            self.say(f"[held] {adapter.adapter_id} stopped at the offline gate: {adapter.error}")
+            held_reason = await self._timed("held", self._held_reason(adapter))
+            return summary.final(self, observer, client, adapter.adapter_id, "", detected_at, held_reason)
+        if not passed:
             raise CumulusError(
                 f"adapter {adapter.adapter_id} ended {events_pb2.AdapterStatus.Name(adapter.status)}: "
                 f"offline score {adapter.offline_score:.2f} {adapter.error}",
@@ -120,17 +133,22 @@ class DemoRun:
             self._traffic_until(client, held_out, "rollout", lambda: seen.final_state(good) in FINAL),
         )
 
-        bad = f"ad-broken-{self.tenant.removeprefix('demo-')}"
-        self.say(f"[broken] pushing {bad} (random weights) past the offline gate")
-        await self._push_broken(bad)
-        await self._timed(
-            "broken", self._traffic_until(client, held_out, "broken", lambda: seen.final_state(bad) in FINAL)
-        )
-        return self._report(observer, good, bad, detected_at)
+        bad = ""
+        if workload.broken_adapter_stage:
+            bad = f"ad-broken-{self.tenant.removeprefix('demo-')}"
+            self.say(f"[broken] pushing {bad} (random weights) past the offline gate")
+            await self._push_broken(bad)
+            await self._timed(
+                "broken",
+                self._traffic_until(client, held_out, "broken", lambda: seen.final_state(bad) in FINAL),
+            )
+        held_reason = "" if seen.final_state(good) == "promoted" else seen.rollout_states(good)[-1].reason
+        self.learned = await collector_api.learned(self.config, self.tenant, self.workflow)
+        return summary.final(self, observer, client, good, bad, detected_at, held_reason)
 
     # --- stages -----------------------------------------------------------------------------------
     async def _traffic_until(
-        self, client: WorkloadClient, items: list[BfclItem], prefix: str, done: Callable[[], bool]
+        self, client: WorkloadClient, items: list[Any], prefix: str, done: Callable[[], bool]
     ) -> None:
         deadline = time.monotonic() + self.profile.phase_timeout_s
         source = cycle(items)
@@ -170,11 +188,18 @@ class DemoRun:
         self.say(
             "[detect] no nomination after 60 s (the running stack's thresholds?): nominating via the API"
         )
-        cfg = self.config.collector
-        body = json.dumps({"tenant": self.tenant, "reason": "cumulus demo"}).encode()
-        url = f"http://{cfg.host}:{cfg.health_port}/api/v1/workflows/{self.workflow}/nominate"
-        request = urllib.request.Request(url, body, {"content-type": "application/json"})
-        await asyncio.to_thread(urllib.request.urlopen, request, timeout=120)
+        await collector_api.nominate(self.config, self.tenant, self.workflow)
+
+    async def _held_reason(self, adapter: events_pb2.AdapterEvent) -> str:
+        """Why nothing ships, in the services' words: the gate, then what the collector plans next."""
+        interval = self.config.collector.detection.interval_s
+        await asyncio.sleep(2 * interval + 1)  # the collector's next assessment sees the rejection
+        learned = await collector_api.learned(self.config, self.tenant, self.workflow)
+        self.learned = learned
+        parts = [adapter.error or f"offline score {adapter.offline_score:.2f} under the gate"]
+        parts += [w["reason"] for w in learned["waiting"]]
+        parts += [s["advice"] for s in learned["sufficiency"] if s.get("advice")]
+        return "; ".join(parts)
 
     # --- helpers ----------------------------------------------------------------------------------
     async def _until(self, done: Callable[[], bool], timeout_s: float, helper: Any = None) -> None:
@@ -212,12 +237,6 @@ class DemoRun:
             self.workflow = answer.workflow
 
     @staticmethod
-    def _student(seen: Any, adapter_id: str) -> str:
-        """The base model the trainer chose for ``adapter_id`` (the ladder's pick)."""
-        event = seen.adapters.get(adapter_id)
-        return str(event.base_model) if event is not None else ""
-
-    @staticmethod
     def _adapter_outcome(seen: Any) -> events_pb2.AdapterEvent | None:
         done = (
             events_pb2.ADAPTER_STATUS_READY,
@@ -225,84 +244,3 @@ class DemoRun:
             events_pb2.ADAPTER_STATUS_FAILED,
         )
         return next((a for a in seen.adapters.values() if a.status in done and a.candidate_id), None)
-
-    def _narrate(self, topic: str, event: object) -> None:
-        if isinstance(event, events_pb2.CandidateEvent):
-            self.say(
-                f"[detect] nominated by {event.nominated_by}: {event.reason} "
-                f"({event.train_examples} train / {event.holdout_examples} holdout examples)"
-            )
-        elif isinstance(event, events_pb2.AdapterEvent):
-            self._narrate_adapter(event)
-        elif isinstance(event, events_pb2.RolloutEvent):
-            n, rate = event.evidence.get("n"), event.evidence.get("pass_rate")
-            numbers = f" ({n:.0f} verdicts, pass rate {rate:.2f})" if rate is not None and n else ""
-            self.say(
-                f"[rollout] {event.adapter_id}: {event.from_state or 'new'} -> {event.to_state} "
-                f"at {event.weight:.0%}: {event.reason}{numbers}"
-            )
-
-    def _narrate_adapter(self, event: events_pb2.AdapterEvent) -> None:
-        if event.status == events_pb2.ADAPTER_STATUS_TRAINING:
-            loss = event.metrics.get("loss")
-            self.say(
-                f"[train] {event.adapter_id} {event.progress:.0%}" + (f" loss {loss:.3f}" if loss else "")
-            )
-        else:
-            status = events_pb2.AdapterStatus.Name(event.status).removeprefix("ADAPTER_STATUS_")
-            self.say(f"[train] {event.adapter_id} {status}, offline score {event.offline_score:.2f}")
-
-    def _what_happened(self, observer: Observer, error: str) -> dict[str, Any]:
-        """The partial report of a demo that stopped at a stage: the stage, the error, the events."""
-        seen = observer.seen
-        stages = ("capture", "detect", "train", "rollout", "broken")
-        return {
-            "error": error,
-            "stopped_in": next((s for s in reversed(stages) if s in self.phases), "start"),
-            "workflow": self.workflow,
-            "tenant": self.tenant,
-            "candidates": [c.candidate_id for _, c in seen.candidates],
-            "adapters": {
-                a.adapter_id: {
-                    "status": events_pb2.AdapterStatus.Name(a.status),
-                    "offline_score": a.offline_score,
-                    "error": a.error,
-                }
-                for a in seen.adapters.values()
-            },
-            "rollout_steps": [
-                {"adapter": e.adapter_id, "to": e.to_state, "weight": e.weight, "reason": e.reason}
-                for _, e in seen.rollouts
-            ],
-            "phase_seconds": self.phases,
-            "total_seconds": round(time.time() - self.t0, 1),
-            "profile": self.profile.to_json(),
-        }
-
-    def _report(self, observer: Observer, good: str, bad: str, detected_at: float) -> dict[str, Any]:
-        seen, cfg = observer.seen, self.config
-        params = parameter_counts(cfg, good)
-        promoted_at = seen.state_reached_at(good, "promoted")
-        graded, pass_rate = report.verdict_stats(seen, good)
-        body: dict[str, Any] = {
-            "workflow": self.workflow,
-            "tenant": self.tenant,
-            "adapter_id": good,
-            "student": self._student(seen, good),
-            "shadow_pairs_graded": graded,
-            "judge_pass_rate": pass_rate,
-            **report.pair_stats(seen, good, self.items, params),
-            "detection_to_promotion_seconds": round(promoted_at - detected_at, 1) if promoted_at else None,
-            "rollout_final_state": seen.final_state(good),
-            "rollout_steps": report.rollout_steps(seen, good, self.t0),
-            "bad_adapter_id": bad,
-            "bad_adapter_final_state": seen.final_state(bad),
-            "bad_adapter_max_weight": max((e.weight for e in seen.rollout_states(bad)), default=0.0),
-            "bad_adapter_steps": report.rollout_steps(seen, bad, self.t0),
-            "parameters": params,
-            "phase_seconds": self.phases,
-            "total_seconds": round(time.time() - self.t0, 1),
-            "profile": self.profile.to_json(),
-        }
-        body["targets_met"] = report.targets_met(body)
-        return body

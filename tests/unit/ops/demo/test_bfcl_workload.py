@@ -7,7 +7,7 @@ import pytest
 from cumulus.config import load_config
 from cumulus.graders import ToolCall
 from ops.demo.bfcl import gold_correct, json_schema, load_items, split, tool_name
-from ops.demo.workload import request_for
+from ops.demo.workloads.bfcl import request_for
 from services.gateway.validation import Limits, validate_generate
 from services.gateway.workflows import resolve_chat
 

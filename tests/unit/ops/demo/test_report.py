@@ -13,6 +13,10 @@ from ops.demo import report
 from ops.demo.bfcl import BfclItem
 from ops.demo.observer import Seen
 from ops.demo.profile import PROFILES
+from ops.demo.workloads import WORKLOADS, workload
+from ops.demo.workloads.bfcl import BfclWorkload
+
+BFCL = BfclWorkload()
 
 ITEM = BfclItem(
     id="simple_python_0",
@@ -73,8 +77,11 @@ def test_gold_accuracy_and_grader_agreement_count_what_bfcl_says() -> None:
             (WRONG, RIGHT, False),  # live wrong: not a reference, not counted for agreement
         ]
     )
-    stats = report.pair_stats(seen, "ad-1", items, {"live": 4e8, "small": 1e8, "lora": 0.0})
-    assert stats["gold_accuracy"] == {"live": 0.75, "candidate": 0.5, "questions": 4}
+    stats = report.pair_stats(seen, "ad-1", items, {"live": 4e8, "small": 1e8, "lora": 0.0}, BFCL.correct)
+    gold = stats["gold_accuracy"]
+    assert (gold["live"], gold["candidate"], gold["questions"]) == (0.75, 0.5, 4)
+    assert gold["live_interval"][0] < 0.75 < gold["live_interval"][1]
+    assert stats["gold_accuracy_gain"] == -0.25
     assert stats["gold_accuracy_ratio"] == pytest.approx(0.5 / 0.75, abs=1e-4)
     assert stats["grader_vs_gold_agreement"] == pytest.approx(2 / 3, abs=1e-4)
     assert stats["grader_vs_gold_checked"] == 3
@@ -93,20 +100,41 @@ def test_targets_and_table_name_what_was_missed() -> None:
         "parameters": {"live": 494_032_768.0, "small": 134_515_008.0, "lora": 1_474_560.0},
         "student": "smollm2-135m-instruct",
     }
-    body["targets_met"] = report.targets_met(body)
+    body["targets"] = {k: list(v) for k, v in BFCL.targets.items()}
+    body["targets_met"] = report.targets_met(body, BFCL.targets)
     assert body["targets_met"]["detection_to_promotion_seconds"] is False
     assert body["targets_met"]["bad_adapter_rolled_back"] is True
     shown = report.table(body)
-    assert "targets missed                             detection_to_promotion_seconds" in shown
-    assert "parameters live / candidate base + LoRA    494.03M / 134.52M + 1.47M" in shown
-    assert "student (base model trained)               smollm2-135m-instruct" in shown
+    assert "targets missed                               detection_to_promotion_seconds" in shown
+    assert "parameters live / candidate base + LoRA      494.03M / 134.52M + 1.47M" in shown
+    assert "student (base model trained)                 smollm2-135m-instruct" in shown
+    assert "cost ratio live / candidate (>= 4)           4.2" in shown
     assert "promoted after 3 transitions, decided on agreement/gold" in shown
     json.dumps(body)
 
 
-def test_a_target_that_cannot_be_computed_is_missed() -> None:
-    met = report.targets_met({key: None for key in report.TARGETS})
-    assert not any(met[key] for key in report.TARGETS)
+@pytest.mark.parametrize("name", sorted(WORKLOADS))
+def test_a_target_that_cannot_be_computed_is_missed(name: str) -> None:
+    targets = workload(name).targets
+    met = report.targets_met({key: None for key in targets}, targets)
+    assert targets and not any(met[key] for key in targets)
+
+
+def test_a_held_workload_needs_no_promotion_and_a_reason() -> None:
+    targets = {"max_candidate_share": ("<=", 0.0)}
+    body = {"expected": "held", "max_candidate_share": 0.0, "rollout_final_state": "", "held_reason": ""}
+    assert report.targets_met(body, targets) == {"max_candidate_share": True, "held_with_reason": False}
+    body["held_reason"] = "smollm2-135m-instruct trained on 120 examples: gold accuracy 0.30 ..."
+    assert all(report.targets_met(body, targets).values())
+    assert not report.targets_met({**body, "max_candidate_share": 0.1}, targets)["max_candidate_share"]
+
+
+def test_wilson_intervals_hold_the_proportion_and_stay_in_bounds() -> None:
+    assert report.wilson(0, 0) is None
+    low, high = report.wilson(0, 10) or [1.0, 1.0]
+    assert low == 0.0 and 0.2 < high < 0.35
+    low, high = report.wilson(50, 100) or [0.0, 0.0]
+    assert low == pytest.approx(0.404, abs=1e-3) and high == pytest.approx(0.596, abs=1e-3)
 
 
 @pytest.mark.parametrize("name", sorted(PROFILES))
@@ -119,16 +147,17 @@ def test_every_profile_is_a_valid_stack_configuration(name: str) -> None:
 
 
 def test_a_demo_that_stops_reports_the_stage_and_what_it_saw() -> None:
+    from ops.demo import summary
     from ops.demo.observer import Observer
     from ops.demo.runner import DemoRun
 
-    run = DemoRun(load_config(env={}), PROFILES["quick"], say=lambda _: None)
+    run = DemoRun(load_config(env={}), PROFILES["quick"], BFCL, say=lambda _: None)
     run.phases.update({"capture": 210.0, "detect": 60.0, "train": 300.0})
     observer = Observer("127.0.0.1:1", run.tenant)
     observer.seen.adapters["ad-1"] = events_pb2.AdapterEvent(
         adapter_id="ad-1", status=events_pb2.ADAPTER_STATUS_REJECTED, offline_score=0.3
     )
-    partial = run._what_happened(observer, "adapter ad-1 ended REJECTED")
+    partial = summary.partial(run, observer, "adapter ad-1 ended REJECTED")
     assert partial["stopped_in"] == "train" and partial["error"] == "adapter ad-1 ended REJECTED"
     assert partial["adapters"]["ad-1"]["status"] == "ADAPTER_STATUS_REJECTED"
     json.dumps(partial)
