@@ -4,7 +4,8 @@
 - ``routing``: support messages to queues by an unstated policy; corrections make the student
   beat live;
 - ``extraction``: order e-mails to JSON; the student matches live at a fraction of the cost;
-- ``geography``: needs world knowledge no allowed student has; nothing may pass shadow.
+- ``geography``: needs world knowledge the student lacks at the quick form's data size; nothing may
+  pass shadow there (at ``--full`` size the student catches up and is promoted).
 """
 
 from __future__ import annotations

