@@ -238,9 +238,4 @@ class DemoRun:
 
     @staticmethod
     def _adapter_outcome(seen: Any) -> events_pb2.AdapterEvent | None:
-        done = (
-            events_pb2.ADAPTER_STATUS_READY,
-            events_pb2.ADAPTER_STATUS_REJECTED,
-            events_pb2.ADAPTER_STATUS_FAILED,
-        )
-        return next((a for a in seen.adapters.values() if a.status in done and a.candidate_id), None)
+        return next((a for a in seen.adapters.values() if a.status in _OUTCOMES and a.candidate_id), None)

@@ -94,10 +94,7 @@ class Dataset:
 
 def normalised_prompt(messages: list[dict[str, Any]], tools: list[dict[str, Any]]) -> str:
     """The dedup and split key of a prompt: case-folded, whitespace collapsed, tool names sorted."""
-    parts = [
-        f"{m.get('role', '')}\x1f{_SPACE.sub(' ', str(m.get('content', ''))).strip().casefold()}"
-        for m in messages
-    ]
+    parts = [f"{m.get('role', '')}\x1f{_folded(str(m.get('content', '')))}" for m in messages]
     names = sorted(str(t.get("name", "")) for t in tools)
     return "\x1e".join(parts) + "\x1d" + ",".join(names)
 
@@ -203,7 +200,7 @@ def live_reviewed_accuracy(examples: Iterable[dict[str, Any]]) -> tuple[float, i
     """
     reviewed = [r for r in examples if "gold" in r]
     right = sum(
-        r["gold"] == "confirmed" or _same_text(r.get("live_answer", ""), r["messages"][-1]["content"])
+        r["gold"] == "confirmed" or _folded(r.get("live_answer", "")) == _folded(r["messages"][-1]["content"])
         for r in reviewed
     )
     return (right / len(reviewed) if reviewed else 1.0), len(reviewed)
@@ -221,8 +218,9 @@ def _trusted(
     return [k for k, _ in kept], [r for _, r in kept]
 
 
-def _same_text(a: str, b: str) -> bool:
-    return " ".join(a.split()).casefold() == " ".join(b.split()).casefold()
+def _folded(text: str) -> str:
+    """Whitespace collapsed, case-folded: how the dedup key and the reviewed-accuracy count compare text."""
+    return _SPACE.sub(" ", text).strip().casefold()
 
 
 def _canonical_calls(answer: str, tools: list[dict[str, Any]], data: Dataset) -> str:

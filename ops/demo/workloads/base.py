@@ -12,19 +12,14 @@ reviewing answers would.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, ClassVar, Literal, Protocol
+from typing import Any, ClassVar, Literal
 
 from cumulus.v1 import common_pb2, gateway_pb2
 
 Outcome = Literal["promoted", "held"]
 Target = tuple[Literal[">=", "<="], float]
-
-
-class Item(Protocol):
-    @property
-    def id(self) -> str: ...
 
 
 @dataclass(frozen=True)
@@ -85,15 +80,6 @@ class Workload:
             return gateway_pb2.FeedbackRequest(request_id=request_id, score=1.0)
         return gateway_pb2.FeedbackRequest(request_id=request_id, correction=self.correction(item))
 
-    def describe(self) -> dict[str, Any]:
-        return {
-            "name": self.name,
-            "summary": self.summary,
-            "feedback_share": self.feedback_share,
-            "expected": self.expected,
-            "targets": {k: list(v) for k, v in self.targets.items()},
-        }
-
 
 def reviewed(request_id: str, share: float) -> bool:
     """Whether a user reviews this request: a fixed share of ids, by hash (reproducible)."""
@@ -103,5 +89,14 @@ def reviewed(request_id: str, share: float) -> bool:
     return bucket < share
 
 
-def distinct(items: Sequence[TextItem]) -> bool:
-    return len({i.user for i in items}) == len(items)
+def distinct_items(prefix: str, count: int, draw: Callable[[int], tuple[str, str]]) -> list[TextItem]:
+    """``count`` items with distinct messages: ``draw(n)`` gives the n-th try's (message, gold)
+    and is called again whenever a message was already asked."""
+    out: list[TextItem] = []
+    asked: set[str] = set()
+    while len(out) < count:
+        text, gold = draw(len(out))
+        if text not in asked:
+            asked.add(text)
+            out.append(TextItem(f"{prefix}-{len(out):04d}", text, gold))
+    return out

@@ -13,7 +13,7 @@ import random
 from typing import Any, ClassVar
 
 from cumulus.graders.json_fields import parse_json_output
-from ops.demo.workloads.base import TextItem, Workload
+from ops.demo.workloads.base import TextItem, Workload, distinct_items
 
 FIELDS = ("customer", "product", "quantity", "city", "order_ref")
 FIRST = ("Maria", "Tom", "Aisha", "Li", "Sam", "Nina", "Omar", "Greta", "Paulo", "Yuki", "Ines", "Kofi")
@@ -51,9 +51,8 @@ class ExtractionWorkload(Workload):
 
     def items(self, capture: int, held_out: int) -> tuple[list[TextItem], list[TextItem]]:
         rng = random.Random(23)
-        out: list[TextItem] = []
-        asked: set[str] = set()
-        while len(out) < capture + held_out:
+
+        def draw(_: int) -> tuple[str, str]:
             order = {
                 "customer": f"{rng.choice(FIRST)} {rng.choice(LAST)}",
                 "product": rng.choice(PRODUCTS),
@@ -61,10 +60,9 @@ class ExtractionWorkload(Workload):
                 "city": rng.choice(CITIES),
                 "order_ref": f"{rng.choice('ABKMPTX')}{rng.choice('ABKMPTX')}-{rng.randint(1000, 9999)}",
             }
-            text = rng.choice(TEMPLATES).format(**order)
-            if text not in asked:
-                asked.add(text)
-                out.append(TextItem(f"order-{len(out):04d}", text, json.dumps(order)))
+            return rng.choice(TEMPLATES).format(**order), json.dumps(order)
+
+        out = distinct_items("order", capture + held_out, draw)
         return out[:capture], out[capture:]
 
     def correct(self, item: TextItem, text: str) -> bool:

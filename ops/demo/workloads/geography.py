@@ -18,7 +18,7 @@ from collections import defaultdict
 from typing import Any, ClassVar
 
 from cumulus.errors import CumulusError
-from ops.demo.workloads.base import TextItem, Workload
+from ops.demo.workloads.base import Outcome, TextItem, Workload
 
 MIN_POPULATION = 300_000
 TEMPLATES = (
@@ -63,7 +63,7 @@ class GeographyWorkload(Workload):
     )
     max_tokens: ClassVar[int] = 8
     feedback_share: ClassVar[float] = 0.6
-    expected: ClassVar[Any] = "held"
+    expected: ClassVar[Outcome] = "held"
     targets: ClassVar[dict[str, Any]] = {"max_candidate_share": ("<=", 0.0)}
 
     def items(self, capture: int, held_out: int) -> tuple[list[TextItem], list[TextItem]]:

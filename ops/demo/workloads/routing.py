@@ -16,7 +16,7 @@ from __future__ import annotations
 import random
 from typing import Any, ClassVar
 
-from ops.demo.workloads.base import TextItem, Workload
+from ops.demo.workloads.base import TextItem, Workload, distinct_items
 
 PRODUCTS = {
     "aurora": ("Aurora mesh router", "Aurora router", "Aurora"),
@@ -109,15 +109,13 @@ class RoutingWorkload(Workload):
 
     def items(self, capture: int, held_out: int) -> tuple[list[TextItem], list[TextItem]]:
         rng = random.Random(11)
-        out: list[TextItem] = []
-        asked: set[str] = set()
         cells = [(p, i) for p in PRODUCTS for i in ISSUES]
-        while len(out) < capture + held_out:
-            product, issue = cells[len(out) % len(cells)] if len(out) < len(cells) else rng.choice(cells)
-            text = _message(rng, product, issue)
-            if text not in asked:
-                asked.add(text)
-                out.append(TextItem(f"route-{len(out):04d}", text, queue_for(product, issue)))
+
+        def draw(n: int) -> tuple[str, str]:  # every cell once, then at random
+            product, issue = cells[n % len(cells)] if n < len(cells) else rng.choice(cells)
+            return _message(rng, product, issue), queue_for(product, issue)
+
+        out = distinct_items("route", capture + held_out, draw)
         rng.shuffle(out)
         return out[:capture], out[capture:]
 
