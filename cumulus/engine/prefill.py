@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import torch
+from transformers.cache_utils import DynamicCache
 
 from cumulus.engine.prefix import BLOCK, Match, PrefixCache, past_for, row_kv
 
@@ -81,8 +82,11 @@ def _forward(
     the mask, so the padding leaves every row at the positions it would have alone.
     """
     past = past_for(matches)
+    # A cache of full layers, also for models with sliding-window layers (Gemma 3): the cache the
+    # model would build for itself keeps only a window of those layers' keys, and the prefix
+    # cache indexes every layer by position. The model's masks still limit what each layer sees.
     cache, cached_mask = (
-        past if past is not None else (None, torch.zeros((len(prompts), 0), dtype=torch.long))
+        past if past is not None else (DynamicCache(), torch.zeros((len(prompts), 0), dtype=torch.long))
     )
     own = [p[m.tokens :] for p, m in zip(prompts, matches, strict=True)]
     width = max(len(tokens) for tokens in own)

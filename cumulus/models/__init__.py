@@ -6,11 +6,12 @@ Typical use (service or trainer)::
     model, tokenizer = load_causal_lm(path, dtype="bfloat16")
 """
 
-from cumulus.models.catalog import CATALOG, QWEN_CODER, SMOLLM2, TINY_LLAMA, ModelSpec, get_spec
+from cumulus.models.catalog import CATALOG, GEMMA3, QWEN_CODER, SMOLLM2, TINY_LLAMA, ModelSpec, get_spec
 from cumulus.models.store import ensure_model, load_causal_lm, read_manifest
 
 __all__ = [
     "CATALOG",
+    "GEMMA3",
     "QWEN_CODER",
     "SMOLLM2",
     "TINY_LLAMA",

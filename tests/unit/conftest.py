@@ -57,7 +57,7 @@ class ScriptedModel:
 
     def __call__(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, **kwargs: Any) -> Any:
         cache = kwargs.get("past_key_values")
-        if cache is None:  # prefill: recognise each row's prompt
+        if not isinstance(cache, _ScriptCache):  # prefill (an empty cache): recognise each row's prompt
             texts = [
                 self.tokenizer.decode(ids[mask.bool()])
                 for ids, mask in zip(input_ids, attention_mask, strict=True)
