@@ -33,12 +33,16 @@ class ApiKeyStore:
         key = KEY_PREFIX + secrets.token_urlsafe(24)
         keys = self._load()
         keys[hash_key(key)] = tenant
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(keys, indent=1, sort_keys=True))
-        os.chmod(tmp, 0o600)
-        tmp.replace(self.path)
+        write_private(self.path, json.dumps(keys, indent=1, sort_keys=True))
         return key
+
+    def revoke(self, key: str) -> bool:
+        """Remove ``key``; False when it was not there. Gateways notice the file change at once."""
+        keys = self._load()
+        if keys.pop(hash_key(key), None) is None:
+            return False
+        write_private(self.path, json.dumps(keys, indent=1, sort_keys=True))
+        return True
 
     def tenant_for(self, key: str) -> str | None:
         digest = hash_key(key)
@@ -57,6 +61,15 @@ def ensure_dev_key(state_dir: Path, tenant: str = "dev") -> str:
         if store.tenant_for(key) == tenant:
             return key
     key = store.issue(tenant)
-    key_file.write_text(key + "\n")
-    os.chmod(key_file, 0o600)
+    write_private(key_file, key + "\n")
     return key
+
+
+def write_private(path: Path, text: str) -> None:
+    """Replace ``path`` with ``text`` atomically, readable by its owner only from the first byte."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        handle.write(text)
+    os.replace(tmp, path)

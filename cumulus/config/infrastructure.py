@@ -78,6 +78,13 @@ class GatewayConfig(ServiceConfig):
     costs more CPU but lets Triton cancel a request whose client went away (services/gateway/multiplex.py)."""
     default_max_tokens: int = Field(default=256, ge=1)
     """max_tokens used when a request leaves it 0 (capped by triton.max_new_tokens_cap)."""
+    max_message_bytes: int = Field(default=4 * 1024 * 1024, ge=64 * 1024, le=256 * 1024 * 1024)
+    """Largest gRPC message a client may send; a larger one is refused (RESOURCE_EXHAUSTED) before
+    it is read into memory, let alone authenticated or parsed."""
+    max_concurrent_rpcs: int = Field(default=1024, ge=1)
+    """Calls served at once across all clients; more are refused at once (RESOURCE_EXHAUSTED)."""
+    max_stream_in_flight: int = Field(default=64, ge=1)
+    """Requests of one KServe stream served at once; the stream is not read further until one ends."""
     max_messages: int = Field(default=256, ge=1)
     """Most chat messages one request may carry."""
     max_prompt_chars: int = Field(default=200_000, ge=1)

@@ -3,7 +3,10 @@
 A request names an adapter by ``lora_task_id``. ``AdapterCache.resolve`` answers, in order:
 
 1. ``lora_weights`` + ``lora_config`` sent with the request (TensorRT-LLM's ``hf_lora_convert``
-   layout): parsed, checked against the model's layers, and cached under the task id;
+   layout): parsed, checked against the model's layers, and cached under the task id. A task id's
+   weights never change: weights that differ (by sha256) from the ones cached under that id, or
+   from the adapter the artifact store registers under it, are refused, so no sender can
+   overwrite another tenant's adapter in the cache;
 2. the task id is in the cache (least recently used adapters are evicted past ``max_adapters``);
 3. an adapter registered in the artifact store has this ``lora_task_id``: its directory is
    verified against its manifest (sha256 of every file) and its ``trtllm/`` export loaded, so a
@@ -17,10 +20,12 @@ As in TensorRT-LLM any id present is looked up (0 too): a request for the base m
 
 from __future__ import annotations
 
+import hashlib
 import threading
 from collections import OrderedDict
 from typing import Any
 
+import numpy as np
 import numpy.typing as npt
 
 from cumulus.engine.multilora import LoraWeights, MultiLora
@@ -51,6 +56,8 @@ class AdapterCache:
         self.registry = registry
         self.max_adapters = max_adapters
         self._cache: OrderedDict[int, LoraWeights] = OrderedDict()
+        self._digests: dict[int, str] = {}
+        """sha256 of the tensors each cached adapter was parsed from."""
         self._lock = threading.Lock()
 
     def __len__(self) -> int:
@@ -70,13 +77,19 @@ class AdapterCache:
         if (weights is None) != (config is None):
             raise InvalidArgument("lora_weights", "send lora_weights and lora_config together")
         if weights is not None and config is not None:
-            return self._put(self.parse(task_id, weights, config))
+            digest = tensors_digest(weights, config)
+            self._check_sent(task_id, digest)
+            with self._lock:
+                if (cached := self._cache.get(task_id)) is not None:  # a resend: parsed already
+                    self._cache.move_to_end(task_id)
+                    return cached
+            return self._put(self.parse(task_id, weights, config), digest)
         with self._lock:
             cached = self._cache.get(task_id)
             if cached is not None:
                 self._cache.move_to_end(task_id)
                 return cached
-        return self._put(self._from_registry(task_id))
+        return self._put(*self._from_registry(task_id))
 
     def parse(self, task_id: int, weights: npt.NDArray[Any], config: npt.NDArray[Any]) -> LoraWeights:
         """TensorRT-LLM tensors -> slot-ready fp32 weights, ``a [in, r]`` and ``b [r, out]``."""
@@ -84,7 +97,21 @@ class AdapterCache:
         parsed = {(m.layer, m.module): (m.a.T.contiguous(), m.b.T.contiguous()) for m in modules}
         return LoraWeights(task_id, parsed, max(m.rank for m in modules))
 
-    def _from_registry(self, task_id: int) -> LoraWeights:
+    def _check_sent(self, task_id: int, digest: str) -> None:
+        with self._lock:
+            held = self._digests.get(task_id)
+        path = self.registry.path_for_task(task_id) if held is None and self.registry else None
+        if path is not None:
+            held = tensors_digest(*read_trtllm_export(path)[:2])
+        if held is not None and held != digest:
+            log.warning("adapter.overwrite_refused", task_id=task_id)
+            raise InvalidArgument(
+                "lora_weights",
+                f"LoRA task {task_id} is held with other weights; a task id's weights never change",
+                fix="send the adapter's own weights, or register a new adapter (a new task id)",
+            )
+
+    def _from_registry(self, task_id: int) -> tuple[LoraWeights, str]:
         path = self.registry.path_for_task(task_id) if self.registry else None
         if path is None:
             raise LoraTaskNotCached(task_id)
@@ -98,16 +125,27 @@ class AdapterCache:
             )
         adapter = self.parse(task_id, weights, config)
         log.info("adapter.loaded", adapter=manifest.id, workflow=manifest.workflow, task_id=task_id)
-        return adapter
+        return adapter, tensors_digest(weights, config)
 
-    def _put(self, adapter: LoraWeights) -> LoraWeights:
+    def _put(self, adapter: LoraWeights, digest: str) -> LoraWeights:
         with self._lock:
             self._cache[adapter.task_id] = adapter
+            self._digests[adapter.task_id] = digest
             self._cache.move_to_end(adapter.task_id)
             while len(self._cache) > self.max_adapters:
                 evicted, _ = self._cache.popitem(last=False)
+                self._digests.pop(evicted, None)
                 log.info("adapter.evicted", task_id=evicted, cached=len(self._cache))
         return adapter
+
+
+def tensors_digest(weights: npt.NDArray[Any], config: npt.NDArray[Any]) -> str:
+    """sha256 of an adapter's TensorRT-LLM tensors: dtypes, shapes and bytes."""
+    digest = hashlib.sha256()
+    for array in (weights, config):
+        digest.update(f"{array.dtype.str}{array.shape}".encode())
+        digest.update(np.ascontiguousarray(array).tobytes())
+    return digest.hexdigest()
 
 
 def resolve_adapter(

@@ -7,8 +7,10 @@ buffers records per partition. A partition's batch is cut at ``batch_rows`` rows
 1. **note**: commit the batch's *first* offset (the committed position does not move) with the
    metadata ``cumulus.pending-last=<last>``;
 2. **insert** its rows with ``insert_deduplication_token = topic:partition:first-last``, retrying
-   until ClickHouse acknowledges (a batch is never skipped);
-3. **dead-letter** the records that could not be decoded, and wait until Kafka has them;
+   until ClickHouse acknowledges (a batch is never skipped); rows ClickHouse refuses for good are
+   isolated by splitting the batch (services/collector/refusals.py);
+3. **dead-letter** the records that could not be decoded, converted or stored, and wait until
+   Kafka has them;
 4. **commit** ``last + 1`` with empty metadata.
 
 Why that is exactly once: a crash before 1 leaves nothing inserted, so any batching afterwards is
@@ -28,6 +30,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import defaultdict
+from collections.abc import Sequence
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
@@ -45,6 +48,7 @@ from cumulus.logs import get_logger
 from cumulus.v1 import events_pb2
 from services.collector.batching import PartitionBuffer, Replay, parse_pending_note, pending_note
 from services.collector.clickhouse import dedup_token
+from services.collector.refusals import insert_isolating_refusals
 from services.collector.rows import CAPTURES, Capture
 from services.collector.store import ClickHouseStore
 
@@ -180,28 +184,38 @@ class CapturePipeline:
         """Steps 1-4 of the module docstring for one batch of one partition; False if not committed."""
         capture = self.captures[tp.topic]
         first, last = records[0].offset, records[-1].offset
-        rows, dead = [], []
+        rows, sources, dead = [], [], []
         for record in records:
             try:
                 rows.append(capture.row(record.value))
+                sources.append(record)
             except EventDecodeError as exc:
-                dead.append(
-                    deadletter.dead_letter(
-                        record, consumer=CONSUMER, producer=CONSUMER, reason=exc.message, replayable=True
-                    )
-                )
+                dead.append(self._letter(record, exc.message))
+            except Exception as exc:  # any other per-record failure is that record's, not the batch's
+                log.exception("capture.row_failed", topic=tp.topic, offset=record.offset)
+                dead.append(self._letter(record, f"cannot be stored: {type(exc).__name__}: {exc}"))
         if rows:
             if not await self._commit(tp, first, pending_note(last)):
                 return False  # the partition is no longer ours (or we are out of time): nothing inserted
             token = dedup_token(tp.topic, tp.partition, first, last)
-            if not await self._insert(capture, rows, token):
+            finished, refused = await insert_isolating_refusals(
+                lambda part, part_token: self._insert(capture, part, part_token), rows, token
+            )
+            if not finished:
                 return False  # the note stays: whoever reads this partition next re-inserts the batch
-            ROWS.labels(capture.table.name).inc(len(rows))
+            dead.extend(self._letter(sources[index], why) for index, why in refused)
+            ROWS.labels(capture.table.name).inc(len(rows) - len(refused))
         if dead:
             await self._dead_letter(tp, dead)
         return await self._commit(tp, last + 1, "")
 
-    async def _insert(self, capture: Capture, rows: list[Any], token: str) -> bool:
+    @staticmethod
+    def _letter(record: Any, reason: str) -> events_pb2.DeadLetter:
+        return deadletter.dead_letter(
+            record, consumer=CONSUMER, producer=CONSUMER, reason=reason, replayable=True
+        )
+
+    async def _insert(self, capture: Capture, rows: Sequence[Any], token: str) -> bool:
         pause = 0.1
         while True:
             try:

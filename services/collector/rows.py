@@ -25,6 +25,8 @@ from services.collector.clickhouse.schema import TableSpec
 
 Row = list[Any]
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+_DATETIME64_MIN = dt.datetime(1900, 1, 1, tzinfo=dt.UTC)
+_DATETIME64_END = dt.datetime(2300, 1, 1, tzinfo=dt.UTC)
 _ROUTE_MODES = {
     common_pb2.ROUTE_MODE_UNSPECIFIED: "unspecified",
     common_pb2.ROUTE_MODE_LIVE: "live",
@@ -43,8 +45,14 @@ _ADAPTER_STATUS = {
 
 
 def timestamp(ts: Timestamp) -> dt.datetime:
-    """A protobuf Timestamp as an aware UTC datetime (what insert_rows expects), ms precision."""
-    return _EPOCH + dt.timedelta(seconds=ts.seconds, microseconds=ts.nanos // 1000)
+    """A protobuf Timestamp as an aware UTC datetime (what insert_rows expects), ms precision.
+
+    ValueError outside what a DateTime64 column holds (1900-2299): the record is dead-lettered,
+    where ClickHouse would otherwise store a wrapped-around date."""
+    value = _EPOCH + dt.timedelta(seconds=ts.seconds, microseconds=ts.nanos // 1000)
+    if not _DATETIME64_MIN <= value < _DATETIME64_END:
+        raise ValueError(f"timestamp {value.isoformat()} is outside 1900-2299")
+    return value
 
 
 def _occurred(meta: common_pb2.EventMeta) -> dt.datetime:

@@ -21,6 +21,7 @@ from prometheus_client import Histogram
 from cumulus.errors import NotReady
 from services.collector.clickhouse import connect, ensure_schema, insert_rows
 from services.collector.clickhouse.schema import TableSpec
+from services.collector.refusals import RowsRefused, is_permanent
 
 if TYPE_CHECKING:
     from clickhouse_connect.driver.client import Client
@@ -59,7 +60,9 @@ class ClickHouseStore:
         return connect(self.dsn, self.database)
 
     async def insert(self, table: TableSpec, rows: Sequence[Sequence[Any]], token: str) -> None:
-        """Insert one batch; a retry with the same ``token`` is a no-op. Raises NotReady on failure."""
+        """Insert one batch; a retry with the same ``token`` is a no-op.
+
+        Raises NotReady when worth retrying, RowsRefused when the rows themselves are refused."""
         writer = self._require(self._writer)
         started = time.monotonic()
         await asyncio.get_running_loop().run_in_executor(
@@ -70,10 +73,14 @@ class ClickHouseStore:
     def _insert(self, writer: Client, table: TableSpec, rows: Sequence[Sequence[Any]], token: str) -> None:
         try:
             insert_rows(writer, table, rows, token=token, database=self.database)
-        except ClickHouseError as exc:
-            # insert_rows translates connection failures; anything else the engine refused (a
-            # full disk, a merge storm) is treated the same way: retry the batch, never skip it.
-            raise NotReady(f"insert into {self.database}.{table.name} refused: {exc}") from exc
+        except (ClickHouseError, TypeError, ValueError, OverflowError) as exc:
+            # A refusal of the data itself is permanent: the caller isolates the rows at fault
+            # (services/collector/refusals.py). Anything else (a full disk, a merge storm, and the
+            # connection failures insert_rows raises as NotReady) is retried, never skipped.
+            where = f"{self.database}.{table.name}"
+            if is_permanent(exc):
+                raise RowsRefused(f"{where} refused the rows: {exc}") from exc
+            raise NotReady(f"insert into {where} refused: {exc}") from exc
 
     async def query(self, sql: str, parameters: dict[str, Any] | None = None) -> list[dict[str, Any]]:
         """Run a read query on the reader thread; rows as dicts keyed by column name."""

@@ -39,7 +39,13 @@ from services.gateway.workflows import resolve_text
 log = get_logger("gateway")
 
 SERVED_MODELS = ("live", "small")
+CLIENT_INPUTS = frozenset({"text_input", "max_tokens", "stream", "temperature", "top_p", "stop_words"})
+"""The TensorRT-LLM inputs a client may send. The ``lora_*`` tensors are the gateway's alone: the
+route picks the adapter, and a client naming a task id (or sending weights for one) could run or
+overwrite another tenant's adapter."""
 _PARAMS = {"workflow": "cumulus_workflow", "session_key": "cumulus_session_key"}
+CLIENT_PARAMETERS = frozenset({*_PARAMS.values(), interface.EMPTY_FINAL, "priority", "timeout"})
+"""Request parameters a client may send (tritonclient sets ``priority``/``timeout`` when asked)."""
 _HEADERS = {"workflow": "x-cumulus-workflow", "session_key": "x-cumulus-session-key"}
 _METADATA_TIMEOUT_S = 10.0
 
@@ -91,12 +97,20 @@ class KServeServicer(service_pb2_grpc.GRPCInferenceServiceServicer):  # type: ig
     ) -> None:
         tenant = self.core.auth.tenant(context)
         writing = asyncio.Lock()  # grpc takes one write at a time; requests answer concurrently
+        # Bounded in flight: at the limit the stream is not read on, so the client's flow control
+        # (not the gateway's memory) holds what it sends next.
+        slots = asyncio.Semaphore(self.core.config.gateway.max_stream_in_flight)
         serving: set[asyncio.Task[None]] = set()
         try:
             while (request := await context.read()) is not grpc.aio.EOF:
+                # Every request of a long stream is checked again (a cached lookup, dropped when the
+                # key file changes), so a revoked key ends its open streams at the next request.
+                self.core.auth.tenant(context)
+                await slots.acquire()
                 task = asyncio.create_task(self._serve_streamed(request, tenant, context, writing))
                 serving.add(task)
                 task.add_done_callback(serving.discard)
+                task.add_done_callback(lambda _: slots.release())
             if serving:
                 await asyncio.gather(*serving)
         finally:
@@ -139,6 +153,8 @@ class KServeServicer(service_pb2_grpc.GRPCInferenceServiceServicer):  # type: ig
         core = self.core
         model = request.model_name
         _check_model(model)
+        request.DiscardUnknownFields()  # forwarded to Triton: only fields of the KServe protocol
+        _check_client_tensors(request)
         text = tensors.input_text(request, "text_input")
         if not text:
             raise InvalidArgument("text_input", "required, with one non-empty prompt")
@@ -196,6 +212,24 @@ class ClientPrompt:
             if name in forwarded.parameters:
                 del forwarded.parameters[name]
         return forwarded
+
+
+def _check_client_tensors(request: service_pb2.ModelInferRequest) -> None:
+    """Only the inputs and parameters of CLIENT_INPUTS / CLIENT_PARAMETERS; the rest is refused by name."""
+    for tensor in request.inputs:
+        if tensor.name.startswith("lora_"):
+            raise InvalidArgument(
+                tensor.name,
+                "LoRA inputs are set by the gateway's route, never by a client",
+                fix="leave out lora_task_id/lora_weights/lora_config; name the workflow instead",
+            )
+        if tensor.name not in CLIENT_INPUTS:
+            raise InvalidArgument(tensor.name, f"unknown input; send only {', '.join(sorted(CLIENT_INPUTS))}")
+    for name in request.parameters:
+        if name not in CLIENT_PARAMETERS:
+            raise InvalidArgument(
+                name, f"unknown request parameter; send only {', '.join(sorted(CLIENT_PARAMETERS))}"
+            )
 
 
 def _check_model(name: str) -> None:

@@ -20,6 +20,7 @@ from tritonclient.grpc._client import MAX_GRPC_MESSAGE_SIZE
 
 from cumulus.logs import get_logger
 from cumulus.v1 import gateway_pb2, gateway_pb2_grpc
+from services.gateway.admission import AuthInterceptor
 from services.gateway.core import GatewayCore
 from services.gateway.error_mapping import ErrorMapping
 from services.gateway.kserve import KServeServicer
@@ -46,12 +47,18 @@ class GatewayServer:
         self.ready = ready
         self.port = 0
         self._health = HealthServicer()
+        gateway = core.config.gateway
         self._server = grpc.aio.server(
+            # Authentication before any handler runs (services/gateway/admission.py).
+            interceptors=[AuthInterceptor(core.auth, (GATEWAY_SERVICE, KSERVE_SERVICE))],
             options=[
                 ("grpc.so_reuseport", 0),  # a second gateway on the same port must fail, not share it
                 ("grpc.max_send_message_length", MAX_GRPC_MESSAGE_SIZE),
-                ("grpc.max_receive_message_length", MAX_GRPC_MESSAGE_SIZE),
+                # A client's message is bounded before it costs memory: grpc refuses a larger one
+                # with RESOURCE_EXHAUSTED while reading it.
+                ("grpc.max_receive_message_length", gateway.max_message_bytes),
             ],
+            maximum_concurrent_rpcs=gateway.max_concurrent_rpcs,
         )
         mapped = ErrorMapping(self._server)
         # The generated *_grpc modules carry no type hints.

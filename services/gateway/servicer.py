@@ -73,6 +73,7 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
         self, request: gateway_pb2.FeedbackRequest, context: grpc.aio.ServicerContext
     ) -> gateway_pb2.FeedbackResponse:
         tenant = self.core.auth.tenant(context)
+        request.DiscardUnknownFields()
         validate_feedback(request, self.core.limits.max_prompt_chars)
         answered = self.core.recent.lookup(request.request_id, tenant)
         check_correction(request.correction, answered)
@@ -90,6 +91,8 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
     ) -> Call:
         core = self.core
         tenant = core.auth.tenant(context)
+        # Fields this gateway does not know would otherwise travel into the captured event.
+        request.DiscardUnknownFields()
         valid = validate_generate(request, core.limits)
         request_id = request.request_id or uuid.uuid4().hex
         workflow = resolve_chat(

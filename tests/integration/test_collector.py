@@ -125,19 +125,27 @@ def test_n_events_make_exactly_n_rows_and_poison_is_dead_lettered(
     name = wf("exact")
     key = name.encode()
     no_meta = codec.encode_event(events_pb2.InferenceEvent(request_id="no meta"))
+    overflowing, far_future = inference_event(name, 10_000), inference_event(name, 10_001)
+    overflowing.meta.occurred_at.seconds = 2**40  # past year 9999: no datetime at all
+    far_future.meta.occurred_at.seconds = 16_725_225_600  # 2500: beyond what DateTime64 holds
     poison = [(key, b"\x08\x96garbage"), (key, b""), (key, no_meta)]
+    poison += [stamped(overflowing), stamped(far_future)]
     good = [stamped(inference_event(name, i)) for i in range(600)]
     # Poison in the middle of the stream: the events after it must still arrive.
     send(kafka_bootstrap, good[:300] + poison + good[300:])
     counts = collector.wait_for_rows(name, 600)
     assert (counts["inserted"], counts["events"], counts["final"]) == (600, 600, 600)
     letters = dead_letters(kafka_bootstrap, name)
-    assert len(letters) == 3
+    assert len(letters) == 5
     assert {letter.source_topic for letter in letters} == {topics.INFERENCE.name}
     reasons = sorted(letter.reason for letter in letters)
     assert any("empty record value" in r for r in reasons)
     assert any("not a valid InferenceEvent" in r for r in reasons)
     assert any("no meta.event_id" in r for r in reasons)
+    assert sum("cannot be stored" in r for r in reasons) == 2, reasons
+    assert any("outside 1900-2299" in r for r in reasons)
+    assert collector.process is not None and collector.process.poll() is None
+    assert collector.get("/readyz")[0] == 200
 
 
 def test_events_sent_twice_are_stored_once(collector: CollectorProcess, kafka_bootstrap: str) -> None:

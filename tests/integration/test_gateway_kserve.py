@@ -59,8 +59,9 @@ async def test_tritonclient_through_the_gateway_matches_triton_direct(
     assert await kserve_text(gateway.address, headers, request_id, stream=True) == direct
     assert await kserve_text(gateway.address, headers, unique("kserve"), stream=False) == direct
     async with aioclient.InferenceServerClient(gateway.address) as client:
-        assert await client.is_server_ready() and await client.is_model_ready("small")
-        assert (await client.get_model_config("live")).config.model_transaction_policy.decoupled
+        assert await client.is_server_ready() and await client.is_model_ready("small", headers=headers)
+        config = await client.get_model_config("live", headers=headers)
+        assert config.config.model_transaction_policy.decoupled
     [event] = await read_events(kafka_bootstrap, topics.INFERENCE, lambda e: e.request_id == request_id, 1)
     assert event.response_text == direct and event.metadata["api"] == "kserve"
 
@@ -76,7 +77,8 @@ async def test_a_clients_bad_tensors_come_back_naming_them(gateway: GatewayProce
             await client.infer("live", unknown_task, headers=headers)
         with pytest.raises(InferenceServerException) as double:
             await client.infer("live", as_double, headers=headers)
-    assert miss.value.status() == str(grpc.StatusCode.NOT_FOUND)
-    assert miss.value.message().startswith("lora_task_id: LoRA task 987654 not found in cache")
+    # LoRA inputs are the route's: a client naming a task id (another tenant's, say) is refused.
+    assert miss.value.status() == str(grpc.StatusCode.INVALID_ARGUMENT)
+    assert miss.value.message().startswith("lora_task_id: LoRA inputs are set by the gateway's route")
     assert double.value.status() == str(grpc.StatusCode.INVALID_ARGUMENT)
     assert double.value.message().startswith("temperature: "), double.value.message()

@@ -199,3 +199,27 @@ def test_protocol_caches_sent_weights_for_later_requests_by_task_id(
     first, _ = parse_request(inputs | {"lora_weights": weights, "lora_config": config}, scheduler, 16)
     again, _ = parse_request(inputs, scheduler, 16)
     assert first.adapter is not None and again.adapter is first.adapter
+
+
+def test_weights_under_a_held_task_id_cannot_be_replaced(tiny_lm: tuple[Any, Any], tmp_path: Path) -> None:
+    base = tiny_lm[0]
+    mine, theirs = export(peft_adapter(base, seed=1)), export(peft_adapter(base, seed=2))
+    cache = AdapterCache(
+        MultiLora(copy.deepcopy(base), slots=3), model_id=TINY_LLAMA, registry=None, max_adapters=4
+    )
+    held = cache.resolve(77, *mine)
+    assert cache.resolve(77, *mine) is not None  # the same weights again (a resend): fine
+    with pytest.raises(InvalidArgument, match="LoRA task 77 is held with other weights"):
+        cache.resolve(77, *theirs)
+    assert cache.resolve(77, None, None) is held
+
+    # A registered adapter's task id is held by the store, even when no cache has it yet.
+    registered = peft_adapter(base, seed=7)
+    _register(tmp_path, registered, "ad-registered")
+    registry = AdapterRegistry(tmp_path / "artifacts")
+    fresh = AdapterCache(
+        MultiLora(copy.deepcopy(base), slots=3), model_id=TINY_LLAMA, registry=registry, max_adapters=4
+    )
+    with pytest.raises(InvalidArgument, match="held with other weights"):
+        fresh.resolve(lora_task_id("ad-registered"), *theirs)
+    assert fresh.resolve(lora_task_id("ad-registered"), *export(registered)) is not None

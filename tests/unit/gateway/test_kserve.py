@@ -10,7 +10,6 @@ import tritonclient.grpc.aio as aioclient
 from tritonclient.utils import InferenceServerException, np_to_triton_dtype
 
 from cumulus.kafka import topics
-from cumulus.trtllm import interface
 from cumulus.v1 import common_pb2, events_pb2
 from tests.unit.gateway.conftest import Harness, adapter
 
@@ -55,15 +54,26 @@ def headers(gateway: Harness, **extra: str) -> dict[str, str]:
     return {"authorization": f"Bearer {gateway.key}", **extra}
 
 
-async def test_readiness_and_metadata_need_no_key(
+async def test_liveness_and_readiness_are_open_and_everything_else_needs_a_key(
     gateway: Harness, client: aioclient.InferenceServerClient
 ) -> None:
-    assert await client.is_server_live() and await client.is_server_ready()
-    assert await client.is_model_ready("live")
-    assert (await client.get_model_metadata("small")).name == "small"
-    assert (await client.get_model_config("live")).config.name == "live"
+    assert await client.is_server_live() and await client.is_server_ready()  # load balancers' probes
+    for unauthenticated in (
+        client.is_model_ready("live"),
+        client.get_model_metadata("small"),
+        client.get_model_config("live"),
+        client.get_server_metadata(),
+        client.infer("live", inputs("hi")),
+    ):
+        with pytest.raises(InferenceServerException, match=r"UNAUTHENTICATED.*missing API key"):
+            await unauthenticated
+    key = headers(gateway)
+    assert await client.is_model_ready("live", headers=key)
+    assert (await client.get_model_metadata("small", headers=key)).name == "small"
+    assert (await client.get_model_config("live", headers=key)).config.name == "live"
     with pytest.raises(InferenceServerException, match="unknown model"):
-        await client.get_model_metadata("nope")
+        await client.get_model_metadata("nope", headers=key)
+    assert not gateway.triton.requests
 
 
 async def test_streamed_requests_are_multiplexed_and_captured(
@@ -135,17 +145,46 @@ async def test_canary_on_the_same_model_applies_and_shadow_pairs_are_published(
     assert gateway.sink.of(topics.INFERENCE)[-1].route.target == common_pb2.RouteTarget(model="live")
 
 
-async def test_a_clients_unknown_lora_task_id_is_not_found_naming_it(
-    gateway: Harness, client: aioclient.InferenceServerClient
+@pytest.mark.parametrize(
+    ("extra", "named"),
+    [
+        ({"lora_task_id": np.array([[9999]], np.uint64)}, "lora_task_id"),
+        (
+            {"lora_weights": np.zeros((1, 1, 8), np.float16), "lora_config": np.zeros((1, 1, 3), np.int32)},
+            "lora_weights",
+        ),
+        ({"end_id": np.array([[2]], np.int32)}, "end_id"),
+    ],
+)
+async def test_lora_and_unknown_inputs_from_a_client_are_refused_naming_the_tensor(
+    gateway: Harness, client: aioclient.InferenceServerClient, extra: dict, named: str
 ) -> None:
-    sent = inputs("hello there") + interface.client_inputs({"lora_task_id": 9999})
+    sent = inputs("hello there")
+    for name, array in extra.items():
+        tensor = grpcclient.InferInput(name, list(array.shape), np_to_triton_dtype(array.dtype))
+        tensor.set_data_from_numpy(array)
+        sent.append(tensor)
     with pytest.raises(InferenceServerException) as unary:
         await client.infer("live", sent, headers=headers(gateway))
-    assert unary.value.status() == "StatusCode.NOT_FOUND"
-    assert unary.value.message().startswith("lora_task_id: LoRA task 9999 not found in cache")
+    assert unary.value.status() == "StatusCode.INVALID_ARGUMENT"
+    assert unary.value.message().startswith(f"{named}: ")
 
     async def one() -> AsyncIterator[dict]:
-        yield {"model_name": "live", "inputs": sent, "request_id": "miss"}
+        yield {"model_name": "live", "inputs": sent, "request_id": "refused"}
 
     errors = [error async for _, error in client.stream_infer(one(), headers=headers(gateway)) if error]
-    assert [e.message() for e in errors] == [f"NOT_FOUND: {unary.value.message()}"]
+    assert [e.message() for e in errors] == [f"INVALID_ARGUMENT: {unary.value.message()}"]
+    assert not gateway.triton.requests and not gateway.sink.of(topics.INFERENCE)
+
+
+async def test_unknown_request_parameters_are_refused_naming_them(
+    gateway: Harness, client: aioclient.InferenceServerClient
+) -> None:
+    with pytest.raises(InferenceServerException) as refused:
+        await client.infer("live", inputs("hi"), headers=headers(gateway), parameters={"lora_dir": "/tmp"})
+    assert refused.value.status() == "StatusCode.INVALID_ARGUMENT"
+    assert refused.value.message().startswith("lora_dir: unknown request parameter")
+    ok = await client.infer(
+        "live", inputs("hi"), headers=headers(gateway), parameters={"cumulus_workflow": "named"}
+    )
+    assert ok.as_numpy("text_output") is not None
