@@ -131,12 +131,19 @@ class ArtifactStore:
         """The ``file://`` URI events carry to point at an artifact (``CandidateEvent.dataset_uri``)."""
         return self.path(kind, workflow, artifact_id).as_uri()
 
-    @staticmethod
-    def path_from_uri(uri: str) -> Path:
+    def path_from_uri(self, uri: str) -> Path:
+        """The artifact ``uri`` names, which must lie inside this store: an event naming any other
+        path (``file:///etc``, ``..`` segments, a symlink out) is refused, never read."""
         parts = urlsplit(uri)
         if parts.scheme != "file" or parts.netloc not in ("", "localhost"):
             raise ArtifactError(f"not a local artifact URI: {uri!r}", fix="use a file:///abs/path URI")
-        return Path(unquote(parts.path))
+        path = Path(unquote(parts.path)).resolve()
+        if not path.is_relative_to(self.root) or path == self.root:
+            raise ArtifactError(
+                f"artifact URI {uri!r} is outside the artifact store {self.root}",
+                fix="name an artifact under the configured state_dir/artifacts",
+            )
+        return path
 
     def list_ids(self, kind: Kind, workflow: str) -> list[str]:
         """Committed artifact ids of a workflow, oldest first by name (ids sort by creation time)."""

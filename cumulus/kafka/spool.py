@@ -35,6 +35,8 @@ _FIELDS = struct.Struct(">HI")
 _NO_KEY = 0xFFFFFFFF
 _SUFFIX = ".seg"
 _FULL_LOG_INTERVAL_S = 10.0
+_PRIVATE = 0o600
+"""Spooled events hold raw prompts and answers: readable by the service's own user only."""
 
 log = get_logger("spool")
 
@@ -122,9 +124,9 @@ class Spool:
         self._read: deque[tuple[int, int, int]] = deque()  # (segment seq, start, frame size), unacked
         self._last_full_log = -_FULL_LOG_INTERVAL_S
         self._syncing: list[threading.Thread] = []  # fsyncs of rolled segments, off the caller's thread
-        self.directory.mkdir(parents=True, exist_ok=True)
+        self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
         self._segments = self._recover()
-        self._fd = os.open(self._segments[-1].path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        self._fd = os.open(self._segments[-1].path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, _PRIVATE)
         self._cursor = (0, self._committed)  # (index into self._segments, offset) of the next read
 
     @property
@@ -230,7 +232,9 @@ class Spool:
 
     def _roll(self) -> None:
         segment = _Segment(self.directory, self._segments[-1].seq + 1)
-        fd = os.open(segment.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)  # may fail: nothing changed
+        fd = os.open(
+            segment.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, _PRIVATE
+        )  # may fail: nothing changed
         # fsync can take tens of milliseconds; append() must stay in microseconds, so a thread does it.
         syncing = threading.Thread(target=_sync_and_close, args=(self._fd,), name="spool-fsync", daemon=True)
         syncing.start()

@@ -47,6 +47,29 @@ SHADOW = Counter(
 SHADOW_IN_FLIGHT = Gauge("cumulus_gateway_shadow_in_flight", "Shadow copies running now.")
 ROUTE_TABLES = Gauge("cumulus_gateway_route_tables", "Workflows with a route table in force.")
 
+
+class LabelBudget:
+    """A client-chosen label value (a workflow name) kept by name for the first ``limit`` distinct
+    values; every later one is counted as ``other``, so no client can grow the series without bound."""
+
+    OTHER = "other"
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._named: set[str] = set()
+
+    def __call__(self, value: str) -> str:
+        if value in self._named:
+            return value
+        if len(self._named) >= self.limit:
+            return self.OTHER
+        self._named.add(value)
+        return value
+
+
+WORKFLOW_LABELS = LabelBudget(200)
+"""~5 series per workflow across the metrics above: at most ~1,000 series from this label."""
+
 _MODE_NAMES = {
     value: name.removeprefix("ROUTE_MODE_").lower() for name, value in common_pb2.RouteMode.items()
 }
@@ -60,7 +83,7 @@ def mode_name(route: common_pb2.Route) -> str:
 def observe(call: Call, outcome: Outcome) -> None:
     """Count one finished request and its latencies."""
     mode = mode_name(outcome.route)
-    workflow = call.workflow.name
+    workflow = WORKFLOW_LABELS(call.workflow.name)
     REQUESTS.labels(call.api, workflow, mode, outcome.error_code or "OK").inc()
     LATENCY.labels(workflow, mode).observe(outcome.latency_ms / 1000.0)
     if outcome.ttft_ms:

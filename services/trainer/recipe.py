@@ -284,7 +284,8 @@ class LoraRecipe:
         path = self.checkpoint_dir / CHECKPOINT
         if not path.is_file():
             return False
-        payload = torch.load(path, map_location="cpu", weights_only=False)
+        # weights_only: a checkpoint holds tensors and plain values; nothing in it may run code.
+        payload = torch.load(path, map_location="cpu", weights_only=True)
         if payload.get("fingerprint") != self.fingerprint:
             log.warning("train.checkpoint_ignored", path=str(path), reason="recipe, data or model changed")
             return False

@@ -202,7 +202,7 @@ def test_detection_nominates_a_qualifying_workflow_only(
     (verdict,) = [a for a in detection["assessments"] if a["workflow"] == bad]
     assert not verdict["qualifies"] and {"template", "output", "errors"} <= set(verdict["failed"])
 
-    folder = ArtifactStore.path_from_uri(candidate["dataset_uri"])
+    folder = ArtifactStore(collector.state_dir / "artifacts").path_from_uri(candidate["dataset_uri"])
     manifest = verify_dir(folder)
     assert manifest.id == candidate["dataset_id"] and set(manifest.fields["pii_replaced"]) == {"EMAIL"}
     assert candidate["train_examples"] + candidate["holdout_examples"] == seen

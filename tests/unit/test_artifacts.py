@@ -28,7 +28,9 @@ def test_commit_writes_a_manifest_with_every_file(tmp_path: Path) -> None:
     assert manifest["base_model"] == "smollm2" and manifest["id"] == "ds-1"
     assert store.verify("datasets", "route tickets/v2", "ds-1").fields["counts"] == {"train": 2}
     assert store.list_ids("datasets", "route tickets/v2") == ["ds-1"]
-    assert ArtifactStore.path_from_uri(store.uri("datasets", "route tickets/v2", "ds-1")) == folder
+    assert store.path_from_uri(store.uri("datasets", "route tickets/v2", "ds-1")) == folder
+    with pytest.raises(ArtifactError, match="outside the artifact store"):
+        store.path_from_uri((tmp_path.parent / "etc").as_uri())
 
 
 def test_a_failed_writer_leaves_nothing(tmp_path: Path) -> None:

@@ -160,3 +160,11 @@ def test_append_costs_microseconds(tmp_path: Path) -> None:
         spool.append(record)
     per_append_us = (time.perf_counter() - started) / 5000 * 1e6
     assert per_append_us < 200, per_append_us
+
+
+def test_spooled_events_are_readable_by_their_owner_only(tmp_path: Path) -> None:
+    spool = Spool(tmp_path / "spool", max_bytes=1 << 20, segment_bytes=200)
+    _fill(spool, 30)  # several segments
+    assert (tmp_path / "spool").stat().st_mode & 0o777 == 0o700
+    segments = _segments(tmp_path / "spool")
+    assert len(segments) > 1 and all(p.stat().st_mode & 0o777 == 0o600 for p in segments)

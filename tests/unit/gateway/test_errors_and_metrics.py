@@ -15,6 +15,7 @@ from cumulus.prompts import RenderedPrompt
 from cumulus.trtllm import tensors
 from cumulus.v1 import common_pb2
 from services.gateway.error_mapping import status_for
+from services.gateway.metrics import LabelBudget
 from tests.unit.gateway.conftest import Harness, ask
 
 
@@ -70,3 +71,9 @@ def test_response_tensors_round_trip() -> None:
     response = tensors.make_response("live", "r", tensors.Delta("héllo", 3, 4), final=True)
     assert tensors.output_delta(response) == tensors.Delta("héllo", 3, 4) and tensors.is_final(response)
     assert tensors.output_delta(tensors.make_response("live", "r", tensors.Delta("", 0, 0))) is not None
+
+
+def test_workflow_labels_are_bounded_whatever_clients_name() -> None:
+    budget = LabelBudget(3)
+    assert [budget(f"wf-{i}") for i in range(5)] == ["wf-0", "wf-1", "wf-2", "other", "other"]
+    assert budget("wf-1") == "wf-1"  # a named one stays named

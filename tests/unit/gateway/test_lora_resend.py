@@ -90,16 +90,23 @@ async def test_artifact_store_loader_reads_the_verified_trtllm_export(tmp_path: 
     assert loaded.config.shape == (1, 4, 3) and loaded.config.dtype == np.int32
 
 
-async def test_adapter_uri_overrides_the_store_layout(tmp_path: Path) -> None:
-    store = ArtifactStore(tmp_path / "elsewhere")
+async def test_adapter_uri_overrides_the_store_layout_but_never_leaves_the_store(tmp_path: Path) -> None:
+    store = ArtifactStore(tmp_path / "artifacts")
     export_adapter(store, "other-wf", "x")
     target = common_pb2.RouteTarget(
         model="small", adapter_id="x", lora_task_id=1, adapter_uri=store.uri("adapters", "other-wf", "x")
     )
-    assert adapter_dir(ArtifactStore(tmp_path / "unused"), target, "wf") == store.path(
-        "adapters", "other-wf", "x"
-    )
-    assert (await ArtifactAdapters(tmp_path / "unused").load(target, "wf")).weights.shape == (1, 4, 16)
+    assert adapter_dir(store, target, "wf") == store.path("adapters", "other-wf", "x")
+    assert (await ArtifactAdapters(tmp_path / "artifacts").load(target, "wf")).weights.shape == (1, 4, 16)
+    elsewhere = ArtifactStore(tmp_path / "elsewhere")
+    export_adapter(elsewhere, "wf", "x")
+    for uri in (
+        elsewhere.uri("adapters", "wf", "x"),
+        store.uri("adapters", "wf", "x") + "/../../../../elsewhere",
+    ):
+        outside = common_pb2.RouteTarget(model="small", adapter_id="x", lora_task_id=1, adapter_uri=uri)
+        with pytest.raises(ArtifactError, match="outside the artifact store"):
+            await ArtifactAdapters(tmp_path / "artifacts").load(outside, "wf")
 
 
 def test_missing_tampered_or_malformed_exports_are_refused(tmp_path: Path) -> None:

@@ -175,10 +175,10 @@ def test_specs_are_read_from_the_manifest_the_trainer_writes(tmp_path: Path) -> 
 
 
 async def test_the_artifact_source_resolves_the_adapter_like_the_lora_resend(tmp_path: Path) -> None:
-    elsewhere = ArtifactStore(tmp_path / "elsewhere")
-    register(elsewhere, "other-wf", "x", prompt={"renderer": RENDERER, "prune": ["tools"]})
+    store = ArtifactStore(tmp_path / "store")
+    register(store, "other-wf", "x", prompt={"renderer": RENDERER, "prune": ["tools"]})
     target = common_pb2.RouteTarget(
-        model="small", adapter_id="x", lora_task_id=3, adapter_uri=elsewhere.uri("adapters", "other-wf", "x")
+        model="small", adapter_id="x", lora_task_id=3, adapter_uri=store.uri("adapters", "other-wf", "x")
     )
     prompts = AdapterPrompts(ArtifactPromptSpecs(tmp_path / "store"))
     assert await prompts.load(target, "wf") == PromptSpec(prune=("tools",))
