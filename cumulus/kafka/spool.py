@@ -232,9 +232,8 @@ class Spool:
 
     def _roll(self) -> None:
         segment = _Segment(self.directory, self._segments[-1].seq + 1)
-        fd = os.open(
-            segment.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, _PRIVATE
-        )  # may fail: nothing changed
+        # May fail: nothing has changed yet.
+        fd = os.open(segment.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, _PRIVATE)
         # fsync can take tens of milliseconds; append() must stay in microseconds, so a thread does it.
         syncing = threading.Thread(target=_sync_and_close, args=(self._fd,), name="spool-fsync", daemon=True)
         syncing.start()
