@@ -198,6 +198,11 @@ def main() -> None:
             triton_url=triton_url,
             live_model="tiny-llama",
             small_model="tiny-llama",
+            # The bench measures the gateway's own cost: one tenant at full speed, no quota.
+            settings={
+                "CUMULUS_GATEWAY__TENANT_REQUESTS_PER_S": "0",
+                "CUMULUS_GATEWAY__TENANT_MAX_IN_FLIGHT": "0",
+            },
         )
         cleanup.callback(gateway.stop)
         results: dict[str, Any] = {"seconds": seconds, "rounds": args.rounds, "cpus": os.cpu_count()}

@@ -50,6 +50,17 @@ class NotReady(CumulusError):
     http_status = 503
 
 
+class ResourceExhausted(CumulusError):
+    """A limit or quota was reached; the caller may retry after ``retry_after_s``."""
+
+    grpc_status = grpc.StatusCode.RESOURCE_EXHAUSTED
+    http_status = 429
+
+    def __init__(self, message: str, *, retry_after_s: float) -> None:
+        self.retry_after_s = max(retry_after_s, 0.001)
+        super().__init__(message, fix=f"retry in {self.retry_after_s:.3g} s, or ask for a higher limit")
+
+
 class ConfigError(CumulusError):
     """The configuration is invalid; the message names the source, the field and the fix."""
 

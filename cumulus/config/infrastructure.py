@@ -83,6 +83,14 @@ class GatewayConfig(ServiceConfig):
     it is read into memory, let alone authenticated or parsed."""
     max_concurrent_rpcs: int = Field(default=1024, ge=1)
     """Calls served at once across all clients; more are refused at once (RESOURCE_EXHAUSTED)."""
+    tenant_requests_per_s: float = Field(default=500.0, ge=0)
+    """Requests one tenant may start per second (a token bucket; 0 = no limit)."""
+    tenant_request_burst: float = Field(default=1000.0, ge=1)
+    """Requests one tenant may start at once after a quiet spell (the bucket's size)."""
+    tenant_tokens_per_min: float = Field(default=0.0, ge=0)
+    """Model tokens (prompt + completion) one tenant may use per minute; 0 = no limit."""
+    tenant_max_in_flight: int = Field(default=256, ge=0)
+    """Requests of one tenant in flight at once; 0 = no limit."""
     max_stream_in_flight: int = Field(default=64, ge=1)
     """Requests of one KServe stream served at once; the stream is not read further until one ends."""
     max_messages: int = Field(default=256, ge=1)

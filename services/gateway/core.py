@@ -13,6 +13,7 @@ from services.gateway.capture import EventSink
 from services.gateway.dispatch import Dispatcher
 from services.gateway.feedback import RecentRequests
 from services.gateway.prompt_specs import AdapterPrompts, ArtifactPromptSpecs, PromptSpecSource
+from services.gateway.quotas import TenantQuotas
 from services.gateway.rendering import PromptRenderer
 from services.gateway.routes import RouteBook
 from services.gateway.shadow import ShadowRunner
@@ -73,7 +74,7 @@ class GatewayCore:
             sink=sink,
             recent=recent,
             shadows=shadows,
-            dispatcher=Dispatcher(caller, sink, shadows, recent),
+            dispatcher=Dispatcher(caller, sink, shadows, recent, TenantQuotas.from_config(gateway)),
         )
 
     def timeout_s(self, context: grpc.aio.ServicerContext) -> float:

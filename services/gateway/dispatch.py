@@ -1,8 +1,9 @@
 """Serving one admitted request: its route, the canary fallback, its shadow copy, its event.
 
 Both front doors (cumulus.v1.Gateway and the KServe v2 drop-in) admit a request into a ``Call``
-and hand it here, so routing and capture are identical for both:
+and hand it here, so quotas, routing and capture are identical for both:
 
+0. the tenant's quota admits the request or refuses it, before any work (quotas.py);
 1. a shadow copy starts beside the request when its route plan has one (shadow.py);
 2. the primary target answers (targets.py: the prompt its adapter was trained on, the LoRA
    resend); when it is a canary candidate and fails before any output (its prompt spec
@@ -24,6 +25,7 @@ from services.gateway import metrics
 from services.gateway.calls import Call, Outcome
 from services.gateway.capture import EventSink, inference_event
 from services.gateway.feedback import RecentRequests
+from services.gateway.quotas import TenantQuotas
 from services.gateway.shadow import ShadowHandle, ShadowRunner
 from services.gateway.targets import Answer, TargetCaller
 
@@ -34,19 +36,30 @@ class Dispatcher:
     """Runs admitted calls (see the module docstring)."""
 
     def __init__(
-        self, caller: TargetCaller, sink: EventSink, shadows: ShadowRunner, recent: RecentRequests
+        self,
+        caller: TargetCaller,
+        sink: EventSink,
+        shadows: ShadowRunner,
+        recent: RecentRequests,
+        quotas: TenantQuotas,
     ) -> None:
         self.caller = caller
         self.sink = sink
         self.shadows = shadows
         self.recent = recent
+        self.quotas = quotas
 
     async def run(self, call: Call) -> AsyncIterator[Answer]:
         """Yield the answering model's responses; ``call.outcome`` holds the totals afterwards."""
+        lease = self.quotas.admit(call.tenant)  # ResourceExhausted: refused before any work
         plan = call.plan
         outcome = Outcome(route=plan.primary)
         call.outcome = outcome
-        shadow = self.shadows.start(call, plan.shadow) if plan.shadow is not None else None
+        try:
+            shadow = self.shadows.start(call, plan.shadow) if plan.shadow is not None else None
+        except BaseException:
+            lease.release()
+            raise
         try:
             try:
                 async for answer in self._attempt(call, plan.primary.target, outcome, plan.is_candidate):
@@ -61,6 +74,7 @@ class Dispatcher:
             outcome.error = exc
             raise
         finally:
+            lease.release(outcome.prompt_tokens + outcome.completion_tokens)
             self._finish(call, outcome, shadow)
 
     def _attempt(

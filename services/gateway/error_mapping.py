@@ -12,12 +12,13 @@ per RPC (~60 us of CPU per request, ~5% of what a KServe request costs the gatew
 from __future__ import annotations
 
 import inspect
+import math
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 import grpc
 
-from cumulus.errors import CumulusError
+from cumulus.errors import CumulusError, ResourceExhausted
 from cumulus.logs import get_logger
 
 log = get_logger("gateway")
@@ -34,7 +35,10 @@ async def _abort(exc: Exception, context: grpc.aio.ServicerContext, method: str)
     code, message = status_for(exc)
     if not isinstance(exc, CumulusError):
         log.exception("rpc.crashed", method=method, error=f"{type(exc).__name__}: {exc}")
-    await context.abort(code, message)
+    trailers: tuple[tuple[str, str], ...] = ()
+    if isinstance(exc, ResourceExhausted):  # the retry hint, machine-readable
+        trailers = (("retry-after-ms", str(math.ceil(exc.retry_after_s * 1000))),)
+    await context.abort(code, message, trailing_metadata=trailers)
 
 
 def _unary(behavior: Callable[..., Awaitable[Any]], method: str) -> Callable[..., Awaitable[Any]]:
