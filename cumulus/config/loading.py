@@ -50,6 +50,10 @@ class CumulusConfig(Section):
         return self.clickhouse.dsn or f"chdb://{(self.state_dir / 'clickhouse').resolve()}"
 
     @property
+    def command_key_file(self) -> Path:
+        return self.router.command_key_file or self.state_dir / "command-key"
+
+    @property
     def artifacts_dir(self) -> Path:
         return self.state_dir / "artifacts"
 

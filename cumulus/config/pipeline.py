@@ -281,6 +281,9 @@ class RouterConfig(ServiceConfig):
     decides it instead of agreement with live (services/router/paired.py)."""
     spool_dir: Path | None = None
     """Rollout events and route tables waiting for an unreachable Kafka; default <state_dir>/spool/router."""
+    command_key_file: Path | None = None
+    """The secret operator commands are signed with (cumulus/kafka/signing.py); the router acts only on
+    commands signed with it. Default <state_dir>/command-key, made on first use."""
 
     @model_validator(mode="after")
     def _steps_increase(self) -> RouterConfig:

@@ -22,6 +22,7 @@ from cumulus.config import CumulusConfig
 from cumulus.errors import InvalidArgument, NotFound, NotReady
 from cumulus.kafka import codec, topics
 from cumulus.kafka.producer import new_producer
+from cumulus.kafka.signing import HEADER, CommandSigner
 from cumulus.v1 import events_pb2
 from ops.stack.probes import service_json
 
@@ -115,7 +116,8 @@ def cmd_action(args: argparse.Namespace, config: CumulusConfig) -> int:
         operator=_operator(),
         reason=args.reason,
     )
-    asyncio.run(send_command(config.kafka.bootstrap_servers, command))
+    signer = CommandSigner.from_file(config.command_key_file)
+    asyncio.run(send_command(config.kafka.bootstrap_servers, command, signer))
     print(f"{args.action} sent for workflow {args.workflow} of tenant {tenant} (see `cumulus rollout list`)")
     return 0
 
@@ -147,17 +149,19 @@ def _rollouts_for_tenant(config: CumulusConfig) -> dict[str, Any]:
         ) from exc
 
 
-async def send_command(bootstrap_servers: str, command: events_pb2.RolloutCommand) -> None:
-    """Publish one command and wait for Kafka's acknowledgement."""
+async def send_command(
+    bootstrap_servers: str, command: events_pb2.RolloutCommand, signer: CommandSigner
+) -> None:
+    """Publish one signed command and wait for Kafka's acknowledgement."""
     producer = new_producer(bootstrap_servers, "cli", linger_ms=0, request_timeout_ms=10_000)
     try:
         await asyncio.wait_for(producer.start(), 10.0)
         command.meta.published_at.CopyFrom(codec.timestamp_now())
+        key = codec.encode_key(command.meta.tenant, command.meta.workflow)
+        value = codec.encode_event(command)
         await asyncio.wait_for(
             producer.send_and_wait(
-                topics.COMMANDS.name,
-                codec.encode_event(command),
-                key=codec.encode_key(command.meta.tenant, command.meta.workflow),
+                topics.COMMANDS.name, value, key=key, headers=[(HEADER, signer.sign(key, value))]
             ),
             15.0,
         )

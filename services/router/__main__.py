@@ -8,6 +8,7 @@ The health port also serves ``GET /api/v1/rollouts`` (listing.py), which `cumulu
 from __future__ import annotations
 
 from cumulus.kafka.runtime import KafkaRuntime
+from cumulus.kafka.signing import CommandSigner
 from cumulus.service import ServiceApi, ServiceContext, run_service
 from services.router.core import Router
 from services.router.handler import RouterHandler, subscription
@@ -29,7 +30,7 @@ async def main(ctx: ServiceContext) -> None:
         if state is None:
             return
         router = Router(config.router, config.triton_model_for)
-        handler = RouterHandler(kafka.publisher, router)
+        handler = RouterHandler(kafka.publisher, router, CommandSigner.from_file(config.command_key_file))
         handler.publish(router.restore(*state))
         API.attach(router)
         try:

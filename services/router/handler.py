@@ -23,6 +23,7 @@ from cumulus.kafka.codec import decode_as
 from cumulus.kafka.deadletter import dead_letter
 from cumulus.kafka.publisher import EventPublisher
 from cumulus.kafka.runtime import Progress, Subscription
+from cumulus.kafka.signing import CommandSigner
 from cumulus.logs import get_logger
 from cumulus.v1 import events_pb2
 from services.router.core import PRODUCER, Output, Router
@@ -50,9 +51,10 @@ def subscription(router: RouterConfig) -> Subscription:
 class RouterHandler:
     """Applies one batch to the ``Router`` (see the module docstring); a ``BatchHandler`` of the runtime."""
 
-    def __init__(self, publisher: EventPublisher, router: Router) -> None:
+    def __init__(self, publisher: EventPublisher, router: Router, signer: CommandSigner) -> None:
         self.publisher = publisher
         self.router = router
+        self.signer = signer
         self.progress = Progress()
 
     async def handle(self, records: Sequence[Any], stopping: asyncio.Event) -> bool:
@@ -70,6 +72,10 @@ class RouterHandler:
                 elif record.topic == topics.ADAPTERS.name:
                     outputs += self.router.on_adapter(decode_as(events_pb2.AdapterEvent, record.value))
                 else:
+                    # Only a command signed with the command key is acted on (cumulus/kafka/signing.py).
+                    refused = self.signer.problem(record.key, record.value or b"", record.headers)
+                    if refused:
+                        raise EventDecodeError(refused)
                     outputs += self.router.on_command(decode_as(events_pb2.RolloutCommand, record.value))
                 RECORDS.labels(record.topic, "handled").inc()
             except EventDecodeError as exc:

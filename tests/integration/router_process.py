@@ -87,6 +87,8 @@ def router(tmp_path: Path, kafka_bootstrap: str) -> Iterator[RouterProcess]:
         "CUMULUS_ROUTER__HEALTH_PORT": str(port),
         "CUMULUS_ROUTER__GROUP_ID": f"router-{uuid.uuid4().hex[:8]}",
         "CUMULUS_ROUTER__MIN_SAMPLES_PER_STEP": str(MIN_SAMPLES),
+        # Shared with the CLI this test runs (cli_env): the router acts only on commands it signed.
+        "CUMULUS_ROUTER__COMMAND_KEY_FILE": str(tmp_path / "command-key"),
     }
     process = RouterProcess(env, tmp_path / "router.log", port)
     process.start()
@@ -99,7 +101,11 @@ def router(tmp_path: Path, kafka_bootstrap: str) -> Iterator[RouterProcess]:
 @pytest.fixture
 def cli_env(router: RouterProcess, monkeypatch: pytest.MonkeyPatch) -> None:
     """The `cumulus rollout` CLI, run in this process, talks to this test's broker and router."""
-    for name in ("CUMULUS_KAFKA__BOOTSTRAP_SERVERS", "CUMULUS_ROUTER__HEALTH_PORT"):
+    for name in (
+        "CUMULUS_KAFKA__BOOTSTRAP_SERVERS",
+        "CUMULUS_ROUTER__HEALTH_PORT",
+        "CUMULUS_ROUTER__COMMAND_KEY_FILE",
+    ):
         monkeypatch.setenv(name, router.env[name])
 
 

@@ -71,6 +71,17 @@ async def test_operator_commands_pause_resume_and_roll_back_through_kafka(
     workflow, adapter = f"wf-{uuid.uuid4().hex[:8]}", "adapter-b"
     await ramp_to(router, kafka_bootstrap, workflow, adapter, 1)
 
+    # Anyone who reaches Kafka can write a command; unsigned, it changes nothing and is dead-lettered.
+    forged = events_pb2.RolloutCommand(
+        meta=codec.new_meta(tenant=TENANT, workflow=workflow, producer="intruder"),
+        action=events_pb2.ROLLOUT_ACTION_ROLLBACK,
+        operator="intruder",
+    )
+    await publish(kafka_bootstrap, [(topics.COMMANDS, forged)])
+    letter = await dead_letter_of(kafka_bootstrap, forged.meta.event_id)
+    assert "unsigned command" in letter.reason
+    assert (await asyncio.to_thread(wait_for, router, workflow, "canary", 1))["weight"] > 0
+
     assert await asyncio.to_thread(cli_main, ["rollout", "pause", workflow, "--reason", "investigating"]) == 0
     await asyncio.to_thread(wait_for, router, workflow, "paused", 1)
     await publish(kafka_bootstrap, verdicts(workflow, adapter, 3 * STEP_VERDICTS))  # ignored while paused
@@ -88,6 +99,17 @@ async def test_operator_commands_pause_resume_and_roll_back_through_kafka(
     capsys.readouterr()
     assert await asyncio.to_thread(cli_main, ["rollout", "list"]) == 0
     assert workflow in capsys.readouterr().out
+
+
+async def dead_letter_of(bootstrap: str, event_id: str, timeout_s: float = 30) -> events_pb2.DeadLetter:
+    """The dead letter holding the record of event ``event_id``, once it is on the topic."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        for record in await read_topic(bootstrap, topics.DEADLETTER.name):
+            if event_id.encode() in (record.value or b""):
+                return events_pb2.DeadLetter.FromString(record.value)
+        await asyncio.sleep(0.5)
+    raise AssertionError(f"no dead letter for event {event_id}")
 
 
 async def test_a_broken_adapter_is_rolled_back_before_any_canary_traffic(
