@@ -17,10 +17,14 @@ def hash_key(key: str) -> str:
 
 
 class ApiKeyStore:
-    """A JSON file ``{sha256(key): tenant}``; the gateway reads it, the CLI writes it."""
+    """A JSON file ``{sha256(key): tenant}``; the gateway reads it, the CLI writes it.
 
-    def __init__(self, path: Path) -> None:
+    Operator tokens use the same file format under their own prefix (cumulus/operators.py), the
+    value being ``<scope>:<name>`` instead of a tenant."""
+
+    def __init__(self, path: Path, prefix: str = KEY_PREFIX) -> None:
         self.path = path
+        self.prefix = prefix
 
     def _load(self) -> dict[str, str]:
         if not self.path.exists():
@@ -30,7 +34,7 @@ class ApiKeyStore:
 
     def issue(self, tenant: str) -> str:
         """Create a new key for tenant, store its hash, and return the key (shown once)."""
-        key = KEY_PREFIX + secrets.token_urlsafe(24)
+        key = self.prefix + secrets.token_urlsafe(24)
         keys = self._load()
         keys[hash_key(key)] = tenant
         write_private(self.path, json.dumps(keys, indent=1, sort_keys=True))

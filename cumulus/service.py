@@ -8,6 +8,9 @@ wires the rest. Health endpoints (on the service's ``health_port``):
   with each check's result (readiness).
 - ``GET /metrics``: Prometheus text format.
 
+Every other route needs an operator token (or, for a tenant's own reads, its API key): see
+cumulus/control_auth.py.
+
 A service with an HTTP API of its own (the collector's read API, the router's rollouts, the
 trainer's status) mounts its routes on the same app through ``run_service(..., routes=...)``: one
 port per service, one server to supervise. Its routes reach the object they read (the worker)
@@ -31,6 +34,7 @@ import prometheus_client
 from aiohttp import web
 
 from cumulus.config import CumulusConfig, ServiceConfig, load_config
+from cumulus.control_auth import control_plane_guard
 from cumulus.errors import CumulusError, NotReady
 from cumulus.kafka.publisher import EventPublisher
 from cumulus.logs import StructuredLogger, configure_logging, get_logger
@@ -160,7 +164,10 @@ def build_health_app(ctx: ServiceContext, routes: RouteSetup | None = None) -> w
     async def metrics(_: web.Request) -> web.Response:
         return web.Response(body=prometheus_client.generate_latest(), content_type="text/plain")
 
-    app = web.Application()
+    # Everything but health, readiness and metrics needs a token (cumulus/control_auth.py).
+    config = ctx.config
+    keys_file = config.gateway.api_keys_file or config.state_dir / "api-keys.json"
+    app = web.Application(middlewares=[control_plane_guard(config.state_dir, keys_file)])
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics)

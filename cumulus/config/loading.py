@@ -20,6 +20,7 @@ from cumulus.config.infrastructure import (
 )
 from cumulus.config.pipeline import CollectorConfig, JudgeConfig, RouterConfig, StudentConfig, TrainerConfig
 from cumulus.errors import ConfigError
+from cumulus.operators import TOKEN_ENV
 
 ENV_PREFIX = "CUMULUS_"
 CONFIG_ENV = "CUMULUS_CONFIG"
@@ -124,7 +125,8 @@ def _env_overrides(env: Mapping[str, str]) -> tuple[dict[str, Any], dict[tuple[s
     data: dict[str, Any] = {}
     names: dict[tuple[str, ...], str] = {}
     for name, value in env.items():
-        if not name.startswith(ENV_PREFIX) or name == CONFIG_ENV:
+        # Not settings: which file to read, and a client's own credential (cumulus/operators.py).
+        if not name.startswith(ENV_PREFIX) or name in (CONFIG_ENV, TOKEN_ENV):
             continue
         keys = tuple(part.lower() for part in name[len(ENV_PREFIX) :].split("__"))
         node = data

@@ -85,7 +85,7 @@ def cmd_show(args: argparse.Namespace, config: CumulusConfig) -> int:
 
 def cmd_training(args: argparse.Namespace, config: CumulusConfig) -> int:
     trainer = config.trainer
-    body = service_json("trainer", trainer.host, trainer.health_port, "/status")
+    body = service_json("trainer", trainer.host, trainer.health_port, "/status", config)
     if args.json:
         print(json.dumps(body, indent=2))
         return 0

@@ -16,6 +16,7 @@ from typing import Any
 
 from cumulus.config import CumulusConfig
 from cumulus.errors import CumulusError, NotReady
+from cumulus.operators import auth_headers
 
 TIMEOUT_S = 120.0
 """Nominating exports a dataset, which can take a while on a big workflow."""
@@ -43,9 +44,8 @@ def call_collector(config: CumulusConfig, method: str, path: str, body: Any = No
     c = config.collector
     url = f"http://{c.host}:{c.health_port}{path}"
     data = json.dumps(body).encode() if body is not None else None
-    request = urllib.request.Request(
-        url, data=data, method=method, headers={"Content-Type": "application/json"}
-    )
+    headers = {"Content-Type": "application/json", **auth_headers(config.state_dir)}
+    request = urllib.request.Request(url, data=data, method=method, headers=headers)
     try:
         with urllib.request.urlopen(request, timeout=TIMEOUT_S) as resp:
             return json.loads(resp.read())

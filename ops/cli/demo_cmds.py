@@ -12,6 +12,7 @@ from typing import Any
 
 from cumulus.config import CumulusConfig, load_config
 from cumulus.errors import CumulusError
+from cumulus.operators import ensure_dev_operator_token
 from ops.demo import report
 from ops.demo.profile import PROFILES, DemoProfile
 from ops.demo.runner import DemoFailed, DemoRun
@@ -82,9 +83,10 @@ def cmd_demo(args: argparse.Namespace, config: CumulusConfig) -> int:
         if started and args.down:
             _say(f"stopped: {', '.join(stack.down())}")
     if not started or not args.down:
+        token = ensure_dev_operator_token(config.state_dir)
         print(
             "\nthe stack is still up: dashboard http://127.0.0.1:"
-            f"{config.collector.health_port}/dashboard   stop: cumulus down"
+            f"{config.collector.health_port}/dashboard#token={token}   stop: cumulus down"
         )
     missed = [name for name, ok in outcomes.items() if not ok]
     if missed:

@@ -71,7 +71,7 @@ def cmd_list(args: argparse.Namespace, config: CumulusConfig) -> int:
 def router_rollouts(config: CumulusConfig) -> dict[str, Any]:
     """The router's ``GET /api/v1/rollouts``: ``{"rollouts": [row, ...]}`` (services/router/__main__.py)."""
     router = config.router
-    return service_json("router", router.host, router.health_port, "/api/v1/rollouts")
+    return service_json("router", router.host, router.health_port, "/api/v1/rollouts", config)
 
 
 def render(rows: list[dict[str, Any]]) -> str:

@@ -12,6 +12,7 @@ from typing import Any
 from cumulus.config import CumulusConfig
 from cumulus.errors import CumulusError
 from cumulus.kafka import admin, topics
+from cumulus.operators import ensure_dev_operator_token
 from ops.stack.local import COMPONENTS, LocalStack
 
 
@@ -49,6 +50,9 @@ def cmd_up(_: argparse.Namespace, config: CumulusConfig) -> int:
     for name, endpoint in endpoints.items():
         print(f"  {name:<10} {endpoint}")
     print(f"\ndev API key: {key}  (also in {stack.state_dir / 'dev-api-key'})")
+    token = ensure_dev_operator_token(stack.state_dir)
+    print(f"operator token: in {stack.state_dir / 'operator-token'} (the CLI sends it)")
+    print(f"dashboard: http://127.0.0.1:{config.collector.health_port}/dashboard#token={token}")
     print("logs: cumulus logs NAME    stop: cumulus down")
     return 0
 

@@ -12,6 +12,7 @@ import urllib.request
 from typing import Any
 
 from cumulus.config import CumulusConfig
+from cumulus.operators import auth_headers
 
 
 def _base(config: CumulusConfig) -> str:
@@ -21,7 +22,9 @@ def _base(config: CumulusConfig) -> str:
 async def nominate(config: CumulusConfig, tenant: str, workflow: str) -> None:
     body = json.dumps({"tenant": tenant, "reason": "cumulus demo"}).encode()
     url = f"{_base(config)}/workflows/{workflow}/nominate"
-    request = urllib.request.Request(url, body, {"content-type": "application/json"})
+    request = urllib.request.Request(
+        url, body, {"content-type": "application/json", **auth_headers(config.state_dir)}
+    )
     await asyncio.to_thread(urllib.request.urlopen, request, timeout=120)
 
 
@@ -29,7 +32,10 @@ async def learned(config: CumulusConfig, tenant: str, workflow: str) -> dict[str
     """This workflow's learning curve points, waiting reasons and sufficiency estimate."""
 
     def fetch() -> dict[str, Any]:
-        with urllib.request.urlopen(f"{_base(config)}/candidates", timeout=60) as response:
+        request = urllib.request.Request(
+            f"{_base(config)}/candidates", headers=auth_headers(config.state_dir)
+        )
+        with urllib.request.urlopen(request, timeout=60) as response:
             return dict(json.load(response))
 
     body = await asyncio.to_thread(fetch)

@@ -21,6 +21,7 @@ from cumulus.apikeys import ensure_dev_key
 from cumulus.config import CumulusConfig
 from cumulus.errors import CumulusError, StackError
 from cumulus.kafka import admin, topics
+from cumulus.operators import auth_headers, ensure_dev_operator_token
 from ops.stack import kafka as kafka_stack
 from ops.stack.probes import (
     ProbeResult,
@@ -86,7 +87,8 @@ class LocalStack:
         if name == "triton":
             return probe_triton(spec.host, self.config.triton.http_port, tuple(self.config.served_models))
         if name == "trainer":
-            return probe_trainer(spec.host, self.config.trainer.health_port)
+            headers = auth_headers(self.config.state_dir)
+            return probe_trainer(spec.host, self.config.trainer.health_port, headers)
         if name == "judge":
             return probe_judge(spec.host, self.config.judge.health_port, self.config)
         return probe_service(spec.host, getattr(self.config, name).health_port)
@@ -103,6 +105,7 @@ class LocalStack:
         self._preflight()
         # Written before the gateway starts, so its first request can already authenticate.
         self.dev_key = ensure_dev_key(self.state_dir)
+        ensure_dev_operator_token(self.state_dir)  # for the CLI, the demo and the dashboard
         started: list[str] = []
         try:
             for name in COMPONENTS:

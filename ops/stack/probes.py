@@ -11,6 +11,7 @@ from typing import Any
 
 from cumulus.config import CumulusConfig
 from cumulus.graders.store import read_calibration
+from cumulus.operators import auth_headers
 
 
 @dataclass(frozen=True)
@@ -28,10 +29,12 @@ def port_open(host: str, port: int, timeout_s: float = 0.5) -> bool:
         return False
 
 
-def http_json(url: str, timeout_s: float = 2.0) -> tuple[int, Any]:
+def http_json(url: str, timeout_s: float = 2.0, headers: dict[str, str] | None = None) -> tuple[int, Any]:
     """GET url; returns (status, parsed JSON body or text). Status 0 = unreachable."""
     try:
-        with urllib.request.urlopen(url, timeout=timeout_s) as resp:
+        with urllib.request.urlopen(
+            urllib.request.Request(url, headers=headers or {}), timeout=timeout_s
+        ) as resp:
             body = resp.read()
             status = resp.status
     except urllib.error.HTTPError as exc:
@@ -94,10 +97,10 @@ def probe_service(host: str, health_port: int) -> ProbeResult:
     return ProbeResult(True, "ready", {"checks": checks})
 
 
-def probe_trainer(host: str, health_port: int) -> ProbeResult:
+def probe_trainer(host: str, health_port: int, headers: dict[str, str] | None = None) -> ProbeResult:
     """``probe_service``, with the running training job (the trainer's ``GET /status``) in the detail."""
     result = probe_service(host, health_port)
-    status, body = http_json(f"http://{host}:{health_port}/status")
+    status, body = http_json(f"http://{host}:{health_port}/status", headers=headers)
     if not result.healthy or status != 200 or not isinstance(body, dict):
         return result
     job = body.get("job")
@@ -123,11 +126,16 @@ def probe_judge(host: str, health_port: int, config: CumulusConfig) -> ProbeResu
     return ProbeResult(True, detail, {**result.extra, "calibration_flags": flagged})
 
 
-def service_json(service: str, host: str, port: int, path: str) -> dict[str, Any]:
-    """GET a service's JSON endpoint for the CLI; NotReady naming the service when it does not answer."""
-    from cumulus.errors import NotReady
+def service_json(service: str, host: str, port: int, path: str, config: CumulusConfig) -> dict[str, Any]:
+    """GET a service's JSON endpoint for the CLI (with the operator token); NotReady naming the
+    service when it does not answer, Unauthenticated when it refuses the token."""
+    from cumulus.errors import NotReady, Unauthenticated
 
-    status, body = http_json(f"http://{host}:{port}{path}")
+    status, body = http_json(f"http://{host}:{port}{path}", headers=auth_headers(config.state_dir))
+    if status in (401, 403) and isinstance(body, dict):
+        raise Unauthenticated(
+            f"the {service} refused the operator token: {body.get('error')}", fix=body.get("fix")
+        )
     if status != 200 or not isinstance(body, dict):
         raise NotReady(f"the {service} at {host}:{port} did not answer", fix="`cumulus status`")
     return body

@@ -30,6 +30,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.structs import OffsetAndMetadata
 
 from cumulus.kafka import codec
+from cumulus.operators import ensure_dev_operator_token
 from cumulus.v1 import common_pb2, events_pb2
 from services.collector.rows import CAPTURES
 from tests.integration.kafka_fixtures import _free_ports
@@ -118,11 +119,16 @@ class CollectorProcess:
         self.process = None
         return code
 
+    authorized: bool = True
+    """Send the state dir's operator token (False: call the API as an outsider)."""
+
     def request(self, method: str, path: str, body: Any = None, timeout_s: float = 30.0) -> tuple[int, Any]:
         """One HTTP call to the collector; (status, parsed JSON) — (0, None) when nothing answers."""
         data = json.dumps(body).encode() if body is not None else None
         req = urllib.request.Request(self.base_url + path, data=data, method=method)
         req.add_header("Content-Type", "application/json")
+        if self.authorized:
+            req.add_header("Authorization", f"Bearer {ensure_dev_operator_token(self.state_dir)}")
         try:
             with urllib.request.urlopen(req, timeout=timeout_s) as resp:
                 return resp.status, json.loads(resp.read() or b"null")

@@ -22,6 +22,7 @@ import pytest
 from aiokafka import AIOKafkaProducer
 
 from cumulus.kafka import codec, topics
+from cumulus.operators import ensure_dev_operator_token
 from cumulus.v1 import events_pb2
 from ops.stack.probes import http_json
 from services.router.state import read_topic
@@ -55,10 +56,15 @@ class RouterProcess:
 
     def rollouts(self) -> dict[tuple[str, str], dict[str, Any]] | None:
         """The router's rollouts by (tenant, workflow)."""
-        status, body = http_json(f"http://127.0.0.1:{self.health_port}/api/v1/rollouts")
+        headers = {"Authorization": f"Bearer {self.token}"}
+        status, body = http_json(f"http://127.0.0.1:{self.health_port}/api/v1/rollouts", headers=headers)
         if status != 200 or not isinstance(body, dict):
             return None
         return {(row["tenant"], row["workflow"]): row for row in body["rollouts"]}
+
+    @property
+    def token(self) -> str:
+        return ensure_dev_operator_token(Path(self.env["CUMULUS_STATE_DIR"]))
 
     def kill(self) -> None:
         assert self.proc is not None
@@ -107,6 +113,7 @@ def cli_env(router: RouterProcess, monkeypatch: pytest.MonkeyPatch) -> None:
         "CUMULUS_ROUTER__COMMAND_KEY_FILE",
     ):
         monkeypatch.setenv(name, router.env[name])
+    monkeypatch.setenv("CUMULUS_OPERATOR_TOKEN", router.token)
 
 
 async def publish(bootstrap: str, events: list[tuple[topics.TopicSpec, Any]]) -> None:

@@ -24,6 +24,7 @@ from aiokafka import AIOKafkaConsumer
 
 from cumulus.artifacts import ArtifactStore, verify_dir
 from cumulus.kafka import codec, topics
+from cumulus.operators import ensure_dev_operator_token
 from cumulus.v1 import events_pb2
 from tests.integration.collector_process import (
     REPO,
@@ -232,7 +233,11 @@ def test_cli_reads_workflows_and_nominates_through_the_read_api(
     send(kafka_bootstrap, [stamped(inference_event(name, i, ok=i % 10 != 0)) for i in range(50)])
     collector.wait_for_rows(name, 50)
     config = tmp_path / "cumulus.yaml"
-    config.write_text(json.dumps({"collector": {"health_port": collector.port}}))
+    # The collector's own state dir: the CLI sends the operator token it finds there.
+    config.write_text(
+        json.dumps({"state_dir": str(collector.state_dir), "collector": {"health_port": collector.port}})
+    )
+    ensure_dev_operator_token(collector.state_dir)
 
     def cli(*args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
@@ -242,6 +247,11 @@ def test_cli_reads_workflows_and_nominates_through_the_read_api(
             timeout=120,
             cwd=REPO,
         )
+
+    collector.authorized = False  # an outsider: every read and write of the API is refused
+    assert collector.get("/api/v1/workflows")[0] == 401
+    assert collector.request("POST", f"/api/v1/workflows/{name}/nominate", {"tenant": "acme"})[0] == 401
+    collector.authorized = True
 
     listed = cli("workflows", "--json")
     assert listed.returncode == 0, listed.stderr

@@ -21,6 +21,7 @@ from typing import Any
 import pytest
 
 from cumulus.kafka import codec, topics
+from cumulus.operators import ensure_dev_operator_token
 from cumulus.v1 import events_pb2
 from tests.integration.collector_process import (
     REPO,
@@ -160,7 +161,9 @@ def test_a_label_workflow_says_how_many_more_labelled_examples_would_help(
     assert all(s["workflow"].startswith("labels-") for s in body["sufficiency"])
 
     config = tmp_path / "cumulus.yaml"
-    config.write_text(json.dumps({"collector": {"health_port": collector.port}}))
+    state = {"state_dir": str(collector.state_dir), "collector": {"health_port": collector.port}}
+    config.write_text(json.dumps(state))  # the collector's state dir: the CLI sends its operator token
+    ensure_dev_operator_token(collector.state_dir)
     printed = subprocess.run(
         [sys.executable, "-m", "ops.cli.main", "--config", str(config), "candidates"],
         capture_output=True,

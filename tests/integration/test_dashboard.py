@@ -23,6 +23,7 @@ from typing import Any
 import pytest
 
 from cumulus.kafka import codec, topics
+from cumulus.operators import ensure_dev_operator_token
 from cumulus.v1 import events_pb2
 from tests.integration.collector_process import (
     CollectorProcess,
@@ -272,7 +273,12 @@ def dump_dom(url: str, profile: Path) -> str:
     not CHROMIUM.exists(), reason="Debian chromium is not installed: apt-get install -y chromium"
 )
 def test_dashboard_renders_charts_with_data_in_headless_chromium(seeded: Seeded, tmp_path: Path) -> None:
-    dom = Dom(dump_dom(f"{seeded.collector.base_url}/", tmp_path / "chromium-profile"))  # "/" redirects
+    # Without the token the page loads and says what is missing; with it, the charts are drawn.
+    bare = Dom(dump_dom(f"{seeded.collector.base_url}/dashboard", tmp_path / "chromium-bare"))
+    assert "missing operator token" in bare.text["status"], bare.text["status"]
+    token = ensure_dev_operator_token(seeded.collector.state_dir)
+    link = f"{seeded.collector.base_url}/#token={token}"  # "/" redirects, the fragment goes along
+    dom = Dom(dump_dom(link, tmp_path / "chromium-profile"))
 
     (body,) = dom.find("body")
     assert int(body["data-refreshes"]) >= 1

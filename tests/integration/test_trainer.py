@@ -30,6 +30,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 
 from cumulus.artifacts import ArtifactStore
 from cumulus.kafka import codec, topics
+from cumulus.operators import auth_headers, ensure_dev_operator_token
 from cumulus.v1 import events_pb2
 from ops.stack.probes import http_json
 from tests.integration.kafka_fixtures import RestartableKafka
@@ -145,10 +146,12 @@ async def test_trainer_killed_mid_job_retries_the_candidate_and_resumes(
             codec.encode_event(candidate),
             key=codec.encode_key(candidate.meta.tenant, WORKFLOW),
         )
+        ensure_dev_operator_token(state_dir)
         with trainer_process(state_dir, bootstrap, unused_tcp_port) as first:
             training = await next_event(events, lambda e: e.metrics.get("step", 0) >= 10)
             assert training.status == events_pb2.ADAPTER_STATUS_TRAINING and 0 < training.progress < 0.85
-            status, body = await asyncio.to_thread(http_json, f"http://127.0.0.1:{unused_tcp_port}/status")
+            url, headers = f"http://127.0.0.1:{unused_tcp_port}/status", auth_headers(state_dir)
+            status, body = await asyncio.to_thread(http_json, url, 2.0, headers)
             assert status == 200 and body["job"]["adapter_id"] == training.adapter_id
             first.send_signal(signal.SIGKILL)  # a crash: no chance to tidy up or commit
             first.wait(30)

@@ -1,11 +1,13 @@
 import asyncio
 import socket
+from pathlib import Path
 
 from aiohttp import ClientSession, web
 
 from cumulus.config import CumulusConfig, JudgeConfig
 from cumulus.errors import InvalidArgument
 from cumulus.logs import get_logger
+from cumulus.operators import ensure_dev_operator_token
 from cumulus.service import ServiceApi, ServiceContext, _serve, tcp_check
 
 
@@ -51,9 +53,10 @@ async def test_health_readiness_and_metrics_then_clean_stop() -> None:
     assert await tcp_check("127.0.0.1", dead_port)() is not None
 
 
-async def test_a_service_mounts_its_own_routes_on_the_health_port() -> None:
+async def test_a_service_mounts_its_own_routes_on_the_health_port(tmp_path: Path) -> None:
     port = _free_port()
-    config = CumulusConfig(judge=JudgeConfig(health_port=port))
+    config = CumulusConfig(state_dir=tmp_path, judge=JudgeConfig(health_port=port))
+    headers = {"Authorization": f"Bearer {ensure_dev_operator_token(tmp_path)}"}
     ctx = ServiceContext(name="judge", config=config, log=get_logger("judge"))
 
     def routes(_: ServiceContext, app: web.Application) -> None:
@@ -66,7 +69,7 @@ async def test_a_service_mounts_its_own_routes_on_the_health_port() -> None:
     async with ClientSession() as http:
         for _ in range(100):
             try:
-                async with http.get(f"http://127.0.0.1:{port}/api/v1/hello") as resp:
+                async with http.get(f"http://127.0.0.1:{port}/api/v1/hello", headers=headers) as resp:
                     assert await resp.json() == {"hello": "world"}
                     break
             except OSError:
@@ -77,10 +80,10 @@ async def test_a_service_mounts_its_own_routes_on_the_health_port() -> None:
     await asyncio.wait_for(task, timeout=5)
 
 
-async def test_every_service_api_answers_starting_the_same_way_then_its_worker() -> None:
+async def test_every_service_api_answers_starting_the_same_way_then_its_worker(tmp_path: Path) -> None:
     """503 with {"error", "fix"} until main attaches the worker; JSON after; errors with their status."""
     port = _free_port()
-    config = CumulusConfig(judge=JudgeConfig(health_port=port))
+    config = CumulusConfig(state_dir=tmp_path, judge=JudgeConfig(health_port=port))
     ctx = ServiceContext(name="judge", config=config, log=get_logger("judge"))
     api = ServiceApi[dict[str, int]]("judge")
 
@@ -94,7 +97,8 @@ async def test_every_service_api_answers_starting_the_same_way_then_its_worker()
 
     task = asyncio.create_task(_serve(ctx, lambda ctx: ctx.stopping.wait(), routes))
     url = f"http://127.0.0.1:{port}/api/v1/count"
-    async with ClientSession() as http:
+    token = ensure_dev_operator_token(tmp_path)
+    async with ClientSession(headers={"Authorization": f"Bearer {token}"}) as http:
         for _ in range(100):
             try:
                 async with http.get(url) as resp:
