@@ -7,53 +7,119 @@ import hmac
 import json
 import os
 import secrets
+import time
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 KEY_PREFIX = "cmk_"
+KEY_ID_LENGTH = 12
 
 
 def hash_key(key: str) -> str:
     return hashlib.sha256(key.encode("utf-8")).hexdigest()
 
 
-class ApiKeyStore:
-    """A JSON file ``{sha256(key): tenant}``; the gateway reads it, the CLI writes it.
+@dataclass(frozen=True)
+class KeyRecord:
+    """What the key file holds for one key: never the key itself."""
 
-    Operator tokens use the same file format under their own prefix (cumulus/operators.py), the
-    value being ``<scope>:<name>`` instead of a tenant."""
+    key_id: str
+    """The first 12 hex digits of the key's sha256: names the key in lists and revocations."""
+    owner: str
+    """The tenant (API keys) or ``<scope>:<name>`` (operator tokens, cumulus/operators.py)."""
+    created_at: float = 0.0
+    expires_at: float | None = None
+
+    def valid(self, now: float) -> bool:
+        return self.expires_at is None or now < self.expires_at
+
+
+class ApiKeyStore:
+    """A JSON file ``{sha256(key): {"owner", "created_at", "expires_at"}}``; the gateway reads it,
+    the CLI writes it (`cumulus keys`). An older file's plain ``{sha256(key): tenant}`` entries still
+    read as keys that never expire.
+
+    Operator tokens use the same file format under their own prefix (cumulus/operators.py)."""
 
     def __init__(self, path: Path, prefix: str = KEY_PREFIX) -> None:
         self.path = path
         self.prefix = prefix
 
-    def _load(self) -> dict[str, str]:
+    def _load(self) -> dict[str, KeyRecord]:
         if not self.path.exists():
             return {}
-        data = json.loads(self.path.read_text())
-        return {str(k): str(v) for k, v in data.items()}
+        records = {}
+        for digest, value in json.loads(self.path.read_text()).items():
+            entry = value if isinstance(value, dict) else {"owner": str(value)}
+            expires = entry.get("expires_at")
+            records[str(digest)] = KeyRecord(
+                str(digest)[:KEY_ID_LENGTH],
+                str(entry["owner"]),
+                float(entry.get("created_at") or 0.0),
+                None if expires is None else float(expires),
+            )
+        return records
 
-    def issue(self, tenant: str) -> str:
-        """Create a new key for tenant, store its hash, and return the key (shown once)."""
+    def _save(self, records: dict[str, KeyRecord]) -> None:
+        data = {
+            digest: {"owner": r.owner, "created_at": r.created_at, "expires_at": r.expires_at}
+            for digest, r in records.items()
+        }
+        write_private(self.path, json.dumps(data, indent=1, sort_keys=True))
+
+    def issue(self, tenant: str, ttl_s: float | None = None) -> str:
+        """Create a new key for tenant (expiring after ``ttl_s`` if given); returns it, shown once."""
         key = self.prefix + secrets.token_urlsafe(24)
-        keys = self._load()
-        keys[hash_key(key)] = tenant
-        write_private(self.path, json.dumps(keys, indent=1, sort_keys=True))
+        records = self._load()
+        now = time.time()
+        digest = hash_key(key)
+        records[digest] = KeyRecord(
+            digest[:KEY_ID_LENGTH], tenant, now, None if ttl_s is None else now + ttl_s
+        )
+        self._save(records)
         return key
+
+    def records(self) -> list[KeyRecord]:
+        return sorted(self._load().values(), key=lambda r: (r.owner, r.created_at))
 
     def revoke(self, key: str) -> bool:
         """Remove ``key``; False when it was not there. Gateways notice the file change at once."""
-        keys = self._load()
-        if keys.pop(hash_key(key), None) is None:
+        return self.revoke_id(hash_key(key)[:KEY_ID_LENGTH])
+
+    def revoke_id(self, key_id: str) -> bool:
+        """Remove the key named ``key_id`` (see KeyRecord.key_id); False when there is none."""
+        records = self._load()
+        kept = {d: r for d, r in records.items() if r.key_id != key_id}
+        if len(kept) == len(records):
             return False
-        write_private(self.path, json.dumps(keys, indent=1, sort_keys=True))
+        self._save(kept)
         return True
 
-    def tenant_for(self, key: str) -> str | None:
+    def rotate(self, key_id: str, grace_s: float) -> str | None:
+        """A new key for the owner of ``key_id``, whose old key now expires after ``grace_s``."""
+        records = self._load()
+        old = next(((d, r) for d, r in records.items() if r.key_id == key_id), None)
+        if old is None:
+            return None
+        digest, record = old
+        ends = time.time() + grace_s
+        records[digest] = replace(record, expires_at=min(record.expires_at or ends, ends))
+        self._save(records)
+        left = record.expires_at - time.time() if record.expires_at else None
+        return self.issue(record.owner, left if left is not None and left > grace_s else None)
+
+    def lookup(self, key: str) -> KeyRecord | None:
+        """The record of ``key`` (expired or not), else None."""
         digest = hash_key(key)
-        for stored, tenant in self._load().items():
+        for stored, record in self._load().items():
             if hmac.compare_digest(stored, digest):
-                return tenant
+                return record
         return None
+
+    def tenant_for(self, key: str) -> str | None:
+        """The owner of ``key`` while it is valid; None for unknown and expired keys."""
+        record = self.lookup(key)
+        return record.owner if record is not None and record.valid(time.time()) else None
 
 
 def ensure_dev_key(state_dir: Path, tenant: str = "dev") -> str:

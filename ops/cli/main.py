@@ -14,7 +14,7 @@ from pathlib import Path
 
 from cumulus.config import CONFIG_ENV, CumulusConfig, load_config
 from cumulus.errors import ConfigError, CumulusError
-from ops.cli import adapter_cmds, collector_cmds, demo_cmds, judge_cmds, rollout_cmds, stack_cmds
+from ops.cli import adapter_cmds, collector_cmds, demo_cmds, judge_cmds, key_cmds, rollout_cmds, stack_cmds
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -26,6 +26,7 @@ def build_parser() -> argparse.ArgumentParser:
     collector_cmds.register(sub)
     adapter_cmds.register(sub)
     rollout_cmds.register(sub)
+    key_cmds.register(sub)
     demo_cmds.register(sub)
     return parser
 

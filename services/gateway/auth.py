@@ -2,18 +2,20 @@
 
 Keys live hashed in the ApiKeyStore file (written by ``cumulus up`` / the CLI). Looking a key up
 reads that file, so answers are cached per key digest and the cache is dropped whenever the
-file's modification time changes: a newly issued or revoked key takes effect on the next request.
+file's modification time changes: a newly issued or revoked key takes effect on the next request,
+and an expiring key stops at its expiry (`cumulus keys`).
 """
 
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
 import grpc
 
-from cumulus.apikeys import ApiKeyStore, hash_key
+from cumulus.apikeys import ApiKeyStore, KeyRecord, hash_key
 from cumulus.errors import Unauthenticated
 
 _HEADER = "authorization"
@@ -30,7 +32,7 @@ class Authenticator:
         self._store = ApiKeyStore(keys_file)
         self._keys_file = keys_file
         self._stamp: tuple[int, int] | None = None
-        self._tenants: dict[str, str | None] = {}
+        self._records: dict[str, KeyRecord | None] = {}
 
     def tenant_for_metadata(self, metadata: Metadata | None) -> str:
         """The tenant owning the bearer key in ``metadata``."""
@@ -51,13 +53,13 @@ class Authenticator:
     def _lookup(self, key: str) -> str | None:
         self._drop_cache_if_file_changed()
         digest = hash_key(key)
-        if digest in self._tenants:
-            return self._tenants[digest]
-        tenant = self._store.tenant_for(key)
-        if len(self._tenants) >= _CACHE_LIMIT:  # a flood of made-up keys must not grow memory
-            self._tenants.clear()
-        self._tenants[digest] = tenant
-        return tenant
+        if digest not in self._records:
+            if len(self._records) >= _CACHE_LIMIT:  # a flood of made-up keys must not grow memory
+                self._records.clear()
+            self._records[digest] = self._store.lookup(key)
+        record = self._records[digest]
+        # Expiry is checked on every call, cached or not: a key stops working the moment it ends.
+        return record.owner if record is not None and record.valid(time.time()) else None
 
     def _drop_cache_if_file_changed(self) -> None:
         try:
@@ -66,7 +68,7 @@ class Authenticator:
         except FileNotFoundError:
             stamp = (0, 0)
         if stamp != self._stamp:
-            self._tenants.clear()
+            self._records.clear()
             self._stamp = stamp
 
 
