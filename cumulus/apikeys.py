@@ -8,11 +8,17 @@ import json
 import os
 import secrets
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 KEY_PREFIX = "cmk_"
 KEY_ID_LENGTH = 12
+_HEADER = "authorization"
+_SCHEME = "bearer "
+
+Metadata = Iterable[tuple[str, str | bytes]]
+"""gRPC invocation metadata, or HTTP headers as (name, value) pairs."""
 
 
 def hash_key(key: str) -> str:
@@ -133,6 +139,17 @@ def ensure_dev_key(state_dir: Path, tenant: str = "dev") -> str:
     key = store.issue(tenant)
     write_private(key_file, key + "\n")
     return key
+
+
+def bearer_key(metadata: Metadata | None) -> str | None:
+    """The key of the first ``authorization: Bearer <key>`` entry of gRPC metadata or HTTP headers."""
+    for name, value in metadata or ():
+        if name.lower() != _HEADER:
+            continue
+        text = value.decode("utf-8", "replace") if isinstance(value, bytes) else value
+        if text[: len(_SCHEME)].lower() == _SCHEME and text[len(_SCHEME) :].strip():
+            return text[len(_SCHEME) :].strip()
+    return None
 
 
 def write_private(path: Path, text: str) -> None:

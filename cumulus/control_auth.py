@@ -23,7 +23,7 @@ from pathlib import Path
 
 from aiohttp import web
 
-from cumulus.apikeys import ApiKeyStore
+from cumulus.apikeys import ApiKeyStore, bearer_key
 from cumulus.operators import SCOPES, token_scope
 
 OPEN_PATHS = frozenset({"/healthz", "/readyz", "/metrics", "/", "/dashboard"})
@@ -50,8 +50,7 @@ def control_plane_guard(state_dir: Path, api_keys_file: Path) -> Callable[..., A
     async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
         if request.path in OPEN_PATHS:
             return await handler(request)
-        header = request.headers.get("Authorization", "")
-        token = header[7:].strip() if header[:7].lower() == "bearer " else ""
+        token = bearer_key(request.headers.items())
         if not token:
             return _refuse(401, "missing operator token", _HOW)
         write = request.method in _WRITES

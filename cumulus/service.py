@@ -166,8 +166,7 @@ def build_health_app(ctx: ServiceContext, routes: RouteSetup | None = None) -> w
 
     # Everything but health, readiness and metrics needs a token (cumulus/control_auth.py).
     config = ctx.config
-    keys_file = config.gateway.api_keys_file or config.state_dir / "api-keys.json"
-    app = web.Application(middlewares=[control_plane_guard(config.state_dir, keys_file)])
+    app = web.Application(middlewares=[control_plane_guard(config.state_dir, config.api_keys_path)])
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics)

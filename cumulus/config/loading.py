@@ -51,6 +51,11 @@ class CumulusConfig(Section):
         return self.clickhouse.dsn or f"chdb://{(self.state_dir / 'clickhouse').resolve()}"
 
     @property
+    def api_keys_path(self) -> Path:
+        """The hashed tenant API keys (``gateway.api_keys_file``, default <state_dir>/api-keys.json)."""
+        return self.gateway.api_keys_file or self.state_dir / "api-keys.json"
+
+    @property
     def command_key_file(self) -> Path:
         return self.router.command_key_file or self.state_dir / "command-key"
 

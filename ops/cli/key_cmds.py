@@ -55,8 +55,7 @@ def duration_s(text: str, field: str) -> float:
 
 
 def _stores(config: CumulusConfig) -> dict[str, ApiKeyStore]:
-    keys_file = config.gateway.api_keys_file or config.state_dir / "api-keys.json"
-    return {"api key": ApiKeyStore(keys_file), "operator token": token_store(config.state_dir)}
+    return {"api key": ApiKeyStore(config.api_keys_path), "operator token": token_store(config.state_dir)}
 
 
 def cmd_issue(args: argparse.Namespace, config: CumulusConfig) -> int:

@@ -81,7 +81,7 @@ class DemoRun:
         cfg = self.config
         p = self.profile
         train, held_out = self.workload.items(p.capture_requests, p.held_out)
-        key = ApiKeyStore(cfg.gateway.api_keys_file or cfg.state_dir / "api-keys.json").issue(self.tenant)
+        key = ApiKeyStore(cfg.api_keys_path).issue(self.tenant)
         target = f"{cfg.gateway.host}:{cfg.gateway.grpc_port}"
         client = WorkloadClient(target, key, self.workload, concurrency=p.concurrency)
         observer = Observer(cfg.kafka.bootstrap_servers, self.tenant, on_event=Narrator(self.say))

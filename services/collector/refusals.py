@@ -44,6 +44,8 @@ PERMANENT_CODES = frozenset(
 )
 """ClickHouse error codes that name the data, not the server's state."""
 _CODE = re.compile(r"Code: (\d+)")
+ENCODING_ERRORS = (TypeError, ValueError, OverflowError)
+"""What the client raises for a value it cannot encode for its column (UnicodeError is a ValueError)."""
 
 
 class RowsRefused(CumulusError):
@@ -52,7 +54,7 @@ class RowsRefused(CumulusError):
 
 def is_permanent(exc: BaseException) -> bool:
     """Whether an insert's exception names the data (see PERMANENT_CODES), never the server."""
-    if isinstance(exc, TypeError | ValueError | OverflowError | UnicodeError):
+    if isinstance(exc, ENCODING_ERRORS):
         return True  # the client could not encode a value for its column
     match = _CODE.search(str(exc))
     return match is not None and int(match.group(1)) in PERMANENT_CODES

@@ -21,7 +21,7 @@ from prometheus_client import Histogram
 from cumulus.errors import NotReady
 from services.collector.clickhouse import connect, ensure_schema, insert_rows
 from services.collector.clickhouse.schema import TableSpec
-from services.collector.refusals import RowsRefused, is_permanent
+from services.collector.refusals import ENCODING_ERRORS, RowsRefused, is_permanent
 
 if TYPE_CHECKING:
     from clickhouse_connect.driver.client import Client
@@ -73,7 +73,7 @@ class ClickHouseStore:
     def _insert(self, writer: Client, table: TableSpec, rows: Sequence[Sequence[Any]], token: str) -> None:
         try:
             insert_rows(writer, table, rows, token=token, database=self.database)
-        except (ClickHouseError, TypeError, ValueError, OverflowError) as exc:
+        except (ClickHouseError, *ENCODING_ERRORS) as exc:
             # A refusal of the data itself is permanent: the caller isolates the rows at fault
             # (services/collector/refusals.py). Anything else (a full disk, a merge storm, and the
             # connection failures insert_rows raises as NotReady) is retried, never skipped.

@@ -10,19 +10,16 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Sequence
 from pathlib import Path
 
 import grpc
 
-from cumulus.apikeys import ApiKeyStore, KeyRecord, hash_key
+from cumulus.apikeys import ApiKeyStore, KeyRecord, Metadata, bearer_key, hash_key
 from cumulus.errors import Unauthenticated
 
-_HEADER = "authorization"
-_SCHEME = "bearer "
-_CACHE_LIMIT = 10_000
+__all__ = ["Authenticator", "bearer_key"]
 
-Metadata = Sequence[tuple[str, str | bytes]]
+_CACHE_LIMIT = 10_000
 
 
 class Authenticator:
@@ -70,14 +67,3 @@ class Authenticator:
         if stamp != self._stamp:
             self._records.clear()
             self._stamp = stamp
-
-
-def bearer_key(metadata: Metadata | None) -> str | None:
-    """The key of the first ``authorization: Bearer <key>`` entry, if any."""
-    for name, value in metadata or ():
-        if name.lower() != _HEADER:
-            continue
-        text = value.decode("utf-8", "replace") if isinstance(value, bytes) else value
-        if text[: len(_SCHEME)].lower() == _SCHEME and text[len(_SCHEME) :].strip():
-            return text[len(_SCHEME) :].strip()
-    return None

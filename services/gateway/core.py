@@ -56,7 +56,6 @@ class GatewayCore:
         Adapter prompt specs come from the artifact store unless ``prompt_specs`` says otherwise.
         """
         gateway = config.gateway
-        keys_file = gateway.api_keys_file or config.state_dir / "api-keys.json"
         recent = RecentRequests(gateway.feedback_memory)
         prompts = AdapterPrompts(prompt_specs or ArtifactPromptSpecs(config.artifacts_dir))
         caller = TargetCaller(triton, adapters, prompts)
@@ -66,7 +65,7 @@ class GatewayCore:
         return cls(
             config=config,
             limits=Limits.from_config(config),
-            auth=auth or Authenticator(keys_file),
+            auth=auth or Authenticator(config.api_keys_path),
             book=book or RouteBook(),
             renderer=renderer,
             prompts=prompts,
