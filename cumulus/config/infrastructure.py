@@ -73,6 +73,18 @@ class GatewayConfig(ServiceConfig):
     """The client-facing gRPC port of cumulus.v1.Gateway (and of the KServe v2 drop-in)."""
     api_keys_file: Path | None = None
     """Hashed API keys -> tenants; default <state_dir>/api-keys.json (written by `cumulus up`)."""
+    tls_cert_file: Path | None = None
+    """Server certificate (PEM) of the gRPC port; with ``tls_key_file`` the gateway serves TLS only.
+
+    Unset: the local PKI when `cumulus up --tls` chose it (cumulus/tls.py), else plaintext."""
+    tls_key_file: Path | None = None
+    tls_client_ca_file: Path | None = None
+    """Set: mutual TLS, every client must present a certificate this CA signed."""
+    tls_ca_file: Path | None = None
+    """For clients of the gateway (CLI, demo, benches): the CA they trust; set = they speak TLS."""
+    tls_client_cert_file: Path | None = None
+    """For clients of a mutual-TLS gateway: the certificate they present (with ``tls_client_key_file``)."""
+    tls_client_key_file: Path | None = None
     triton_streams: int = Field(default=4, ge=0, le=64)
     """Long-lived gRPC streams to Triton that all requests share; 0 = a stream per request, which
     costs more CPU but lets Triton cancel a request whose client went away (services/gateway/multiplex.py)."""

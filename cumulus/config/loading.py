@@ -21,6 +21,7 @@ from cumulus.config.infrastructure import (
 from cumulus.config.pipeline import CollectorConfig, JudgeConfig, RouterConfig, StudentConfig, TrainerConfig
 from cumulus.errors import ConfigError
 from cumulus.operators import TOKEN_ENV
+from cumulus.tls import ClientTLS, LocalPKI, ServerTLS
 
 ENV_PREFIX = "CUMULUS_"
 CONFIG_ENV = "CUMULUS_CONFIG"
@@ -83,6 +84,45 @@ class CumulusConfig(Section):
         served = {LIVE_TRITON_MODEL: self.triton.live_model, SMALL_TRITON_MODEL: self.triton.small_model}
         served.update({self.triton_model_for(s.model): s.model for s in self.ladder})
         return served
+
+    @property
+    def local_pki(self) -> LocalPKI:
+        return LocalPKI(self.state_dir / "tls")
+
+    @property
+    def gateway_server_tls(self) -> ServerTLS | None:
+        """What the gateway's gRPC port serves with: the configured files, else the local PKI if chosen."""
+        gw = self.gateway
+        if gw.tls_cert_file and gw.tls_key_file:
+            return ServerTLS(gw.tls_cert_file, gw.tls_key_file, gw.tls_client_ca_file)
+        return self.local_pki.server() if self.local_pki.mode != "off" else None
+
+    @property
+    def gateway_client_tls(self) -> ClientTLS | None:
+        """How the CLI, the demo and the benches reach the gateway (None = plaintext)."""
+        gw = self.gateway
+        if gw.tls_ca_file:
+            return ClientTLS(gw.tls_ca_file, gw.tls_client_cert_file, gw.tls_client_key_file)
+        return self.local_pki.client() if self.local_pki.mode != "off" else None
+
+    @model_validator(mode="after")
+    def _tls_pairs(self) -> CumulusConfig:
+        gw = self.gateway
+        for cert, key, name in (
+            (gw.tls_cert_file, gw.tls_key_file, "gateway.tls_cert_file and gateway.tls_key_file"),
+            (
+                gw.tls_client_cert_file,
+                gw.tls_client_key_file,
+                "gateway.tls_client_cert_file and tls_client_key_file",
+            ),
+        ):
+            if (cert is None) != (key is None):
+                raise ValueError(f"{name} are set together or not at all")
+        if gw.tls_client_ca_file and not gw.tls_cert_file:
+            raise ValueError(
+                "gateway.tls_client_ca_file (mutual TLS) needs gateway.tls_cert_file and tls_key_file"
+            )
+        return self
 
     @model_validator(mode="after")
     def _students_served(self) -> CumulusConfig:

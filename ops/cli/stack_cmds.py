@@ -7,17 +7,20 @@ import asyncio
 import json
 import subprocess
 import sys
+from pathlib import Path
 from typing import Any
 
 from cumulus.config import CumulusConfig
 from cumulus.errors import CumulusError
 from cumulus.kafka import admin, topics
 from cumulus.operators import ensure_dev_operator_token
+from cumulus.tls import DEFAULT_HOSTS, LocalPKI
 from ops.stack.local import COMPONENTS, LocalStack
 
 
 def register(sub: Any) -> None:
     up = sub.add_parser("up", help="start Kafka, Triton and every service in the background")
+    add_tls_flags(up)
     up.set_defaults(handler=cmd_up)
     down = sub.add_parser("down", help="stop everything `up` started")
     down.set_defaults(handler=cmd_down)
@@ -36,24 +39,65 @@ def register(sub: Any) -> None:
     prepare.add_argument("--kafka", action="store_true", help="only the Kafka jars")
     prepare.add_argument("--models", action="store_true", help="only the live and small models")
     prepare.set_defaults(handler=cmd_prepare)
+    tls = sub.add_parser("tls", help="certificates for the gateway's TLS")
+    tls_sub = tls.add_subparsers(dest="tls_command", required=True)
+    init = tls_sub.add_parser("init", help="make a CA, a gateway and a client certificate (kept while valid)")
+    init.add_argument("--dir", type=Path, help="where (default <state_dir>/tls)")
+    init.add_argument(
+        "--hosts", default=",".join(DEFAULT_HOSTS), help="names and IPs the gateway certificate is valid for"
+    )
+    init.set_defaults(handler=cmd_tls_init)
     topics_cmd = sub.add_parser("topics", help="Kafka topics of the system")
     topics_sub = topics_cmd.add_subparsers(dest="topics_command", required=True)
     create = topics_sub.add_parser("create", help="create every cumulus topic (idempotent)")
     create.set_defaults(handler=cmd_topics_create)
 
 
-def cmd_up(_: argparse.Namespace, config: CumulusConfig) -> int:
+def add_tls_flags(parser: argparse.ArgumentParser) -> None:
+    tls = parser.add_mutually_exclusive_group()
+    tls.add_argument(
+        "--tls",
+        dest="tls",
+        action="store_const",
+        const="tls",
+        help="serve the gateway with TLS from a local CA in <state_dir>/tls (clients of the stack follow)",
+    )
+    tls.add_argument(
+        "--mtls",
+        dest="tls",
+        action="store_const",
+        const="mtls",
+        help="as --tls, and clients must show a certificate",
+    )
+    parser.set_defaults(tls="off")
+
+
+def cmd_up(args: argparse.Namespace, config: CumulusConfig) -> int:
     stack = LocalStack(config, progress=lambda line: print(line, flush=True))
-    endpoints = stack.up()
+    endpoints = stack.up(tls=args.tls)
     key = stack.dev_key
     print("\nstack is up:")
     for name, endpoint in endpoints.items():
         print(f"  {name:<10} {endpoint}")
     print(f"\ndev API key: {key}  (also in {stack.state_dir / 'dev-api-key'})")
+    if args.tls != "off":
+        pki = config.local_pki
+        print(f"gateway TLS ({args.tls}): trust {pki.ca_cert}; client certificate {pki.client_cert}")
     token = ensure_dev_operator_token(stack.state_dir)
     print(f"operator token: in {stack.state_dir / 'operator-token'} (the CLI sends it)")
     print(f"dashboard: http://127.0.0.1:{config.collector.health_port}/dashboard#token={token}")
     print("logs: cumulus logs NAME    stop: cumulus down")
+    return 0
+
+
+def cmd_tls_init(args: argparse.Namespace, config: CumulusConfig) -> int:
+    pki = LocalPKI(args.dir) if args.dir else config.local_pki
+    hosts = tuple(h.strip() for h in args.hosts.split(",") if h.strip())
+    if not hosts:
+        raise CumulusError("--hosts names no host", fix="e.g. --hosts gateway,localhost,127.0.0.1")
+    pki.ensure(hosts)
+    print(f"CA {pki.ca_cert}\ngateway {pki.server_cert} (key {pki.server_key}) for {', '.join(hosts)}")
+    print(f"client {pki.client_cert} (key {pki.client_key})")
     return 0
 
 

@@ -16,6 +16,7 @@ from typing import Any
 
 import grpc
 
+from cumulus.tls import ClientTLS, gateway_channel
 from cumulus.v1 import gateway_pb2_grpc
 from ops.demo.workloads.base import Workload
 
@@ -44,8 +45,10 @@ class WorkloadClient:
         workload: Workload,
         concurrency: int = 8,
         timeout_s: float = 300.0,
+        tls: ClientTLS | None = None,
     ) -> None:
         self.target = target
+        self.tls = tls
         self.metadata = (("authorization", f"Bearer {api_key}"),)
         self.workload = workload
         self.concurrency = concurrency
@@ -66,7 +69,7 @@ class WorkloadClient:
         queue: asyncio.Queue[Any] = asyncio.Queue()
         for item in items:
             queue.put_nowait(item)
-        async with grpc.aio.insecure_channel(self.target) as channel:
+        async with gateway_channel(self.target, self.tls) as channel:
             stub = gateway_pb2_grpc.GatewayStub(channel)  # type: ignore[no-untyped-call]
 
             async def worker() -> None:

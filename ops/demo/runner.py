@@ -83,7 +83,9 @@ class DemoRun:
         train, held_out = self.workload.items(p.capture_requests, p.held_out)
         key = ApiKeyStore(cfg.api_keys_path).issue(self.tenant)
         target = f"{cfg.gateway.host}:{cfg.gateway.grpc_port}"
-        client = WorkloadClient(target, key, self.workload, concurrency=p.concurrency)
+        client = WorkloadClient(
+            target, key, self.workload, concurrency=p.concurrency, tls=cfg.gateway_client_tls
+        )
         observer = Observer(cfg.kafka.bootstrap_servers, self.tenant, on_event=Narrator(self.say))
         await observer.start()
         try:

@@ -22,6 +22,7 @@ from cumulus.config import CumulusConfig
 from cumulus.errors import CumulusError, StackError
 from cumulus.kafka import admin, topics
 from cumulus.operators import auth_headers, ensure_dev_operator_token
+from cumulus.tls import DEFAULT_HOSTS
 from ops.stack import kafka as kafka_stack
 from ops.stack.probes import (
     ProbeResult,
@@ -73,8 +74,9 @@ class LocalStack:
             )
         svc = getattr(cfg, name)
         ports = (svc.health_port, cfg.gateway.grpc_port) if name == "gateway" else (svc.health_port,)
+        scheme = "grpc" if cfg.gateway_server_tls is None else "grpcs"
         endpoint = (
-            f"grpc://{svc.host}:{cfg.gateway.grpc_port}"
+            f"{scheme}://{svc.host}:{cfg.gateway.grpc_port}"
             if name == "gateway"
             else f"http://{svc.host}:{svc.health_port}"
         )
@@ -100,9 +102,15 @@ class LocalStack:
         return env
 
     # -- commands --------------------------------------------------------------------------------
-    def up(self) -> dict[str, str]:
-        """Start everything; returns component → endpoint. Raises StackError on any failure."""
+    def up(self, tls: str = "off") -> dict[str, str]:
+        """Start everything; returns component → endpoint. Raises StackError on any failure.
+
+        ``tls`` (off | tls | mtls) is how the gateway's gRPC port is served; the choice stays with
+        the state dir, so later clients of this stack (the demo, the CLI) speak the same."""
         self._preflight()
+        names = dict.fromkeys((*DEFAULT_HOSTS, self.config.gateway.host))
+        hosts = tuple(h for h in names if h not in ("0.0.0.0", "::"))
+        self.config.local_pki.set_mode(tls, hosts)
         # Written before the gateway starts, so its first request can already authenticate.
         self.dev_key = ensure_dev_key(self.state_dir)
         ensure_dev_operator_token(self.state_dir)  # for the CLI, the demo and the dashboard

@@ -78,10 +78,20 @@ class GatewayServer:
 
     async def start(self, host: str, port: int) -> int:
         """Bind ``host:port`` (0 = any free port), start serving, and return the bound port."""
-        self.port = self._server.add_insecure_port(f"{host}:{port}")
+        tls = self.core.config.gateway_server_tls
+        if tls is None:
+            self.port = self._server.add_insecure_port(f"{host}:{port}")
+        else:
+            # TLS only: a plaintext client's handshake fails before any of its bytes reach a handler.
+            self.port = self._server.add_secure_port(f"{host}:{port}", tls.credentials())
         await self._server.start()
         self._health_task = asyncio.create_task(self._report_health(), name="grpc-health")
-        log.info("grpc.serving", address=f"{host}:{self.port}", services=[GATEWAY_SERVICE, KSERVE_SERVICE])
+        log.info(
+            "grpc.serving",
+            address=f"{host}:{self.port}",
+            tls="off" if tls is None else ("mutual" if tls.client_ca_file else "server"),
+            services=[GATEWAY_SERVICE, KSERVE_SERVICE],
+        )
         return self.port
 
     async def stop(self, grace_s: float) -> None:

@@ -40,6 +40,7 @@ def demo_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Any, Pa
             "--workload",
             "all",
             "--quick",
+            "--mtls",  # the demo's clients reach the gateway over mutual TLS, as a deployment's would
             "--down",
             "--report-dir",
             str(reports),
@@ -99,3 +100,11 @@ def test_the_demo_exits_clean_and_stops_what_it_started(demo_run: tuple[Any, Pat
     assert processes_under(state) == []
     assert "stopped:" in run.stdout
     assert cli(config, "status", "--json").returncode in (0, 1)
+
+
+def test_the_demo_ran_over_mutual_tls(demo_run: tuple[Any, Path, Path]) -> None:
+    _, config, _ = demo_run
+    state = Path(yaml.safe_load(config.read_text())["state_dir"]).resolve()
+    gateway_log = (state / "logs" / "gateway.log").read_text()
+    assert "event=grpc.serving" in gateway_log and "tls=mutual" in gateway_log
+    assert "tls=off" not in gateway_log

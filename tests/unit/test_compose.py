@@ -26,7 +26,7 @@ from services.collector.clickhouse import parse_dsn
 ROOT = Path(__file__).resolve().parents[2]
 TRITON_DIR = ROOT / "deploy" / "triton-trtllm"
 PYTHON_SERVICES = ("gateway", "collector", "trainer", "judge", "router")
-INFRA = ("kafka", "clickhouse", "triton", "topic-init")
+INFRA = ("kafka", "clickhouse", "triton", "topic-init", "tls-init")
 DATA_TYPE = model_config_pb2.DataType
 
 
@@ -334,3 +334,16 @@ def test_refuses_to_wipe_a_foreign_directory(tmp_path: Path, upstream: Path) -> 
     with pytest.raises(render_repo.RenderError, match="refusing"):
         render_repo.render(out, ENV, upstream)
     assert (out / "keep.txt").exists()
+
+
+def test_the_gateway_serves_tls_from_certificates_tls_init_makes(services: dict[str, Any]) -> None:
+    gateway, init = services["gateway"], services["tls-init"]
+    env = {k: interpolate(str(v)) for k, v in gateway["environment"].items() if k.startswith("CUMULUS_")}
+    config = load_config(path=None, env=env)
+    assert config.gateway_server_tls is not None
+    assert gateway["depends_on"]["tls-init"]["condition"] == "service_completed_successfully"
+    tls_dir = str(config.gateway_server_tls.cert_file.parent)
+    assert f"tls:{tls_dir}:ro" in gateway["volumes"]
+    assert f"tls:{tls_dir}" in init["volumes"] and tls_dir in init["command"]
+    hosts = interpolate(init["command"][init["command"].index("--hosts") + 1]).split(",")
+    assert "gateway" in hosts  # the name other containers dial
