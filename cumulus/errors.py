@@ -38,6 +38,11 @@ class Unauthenticated(CumulusError):
     http_status = 401
 
 
+class PermissionDenied(CumulusError):
+    grpc_status = grpc.StatusCode.PERMISSION_DENIED
+    http_status = 403
+
+
 class NotFound(CumulusError):
     grpc_status = grpc.StatusCode.NOT_FOUND
     http_status = 404

@@ -11,6 +11,7 @@ tenant's workflows only (see cumulus/control_auth.py).
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 from cumulus.apikeys import ApiKeyStore, write_private
@@ -41,6 +42,25 @@ def token_scope(state_dir: Path, token: str) -> tuple[str, str] | None:
         return None
     scope, _, name = value.partition(":")
     return (scope, name) if scope in SCOPES else None
+
+
+def token_by_id(state_dir: Path, key_id: str) -> tuple[str, str] | None:
+    """(scope, name) of the valid operator token whose id is ``key_id``, else None."""
+    now = time.time()
+    for record in token_store(state_dir).records():
+        if record.key_id == key_id and record.valid(now):
+            scope, _, name = record.owner.partition(":")
+            return (scope, name) if scope in SCOPES else None
+    return None
+
+
+def token_identity(state_dir: Path, token: str) -> tuple[str, str, str] | None:
+    """(key_id, scope, name) of a valid operator token, else None: who sends a command."""
+    record = token_store(state_dir).lookup(token) if token.startswith(TOKEN_PREFIX) else None
+    if record is None or not record.valid(time.time()):
+        return None
+    scope, _, name = record.owner.partition(":")
+    return (record.key_id, scope, name) if scope in SCOPES else None
 
 
 def ensure_dev_operator_token(state_dir: Path) -> str:

@@ -284,6 +284,9 @@ class RouterConfig(ServiceConfig):
     command_key_file: Path | None = None
     """The secret operator commands are signed with (cumulus/kafka/signing.py); the router acts only on
     commands signed with it. Default <state_dir>/command-key, made on first use."""
+    command_max_age_s: float = Field(default=300.0, gt=0)
+    """A command sent longer ago than this is refused (dead-lettered) as stale: a signed command
+    copied off the topic cannot be replayed later (services/router/command_guard.py)."""
 
     @model_validator(mode="after")
     def _steps_increase(self) -> RouterConfig:

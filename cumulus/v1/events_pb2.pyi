@@ -269,18 +269,20 @@ class RouteTable(_message.Message):
     def __init__(self, meta: _Optional[_Union[_common_pb2.EventMeta, _Mapping]] = ..., version: _Optional[int] = ..., live: _Optional[_Union[_common_pb2.RouteTarget, _Mapping]] = ..., canary: _Optional[_Iterable[_Union[WeightedTarget, _Mapping]]] = ..., shadow: _Optional[_Union[_common_pb2.RouteTarget, _Mapping]] = ..., shadow_rate: _Optional[float] = ..., rollout_state: _Optional[str] = ...) -> None: ...
 
 class RolloutCommand(_message.Message):
-    __slots__ = ("meta", "action", "adapter_id", "operator", "reason")
+    __slots__ = ("meta", "action", "adapter_id", "operator", "reason", "operator_token_id")
     META_FIELD_NUMBER: _ClassVar[int]
     ACTION_FIELD_NUMBER: _ClassVar[int]
     ADAPTER_ID_FIELD_NUMBER: _ClassVar[int]
     OPERATOR_FIELD_NUMBER: _ClassVar[int]
     REASON_FIELD_NUMBER: _ClassVar[int]
+    OPERATOR_TOKEN_ID_FIELD_NUMBER: _ClassVar[int]
     meta: _common_pb2.EventMeta
     action: RolloutAction
     adapter_id: str
     operator: str
     reason: str
-    def __init__(self, meta: _Optional[_Union[_common_pb2.EventMeta, _Mapping]] = ..., action: _Optional[_Union[RolloutAction, str]] = ..., adapter_id: _Optional[str] = ..., operator: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
+    operator_token_id: str
+    def __init__(self, meta: _Optional[_Union[_common_pb2.EventMeta, _Mapping]] = ..., action: _Optional[_Union[RolloutAction, str]] = ..., adapter_id: _Optional[str] = ..., operator: _Optional[str] = ..., reason: _Optional[str] = ..., operator_token_id: _Optional[str] = ...) -> None: ...
 
 class RolloutEvent(_message.Message):
     __slots__ = ("meta", "rollout_id", "adapter_id", "from_state", "to_state", "weight", "reason", "evidence", "step")

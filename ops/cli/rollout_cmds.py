@@ -12,17 +12,17 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import getpass
 import json
 from typing import Any
 
 from aiokafka import errors as kafka_errors
 
 from cumulus.config import CumulusConfig
-from cumulus.errors import InvalidArgument, NotFound, NotReady
+from cumulus.errors import InvalidArgument, NotFound, NotReady, PermissionDenied
 from cumulus.kafka import codec, topics
 from cumulus.kafka.producer import new_producer
 from cumulus.kafka.signing import HEADER, CommandSigner
+from cumulus.operators import TOKEN_ENV, client_token, token_identity
 from cumulus.v1 import events_pb2
 from ops.stack.probes import service_json
 
@@ -108,12 +108,14 @@ def gold_text(gold: dict[str, float]) -> str:
 
 
 def cmd_action(args: argparse.Namespace, config: CumulusConfig) -> int:
+    token_id, operator = _operator(config)
     tenant = args.tenant or tenant_of(args.workflow, _rollouts_for_tenant(config)["rollouts"])
     command = events_pb2.RolloutCommand(
         meta=codec.new_meta(tenant=tenant, workflow=args.workflow, producer="cli"),
         action=ACTIONS[args.action],
         adapter_id=args.adapter,
-        operator=_operator(),
+        operator=operator,
+        operator_token_id=token_id,
         reason=args.reason,
     )
     signer = CommandSigner.from_file(config.command_key_file)
@@ -173,8 +175,14 @@ async def send_command(
         await producer.stop()
 
 
-def _operator() -> str:
-    try:
-        return getpass.getuser()
-    except (KeyError, OSError):
-        return "operator"
+def _operator(config: CumulusConfig) -> tuple[str, str]:
+    """(token id, name) of the operator token this CLI sends: the router acts only on those."""
+    token = client_token(config.state_dir)
+    identity = token_identity(config.state_dir, token) if token else None
+    fix = f"send an operator token: export {TOKEN_ENV}=... (`cumulus keys issue --operator NAME`)"
+    if identity is None:
+        raise PermissionDenied("rollout commands need a valid operator token; none was found", fix=fix)
+    token_id, scope, name = identity
+    if scope == "read":
+        raise PermissionDenied(f"operator token {token_id} of {name!r} is read-only", fix=fix)
+    return token_id, name

@@ -10,6 +10,7 @@ from __future__ import annotations
 from cumulus.kafka.runtime import KafkaRuntime
 from cumulus.kafka.signing import CommandSigner
 from cumulus.service import ServiceApi, ServiceContext, run_service
+from services.router.command_guard import CommandGuard
 from services.router.core import Router
 from services.router.handler import RouterHandler, subscription
 from services.router.listing import mount
@@ -30,7 +31,9 @@ async def main(ctx: ServiceContext) -> None:
         if state is None:
             return
         router = Router(config.router, config.triton_model_for)
-        handler = RouterHandler(kafka.publisher, router, CommandSigner.from_file(config.command_key_file))
+        signer = CommandSigner.from_file(config.command_key_file)
+        guard = CommandGuard(config.state_dir, config.router.command_max_age_s)
+        handler = RouterHandler(kafka.publisher, router, signer, guard)
         handler.publish(router.restore(*state))
         API.attach(router)
         try:

@@ -26,6 +26,7 @@ from cumulus.kafka.runtime import Progress, Subscription
 from cumulus.kafka.signing import CommandSigner
 from cumulus.logs import get_logger
 from cumulus.v1 import events_pb2
+from services.router.command_guard import CommandGuard
 from services.router.core import PRODUCER, Output, Router
 
 log = get_logger("router")
@@ -51,10 +52,13 @@ def subscription(router: RouterConfig) -> Subscription:
 class RouterHandler:
     """Applies one batch to the ``Router`` (see the module docstring); a ``BatchHandler`` of the runtime."""
 
-    def __init__(self, publisher: EventPublisher, router: Router, signer: CommandSigner) -> None:
+    def __init__(
+        self, publisher: EventPublisher, router: Router, signer: CommandSigner, guard: CommandGuard
+    ) -> None:
         self.publisher = publisher
         self.router = router
         self.signer = signer
+        self.guard = guard
         self.progress = Progress()
 
     async def handle(self, records: Sequence[Any], stopping: asyncio.Event) -> bool:
@@ -76,7 +80,12 @@ class RouterHandler:
                     refused = self.signer.problem(record.key, record.value or b"", record.headers)
                     if refused:
                         raise EventDecodeError(refused)
-                    outputs += self.router.on_command(decode_as(events_pb2.RolloutCommand, record.value))
+                    command = decode_as(events_pb2.RolloutCommand, record.value)
+                    # Signed is not enough: fresh, not seen before, from a valid operator token.
+                    refused = self.guard.refuse(command)
+                    if refused:
+                        raise EventDecodeError(refused)
+                    outputs += self.router.on_command(command)
                 RECORDS.labels(record.topic, "handled").inc()
             except EventDecodeError as exc:
                 RECORDS.labels(record.topic, "dead_lettered").inc()

@@ -108,6 +108,7 @@ def router(tmp_path: Path, kafka_bootstrap: str) -> Iterator[RouterProcess]:
 def cli_env(router: RouterProcess, monkeypatch: pytest.MonkeyPatch) -> None:
     """The `cumulus rollout` CLI, run in this process, talks to this test's broker and router."""
     for name in (
+        "CUMULUS_STATE_DIR",  # where the operator tokens are: commands carry the token's identity
         "CUMULUS_KAFKA__BOOTSTRAP_SERVERS",
         "CUMULUS_ROUTER__HEALTH_PORT",
         "CUMULUS_ROUTER__COMMAND_KEY_FILE",

@@ -8,7 +8,9 @@ from typing import Any
 
 from cumulus.kafka import codec, topics
 from cumulus.kafka.signing import HEADER, CommandSigner
+from cumulus.operators import issue_token, token_identity, token_store
 from cumulus.v1 import events_pb2
+from services.router.command_guard import CommandGuard
 from services.router.handler import RouterHandler
 from services.router.rollout import PAUSED, SHADOW
 from tests.unit.router.test_rollout import KEY, command, started
@@ -32,8 +34,25 @@ class Publisher:
         self.sent.append((topic, event))
 
 
-def command_record(signer: CommandSigner | None, headers: list[tuple[str, bytes]] | None = None) -> Record:
+def operator_command(
+    state_dir: Path, scope: str = "operator", name: str = "alice"
+) -> events_pb2.RolloutCommand:
+    """A pause sent now under a fresh operator token of ``scope``, as the CLI sends it."""
+    token = issue_token(state_dir, name, scope)
+    identity = token_identity(state_dir, token)
+    assert identity is not None
     pause = command(events_pb2.ROLLOUT_ACTION_PAUSE)
+    pause.operator, pause.operator_token_id = name, identity[0]
+    pause.meta.published_at.CopyFrom(codec.timestamp_now())
+    return pause
+
+
+def command_record(
+    signer: CommandSigner | None,
+    headers: list[tuple[str, bytes]] | None = None,
+    pause: events_pb2.RolloutCommand | None = None,
+) -> Record:
+    pause = pause or command(events_pb2.ROLLOUT_ACTION_PAUSE)
     key, value = codec.encode_key(pause.meta.tenant, pause.meta.workflow), codec.encode_event(pause)
     if signer is not None:
         headers = [(HEADER, signer.sign(key, value))]
@@ -45,9 +64,9 @@ def test_only_commands_signed_with_the_key_change_a_rollout(tmp_path: Path) -> N
     assert (tmp_path / "command-key").stat().st_mode & 0o777 == 0o600
     impostor = CommandSigner.from_file(tmp_path / "another-key")
     router, publisher = started(), Publisher()
-    handler = RouterHandler(publisher, router, signer)  # type: ignore[arg-type]
+    handler = RouterHandler(publisher, router, signer, CommandGuard(tmp_path, 300))  # type: ignore[arg-type]
 
-    genuine = command_record(signer)
+    genuine = command_record(signer, pause=operator_command(tmp_path))
     swapped = Record(genuine.topic, codec.encode_key("globex", "tickets"), genuine.value, genuine.headers)
     refused = [
         command_record(None),
@@ -70,3 +89,49 @@ def test_the_cli_and_the_router_share_one_key_file(tmp_path: Path) -> None:
     first = CommandSigner.from_file(tmp_path / "k")
     second = CommandSigner.from_file(tmp_path / "k")
     assert first.sign(b"k", b"v") == second.sign(b"k", b"v") != first.sign(b"k", b"w")
+
+
+def test_a_signed_command_must_be_fresh_new_and_from_a_valid_operator_token(tmp_path: Path) -> None:
+    signer = CommandSigner.from_file(tmp_path / "command-key")
+    now = [1_000_000.0]
+    guard = CommandGuard(tmp_path, max_age_s=300, clock=lambda: now[0])
+
+    def refusal(pause: events_pb2.RolloutCommand) -> str | None:
+        return guard.refuse(pause)
+
+    fresh = operator_command(tmp_path)
+    now[0] = fresh.meta.published_at.ToMicroseconds() / 1e6 + 1
+    assert refusal(fresh) is None
+    assert "replayed command" in (refusal(fresh) or "")  # the same record written again
+
+    stale = operator_command(tmp_path)
+    now[0] += 301
+    assert "stale command: sent 30" in (refusal(stale) or "")
+    future = operator_command(tmp_path)
+    now[0] = future.meta.published_at.ToMicroseconds() / 1e6 - 120
+    assert "in the future" in (refusal(future) or "")
+    now[0] += 120
+
+    reader = operator_command(tmp_path, scope="read", name="bob")
+    assert "holds a 'read' token" in (refusal(reader) or "")
+    impostor = operator_command(tmp_path, name="carol")
+    impostor.operator = "alice"
+    assert "operator mismatch" in (refusal(impostor) or "")
+    nameless = command(events_pb2.ROLLOUT_ACTION_PAUSE)
+    nameless.meta.published_at.CopyFrom(fresh.meta.published_at)
+    assert "unknown operator" in (refusal(nameless) or "")
+
+    revoked = operator_command(tmp_path, name="dave")
+    assert token_store(tmp_path).revoke_id(revoked.operator_token_id)
+    assert "unknown operator" in (refusal(revoked) or "")
+
+    # Through the handler: refused commands are dead-lettered with the reason and change nothing.
+    router, publisher = started(), Publisher()
+    handler = RouterHandler(publisher, router, signer, CommandGuard(tmp_path, 300))  # type: ignore[arg-type]
+    handler.decide([command_record(signer, pause=revoked)])
+    assert router.rollouts[KEY].state == SHADOW
+    genuine = operator_command(tmp_path, name="erin")
+    handler.decide([command_record(signer, pause=genuine), command_record(signer, pause=genuine)])
+    assert router.rollouts[KEY].state == PAUSED
+    reasons = [event.reason for topic, event in publisher.sent if topic == topics.DEADLETTER]
+    assert len(reasons) == 2 and "unknown operator" in reasons[0] and "replayed" in reasons[1]
