@@ -86,6 +86,11 @@ def path_segment(name: str) -> str:
     return "%2E" + segment[1:] if segment.startswith(".") else segment
 
 
+def manifest_sha256(folder: Path) -> str:
+    """sha256 of ``folder``'s manifest.json: one digest that pins every file of the artifact."""
+    return file_digest(folder / MANIFEST).sha256
+
+
 def file_digest(path: Path) -> FileDigest:
     """sha256 and size of one file, read in chunks."""
     digest = hashlib.sha256()

@@ -25,17 +25,17 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17\x63umulus/v1/common.proto\x12\ncumulus.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xb4\x01\n\tEventMeta\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12\x0e\n\x06tenant\x18\x02 \x01(\t\x12\x10\n\x08workflow\x18\x03 \x01(\t\x12/\n\x0boccurred_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x30\n\x0cpublished_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x10\n\x08producer\x18\x06 \x01(\t\"P\n\x0b\x43hatMessage\x12\x0c\n\x04role\x18\x01 \x01(\t\x12\x0f\n\x07\x63ontent\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\x14\n\x0ctool_call_id\x18\x04 \x01(\t\"B\n\x04Tool\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x02 \x01(\t\x12\x17\n\x0fparameters_json\x18\x03 \x01(\t\"X\n\x10GenerationParams\x12\x12\n\nmax_tokens\x18\x01 \x01(\r\x12\x13\n\x0btemperature\x18\x02 \x01(\x02\x12\r\n\x05top_p\x18\x03 \x01(\x02\x12\x0c\n\x04stop\x18\x04 \x03(\t\"t\n\x0bRouteTarget\x12\r\n\x05model\x18\x01 \x01(\t\x12\x12\n\nadapter_id\x18\x02 \x01(\t\x12\x17\n\x0f\x61\x64\x61pter_version\x18\x03 \x01(\t\x12\x14\n\x0clora_task_id\x18\x04 \x01(\x04\x12\x13\n\x0b\x61\x64\x61pter_uri\x18\x05 \x01(\t\"U\n\x05Route\x12\'\n\x06target\x18\x01 \x01(\x0b\x32\x17.cumulus.v1.RouteTarget\x12#\n\x04mode\x18\x02 \x01(\x0e\x32\x15.cumulus.v1.RouteMode\"9\n\x05Usage\x12\x15\n\rprompt_tokens\x18\x01 \x01(\r\x12\x19\n\x11\x63ompletion_tokens\x18\x02 \x01(\r*\x9c\x01\n\tRouteMode\x12\x1a\n\x16ROUTE_MODE_UNSPECIFIED\x10\x00\x12\x13\n\x0fROUTE_MODE_LIVE\x10\x01\x12\x15\n\x11ROUTE_MODE_CANARY\x10\x02\x12\x15\n\x11ROUTE_MODE_SHADOW\x10\x03\x12\x17\n\x13ROUTE_MODE_FALLBACK\x10\x04\x12\x17\n\x13ROUTE_MODE_PROMOTED\x10\x05*A\n\x06Status\x12\x16\n\x12STATUS_UNSPECIFIED\x10\x00\x12\r\n\tSTATUS_OK\x10\x01\x12\x10\n\x0cSTATUS_ERROR\x10\x02\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17\x63umulus/v1/common.proto\x12\ncumulus.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xb4\x01\n\tEventMeta\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12\x0e\n\x06tenant\x18\x02 \x01(\t\x12\x10\n\x08workflow\x18\x03 \x01(\t\x12/\n\x0boccurred_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x30\n\x0cpublished_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x10\n\x08producer\x18\x06 \x01(\t\"P\n\x0b\x43hatMessage\x12\x0c\n\x04role\x18\x01 \x01(\t\x12\x0f\n\x07\x63ontent\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\x14\n\x0ctool_call_id\x18\x04 \x01(\t\"B\n\x04Tool\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x02 \x01(\t\x12\x17\n\x0fparameters_json\x18\x03 \x01(\t\"X\n\x10GenerationParams\x12\x12\n\nmax_tokens\x18\x01 \x01(\r\x12\x13\n\x0btemperature\x18\x02 \x01(\x02\x12\r\n\x05top_p\x18\x03 \x01(\x02\x12\x0c\n\x04stop\x18\x04 \x03(\t\"\x8c\x01\n\x0bRouteTarget\x12\r\n\x05model\x18\x01 \x01(\t\x12\x12\n\nadapter_id\x18\x02 \x01(\t\x12\x17\n\x0f\x61\x64\x61pter_version\x18\x03 \x01(\t\x12\x14\n\x0clora_task_id\x18\x04 \x01(\x04\x12\x13\n\x0b\x61\x64\x61pter_uri\x18\x05 \x01(\t\x12\x16\n\x0e\x61\x64\x61pter_sha256\x18\x06 \x01(\t\"U\n\x05Route\x12\'\n\x06target\x18\x01 \x01(\x0b\x32\x17.cumulus.v1.RouteTarget\x12#\n\x04mode\x18\x02 \x01(\x0e\x32\x15.cumulus.v1.RouteMode\"9\n\x05Usage\x12\x15\n\rprompt_tokens\x18\x01 \x01(\r\x12\x19\n\x11\x63ompletion_tokens\x18\x02 \x01(\r*\x9c\x01\n\tRouteMode\x12\x1a\n\x16ROUTE_MODE_UNSPECIFIED\x10\x00\x12\x13\n\x0fROUTE_MODE_LIVE\x10\x01\x12\x15\n\x11ROUTE_MODE_CANARY\x10\x02\x12\x15\n\x11ROUTE_MODE_SHADOW\x10\x03\x12\x17\n\x13ROUTE_MODE_FALLBACK\x10\x04\x12\x17\n\x13ROUTE_MODE_PROMOTED\x10\x05*A\n\x06Status\x12\x16\n\x12STATUS_UNSPECIFIED\x10\x00\x12\r\n\tSTATUS_OK\x10\x01\x12\x10\n\x0cSTATUS_ERROR\x10\x02\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'cumulus.v1.common_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_ROUTEMODE']._serialized_start=760
-  _globals['_ROUTEMODE']._serialized_end=916
-  _globals['_STATUS']._serialized_start=918
-  _globals['_STATUS']._serialized_end=983
+  _globals['_ROUTEMODE']._serialized_start=785
+  _globals['_ROUTEMODE']._serialized_end=941
+  _globals['_STATUS']._serialized_start=943
+  _globals['_STATUS']._serialized_end=1008
   _globals['_EVENTMETA']._serialized_start=73
   _globals['_EVENTMETA']._serialized_end=253
   _globals['_CHATMESSAGE']._serialized_start=255
@@ -44,10 +44,10 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_TOOL']._serialized_end=403
   _globals['_GENERATIONPARAMS']._serialized_start=405
   _globals['_GENERATIONPARAMS']._serialized_end=493
-  _globals['_ROUTETARGET']._serialized_start=495
-  _globals['_ROUTETARGET']._serialized_end=611
-  _globals['_ROUTE']._serialized_start=613
-  _globals['_ROUTE']._serialized_end=698
-  _globals['_USAGE']._serialized_start=700
-  _globals['_USAGE']._serialized_end=757
+  _globals['_ROUTETARGET']._serialized_start=496
+  _globals['_ROUTETARGET']._serialized_end=636
+  _globals['_ROUTE']._serialized_start=638
+  _globals['_ROUTE']._serialized_end=723
+  _globals['_USAGE']._serialized_start=725
+  _globals['_USAGE']._serialized_end=782
 # @@protoc_insertion_point(module_scope)

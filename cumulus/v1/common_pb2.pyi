@@ -85,18 +85,20 @@ class GenerationParams(_message.Message):
     def __init__(self, max_tokens: _Optional[int] = ..., temperature: _Optional[float] = ..., top_p: _Optional[float] = ..., stop: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class RouteTarget(_message.Message):
-    __slots__ = ("model", "adapter_id", "adapter_version", "lora_task_id", "adapter_uri")
+    __slots__ = ("model", "adapter_id", "adapter_version", "lora_task_id", "adapter_uri", "adapter_sha256")
     MODEL_FIELD_NUMBER: _ClassVar[int]
     ADAPTER_ID_FIELD_NUMBER: _ClassVar[int]
     ADAPTER_VERSION_FIELD_NUMBER: _ClassVar[int]
     LORA_TASK_ID_FIELD_NUMBER: _ClassVar[int]
     ADAPTER_URI_FIELD_NUMBER: _ClassVar[int]
+    ADAPTER_SHA256_FIELD_NUMBER: _ClassVar[int]
     model: str
     adapter_id: str
     adapter_version: str
     lora_task_id: int
     adapter_uri: str
-    def __init__(self, model: _Optional[str] = ..., adapter_id: _Optional[str] = ..., adapter_version: _Optional[str] = ..., lora_task_id: _Optional[int] = ..., adapter_uri: _Optional[str] = ...) -> None: ...
+    adapter_sha256: str
+    def __init__(self, model: _Optional[str] = ..., adapter_id: _Optional[str] = ..., adapter_version: _Optional[str] = ..., lora_task_id: _Optional[int] = ..., adapter_uri: _Optional[str] = ..., adapter_sha256: _Optional[str] = ...) -> None: ...
 
 class Route(_message.Message):
     __slots__ = ("target", "mode")

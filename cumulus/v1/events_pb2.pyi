@@ -170,7 +170,7 @@ class CandidateEvent(_message.Message):
     def __init__(self, meta: _Optional[_Union[_common_pb2.EventMeta, _Mapping]] = ..., candidate_id: _Optional[str] = ..., nominated_by: _Optional[str] = ..., reason: _Optional[str] = ..., evidence: _Optional[_Mapping[str, float]] = ..., dataset_id: _Optional[str] = ..., dataset_uri: _Optional[str] = ..., train_examples: _Optional[int] = ..., holdout_examples: _Optional[int] = ..., base_model: _Optional[str] = ...) -> None: ...
 
 class AdapterEvent(_message.Message):
-    __slots__ = ("meta", "adapter_id", "candidate_id", "dataset_id", "base_model", "status", "progress", "artifact_uri", "lora_task_id", "version", "offline_score", "gate_passed", "metrics", "error")
+    __slots__ = ("meta", "adapter_id", "candidate_id", "dataset_id", "base_model", "status", "progress", "artifact_uri", "lora_task_id", "version", "offline_score", "gate_passed", "metrics", "error", "manifest_sha256")
     class MetricsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -192,6 +192,7 @@ class AdapterEvent(_message.Message):
     GATE_PASSED_FIELD_NUMBER: _ClassVar[int]
     METRICS_FIELD_NUMBER: _ClassVar[int]
     ERROR_FIELD_NUMBER: _ClassVar[int]
+    MANIFEST_SHA256_FIELD_NUMBER: _ClassVar[int]
     meta: _common_pb2.EventMeta
     adapter_id: str
     candidate_id: str
@@ -206,7 +207,8 @@ class AdapterEvent(_message.Message):
     gate_passed: bool
     metrics: _containers.ScalarMap[str, float]
     error: str
-    def __init__(self, meta: _Optional[_Union[_common_pb2.EventMeta, _Mapping]] = ..., adapter_id: _Optional[str] = ..., candidate_id: _Optional[str] = ..., dataset_id: _Optional[str] = ..., base_model: _Optional[str] = ..., status: _Optional[_Union[AdapterStatus, str]] = ..., progress: _Optional[float] = ..., artifact_uri: _Optional[str] = ..., lora_task_id: _Optional[int] = ..., version: _Optional[str] = ..., offline_score: _Optional[float] = ..., gate_passed: _Optional[bool] = ..., metrics: _Optional[_Mapping[str, float]] = ..., error: _Optional[str] = ...) -> None: ...
+    manifest_sha256: str
+    def __init__(self, meta: _Optional[_Union[_common_pb2.EventMeta, _Mapping]] = ..., adapter_id: _Optional[str] = ..., candidate_id: _Optional[str] = ..., dataset_id: _Optional[str] = ..., base_model: _Optional[str] = ..., status: _Optional[_Union[AdapterStatus, str]] = ..., progress: _Optional[float] = ..., artifact_uri: _Optional[str] = ..., lora_task_id: _Optional[int] = ..., version: _Optional[str] = ..., offline_score: _Optional[float] = ..., gate_passed: _Optional[bool] = ..., metrics: _Optional[_Mapping[str, float]] = ..., error: _Optional[str] = ..., manifest_sha256: _Optional[str] = ...) -> None: ...
 
 class Verdict(_message.Message):
     __slots__ = ("meta", "verdict_id", "pair_id", "adapter_id", "grader", "score", "passed", "details_json", "live_latency_ms", "candidate_latency_ms", "candidate_error", "reference", "live_score", "live_passed", "request_id")

@@ -20,7 +20,7 @@ from typing import Any, Protocol
 import numpy as np
 import numpy.typing as npt
 
-from cumulus.artifacts import ArtifactStore
+from cumulus.artifacts import MANIFEST, ArtifactStore, file_digest
 from cumulus.errors import ArtifactError, NotFound
 from cumulus.lora.registry import read_trtllm_export
 from cumulus.v1 import common_pb2
@@ -39,6 +39,9 @@ class AdapterTensors:
 class AdapterSource(Protocol):
     """Loads the tensors of the adapter a RouteTarget names."""
 
+    async def verify(self, target: common_pb2.RouteTarget, workflow: str) -> None:
+        """Raise unless the store holds exactly the adapter ``target`` pins (``adapter_sha256``)."""
+
     async def load(self, target: common_pb2.RouteTarget, workflow: str) -> AdapterTensors: ...
 
 
@@ -50,20 +53,60 @@ def adapter_dir(store: ArtifactStore, target: common_pb2.RouteTarget, workflow: 
 
 
 class ArtifactAdapters:
-    """AdapterSource reading verified exports from the local artifact store (LRU of ``_KEEP``)."""
+    """AdapterSource reading verified exports from the local artifact store (LRU of ``_KEEP``).
+
+    Every request on an adapter target first checks the route's pin against the store, cache hit
+    in Triton or not: a manifest changed or swapped since the router pinned it is never served.
+    The check costs one ``stat`` while the manifest is unchanged (its digest is kept per file
+    identity), so it stays off the request's critical path."""
 
     def __init__(self, artifacts_dir: Path) -> None:
         self.store = ArtifactStore(artifacts_dir)
-        self._cache: OrderedDict[Path, AdapterTensors] = OrderedDict()
+        self._cache: OrderedDict[tuple[Path, str], AdapterTensors] = OrderedDict()
+        self._digests: dict[Path, tuple[tuple[int, int, int], str]] = {}
+
+    async def verify(self, target: common_pb2.RouteTarget, workflow: str) -> None:
+        folder = adapter_dir(self.store, target, workflow)
+        if not target.adapter_sha256:
+            raise ArtifactError(
+                f"adapter {target.adapter_id} is not pinned: its route names no adapter_sha256 "
+                "(route tables are made by the router from the trainer's adapter events)"
+            )
+        held = self._manifest_digest(folder / MANIFEST)
+        if held is None:
+            raise NotFound(
+                f"adapter {target.adapter_id} not found at {folder}", fix="train and register it first"
+            )
+        if held != target.adapter_sha256:
+            raise ArtifactError(
+                f"adapter {target.adapter_id} at {folder} is not the one its route pins "
+                f"(manifest sha256 {held[:12]}, pinned {target.adapter_sha256[:12]}); it is not served"
+            )
+
+    def _manifest_digest(self, manifest: Path) -> str | None:
+        try:
+            st = manifest.stat()
+        except OSError:
+            return None
+        identity = (st.st_ino, st.st_mtime_ns, st.st_size)
+        known = self._digests.get(manifest)
+        if known is None or known[0] != identity:
+            known = (identity, file_digest(manifest).sha256)
+            self._digests[manifest] = known
+        return known[1]
 
     async def load(self, target: common_pb2.RouteTarget, workflow: str) -> AdapterTensors:
         folder = adapter_dir(self.store, target, workflow)
-        cached = self._cache.get(folder)
+        await self.verify(target, workflow)
+        key = (folder, target.adapter_sha256)
+        cached = self._cache.get(key)
         if cached is not None:
-            self._cache.move_to_end(folder)
+            self._cache.move_to_end(key)
             return cached
         tensors = await asyncio.to_thread(read_adapter_export, folder)
-        self._cache[folder] = tensors
+        # The files were read after the check: verify the manifest did not change in between.
+        await self.verify(target, workflow)
+        self._cache[key] = tensors
         while len(self._cache) > _KEEP:
             self._cache.popitem(last=False)
         return tensors

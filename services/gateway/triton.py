@@ -138,6 +138,7 @@ async def _with_cache_miss_resend(
     workflow: str,
     timeout_s: float,
 ) -> AsyncIterator[service_pb2.ModelInferResponse]:
+    await adapters.verify(target, workflow)  # the route's pin, whether Triton holds the adapter or not
     answered = False
     try:
         async for response in triton.stream(request, timeout_s):

@@ -150,6 +150,7 @@ def candidate_target(event: events_pb2.AdapterEvent, model: str) -> common_pb2.R
         adapter_version=event.version,
         lora_task_id=event.lora_task_id,
         adapter_uri=event.artifact_uri,
+        adapter_sha256=event.manifest_sha256,
     )
 
 

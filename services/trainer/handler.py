@@ -142,6 +142,7 @@ class TrainerHandler:
             status,
             progress=1.0,
             artifact_uri=outcome.get("artifact_uri", ""),
+            manifest_sha256=outcome.get("manifest_sha256", ""),
             lora_task_id=int(outcome.get("lora_task_id", 0)),
             version=outcome.get("version", ""),
             offline_score=float(outcome.get("offline_score", 0.0)),

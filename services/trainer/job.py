@@ -24,7 +24,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from cumulus.artifacts import ArtifactStore, Manifest, verify_dir, write_json_atomically
+from cumulus.artifacts import ArtifactStore, Manifest, manifest_sha256, verify_dir, write_json_atomically
 from cumulus.errors import CumulusError
 from cumulus.graders import GraderSettings
 from cumulus.logs import configure_logging, get_logger
@@ -176,6 +176,7 @@ def _outcome(manifest: Manifest, store: ArtifactStore) -> dict[str, Any]:
     return {
         "status": "READY" if fields.get("status") == "ready" else "REJECTED",
         "artifact_uri": store.uri("adapters", manifest.workflow, manifest.id),
+        "manifest_sha256": manifest_sha256(store.path("adapters", manifest.workflow, manifest.id)),
         "lora_task_id": fields["lora_task_id"],
         "version": manifest.files["adapter_model.safetensors"].sha256[:12],
         "offline_score": gate.get("score", 0.0),

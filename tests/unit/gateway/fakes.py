@@ -154,6 +154,12 @@ class FakeAdapters:
     """An AdapterSource handing out small fixed tensors and counting loads."""
 
     loads: list[str] = field(default_factory=list)
+    refused: dict[str, Exception] = field(default_factory=dict)
+    """Adapter ids whose pin check fails, with the error raised."""
+
+    async def verify(self, target: common_pb2.RouteTarget, workflow: str) -> None:
+        if target.adapter_id in self.refused:
+            raise self.refused[target.adapter_id]
 
     async def load(self, target: common_pb2.RouteTarget, workflow: str) -> AdapterTensors:
         self.loads.append(target.adapter_id)

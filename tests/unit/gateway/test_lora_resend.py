@@ -5,7 +5,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cumulus.artifacts import ArtifactStore
+from cumulus.artifacts import ArtifactStore, manifest_sha256
 from cumulus.errors import ArtifactError, NotFound
 from cumulus.trtllm import tensors
 from cumulus.trtllm.errors import LoraNotCached, TritonError
@@ -82,10 +82,20 @@ def export_adapter(
         writer.commit({"base_model": "smollm2-135m-instruct"})
 
 
+def pinned(
+    target: common_pb2.RouteTarget, store: ArtifactStore, workflow: str = "wf"
+) -> common_pb2.RouteTarget:
+    """``target`` pinning the adapter as the store holds it now (as the router's route does)."""
+    copy = common_pb2.RouteTarget()
+    copy.CopyFrom(target)
+    copy.adapter_sha256 = manifest_sha256(adapter_dir(store, target, workflow))
+    return copy
+
+
 async def test_artifact_store_loader_reads_the_verified_trtllm_export(tmp_path: Path) -> None:
     adapters = ArtifactAdapters(tmp_path)
     export_adapter(adapters.store, "wf", "ad-1")
-    loaded = await adapters.load(TARGET, "wf")
+    loaded = await adapters.load(pinned(TARGET, adapters.store), "wf")
     assert loaded.weights.shape == (1, 4, 16) and loaded.weights.dtype == np.float16
     assert loaded.config.shape == (1, 4, 3) and loaded.config.dtype == np.int32
 
@@ -97,7 +107,8 @@ async def test_adapter_uri_overrides_the_store_layout_but_never_leaves_the_store
         model="small", adapter_id="x", lora_task_id=1, adapter_uri=store.uri("adapters", "other-wf", "x")
     )
     assert adapter_dir(store, target, "wf") == store.path("adapters", "other-wf", "x")
-    assert (await ArtifactAdapters(tmp_path / "artifacts").load(target, "wf")).weights.shape == (1, 4, 16)
+    loaded = await ArtifactAdapters(tmp_path / "artifacts").load(pinned(target, store), "wf")
+    assert loaded.weights.shape == (1, 4, 16)
     elsewhere = ArtifactStore(tmp_path / "elsewhere")
     export_adapter(elsewhere, "wf", "x")
     for uri in (
@@ -107,6 +118,37 @@ async def test_adapter_uri_overrides_the_store_layout_but_never_leaves_the_store
         outside = common_pb2.RouteTarget(model="small", adapter_id="x", lora_task_id=1, adapter_uri=uri)
         with pytest.raises(ArtifactError, match="outside the artifact store"):
             await ArtifactAdapters(tmp_path / "artifacts").load(outside, "wf")
+
+
+async def test_only_the_adapter_a_route_pins_is_served(tmp_path: Path) -> None:
+    adapters = ArtifactAdapters(tmp_path)
+    export_adapter(adapters.store, "wf", "ad-1")
+    good = pinned(TARGET, adapters.store)
+    await adapters.verify(good, "wf")
+    with pytest.raises(ArtifactError, match="not pinned"):
+        await adapters.verify(TARGET, "wf")
+    # Another adapter put in its place (a new manifest, itself consistent): not the pinned one.
+    folder = adapters.store.path("adapters", "wf", "ad-1")
+    manifest = folder / "manifest.json"
+    manifest.write_text(manifest.read_text().replace('"ad-1"', '"ad-1" ', 1))
+    with pytest.raises(ArtifactError, match="is not the one its route pins"):
+        await adapters.verify(good, "wf")
+    with pytest.raises(ArtifactError, match="is not the one its route pins"):
+        await adapters.load(good, "wf")
+    missing = pinned(TARGET, adapters.store)
+    missing.adapter_id = "gone"
+    with pytest.raises(NotFound, match="adapter gone not found"):
+        await adapters.verify(missing, "wf")
+
+
+async def test_a_refused_pin_fails_the_call_before_triton_is_asked(tmp_path: Path) -> None:
+    triton, adapters = (
+        FakeTriton(),
+        FakeAdapters(refused={"ad-1": ArtifactError("not the one its route pins")}),
+    )
+    with pytest.raises(ArtifactError):
+        await run(triton, TARGET, adapters)
+    assert triton.requests == [] and adapters.loads == []
 
 
 def test_missing_tampered_or_malformed_exports_are_refused(tmp_path: Path) -> None:

@@ -28,6 +28,7 @@ def adapter_event(
         lora_task_id=42,
         version="v1",
         artifact_uri=f"file:///a/adapters/{WORKFLOW}/{adapter_id}",
+        manifest_sha256="ab" * 32,
     )
 
 
@@ -74,6 +75,7 @@ def test_a_ready_adapter_starts_in_shadow_with_the_configured_rate() -> None:
         table.shadow.adapter_id == "ad-1"
         and table.shadow.lora_task_id == 42
         and table.shadow.model == "small"
+        and table.shadow.adapter_sha256 == "ab" * 32  # the trainer's manifest digest, pinned
     )
     assert table.live.model == "live"
     assert router.on_adapter(adapter_event()) == []  # redelivery: no second rollout

@@ -10,7 +10,7 @@ from typing import Any
 
 from google.protobuf.message import Message
 
-from cumulus.artifacts import ArtifactStore
+from cumulus.artifacts import ArtifactStore, manifest_sha256
 from cumulus.config import CumulusConfig, StudentConfig, TrainerConfig, TritonConfig
 from cumulus.kafka import codec, topics
 from cumulus.kafka.topics import TopicSpec
@@ -85,6 +85,8 @@ def test_a_candidate_becomes_a_registered_adapter_announced_with_its_progress(
     assert outcome.status in (events_pb2.ADAPTER_STATUS_READY, events_pb2.ADAPTER_STATUS_REJECTED)
     assert outcome.lora_task_id == lora_task_id(outcome.adapter_id) and outcome.metrics["steps"] == 2
     assert outcome.artifact_uri.endswith(f"/adapters/{WORKFLOW}/{outcome.adapter_id}")
+    folder = Path(outcome.artifact_uri.removeprefix("file://"))
+    assert outcome.manifest_sha256 == manifest_sha256(folder)  # what the route will pin
     assert outcome.meta.tenant == "t-test" and outcome.candidate_id == "cand-1"
     assert worker.status()["recent"][0]["adapter_id"] == outcome.adapter_id and worker.status()["job"] is None
 
