@@ -7,6 +7,7 @@ The health port also serves ``GET /api/v1/rollouts`` (listing.py), which `cumulu
 
 from __future__ import annotations
 
+from cumulus.artifacts import ArtifactStore
 from cumulus.kafka.runtime import KafkaRuntime
 from cumulus.kafka.signing import CommandSigner
 from cumulus.service import ServiceApi, ServiceContext, run_service
@@ -33,7 +34,7 @@ async def main(ctx: ServiceContext) -> None:
         router = Router(config.router, config.triton_model_for)
         signer = CommandSigner.from_file(config.command_key_file)
         guard = CommandGuard(config.state_dir, config.router.command_max_age_s)
-        handler = RouterHandler(kafka.publisher, router, signer, guard)
+        handler = RouterHandler(kafka.publisher, router, signer, guard, ArtifactStore(config.artifacts_dir))
         handler.publish(router.restore(*state))
         API.attach(router)
         try:

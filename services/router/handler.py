@@ -16,8 +16,9 @@ from typing import Any
 
 from prometheus_client import Counter
 
+from cumulus.artifacts import ArtifactStore
 from cumulus.config import RouterConfig
-from cumulus.errors import EventDecodeError
+from cumulus.errors import ArtifactError, EventDecodeError
 from cumulus.kafka import topics
 from cumulus.kafka.codec import decode_as
 from cumulus.kafka.deadletter import dead_letter
@@ -53,8 +54,14 @@ class RouterHandler:
     """Applies one batch to the ``Router`` (see the module docstring); a ``BatchHandler`` of the runtime."""
 
     def __init__(
-        self, publisher: EventPublisher, router: Router, signer: CommandSigner, guard: CommandGuard
+        self,
+        publisher: EventPublisher,
+        router: Router,
+        signer: CommandSigner,
+        guard: CommandGuard,
+        artifacts: ArtifactStore,
     ) -> None:
+        self.artifacts = artifacts
         self.publisher = publisher
         self.router = router
         self.signer = signer
@@ -74,7 +81,11 @@ class RouterHandler:
                 if record.topic == topics.VERDICTS.name:
                     self.router.on_verdict(decode_as(events_pb2.Verdict, record.value, topic=record.topic))
                 elif record.topic == topics.ADAPTERS.name:
-                    outputs += self.router.on_adapter(decode_as(events_pb2.AdapterEvent, record.value))
+                    adapter = decode_as(events_pb2.AdapterEvent, record.value)
+                    refused = adapter_problem(adapter, self.artifacts)
+                    if refused:
+                        raise EventDecodeError(refused)
+                    outputs += self.router.on_adapter(adapter)
                 else:
                     # Only a command signed with the command key is acted on (cumulus/kafka/signing.py).
                     refused = self.signer.problem(record.key, record.value or b"", record.headers)
@@ -101,3 +112,21 @@ class RouterHandler:
             self.publisher.publish(output.topic, output.event)
             if isinstance(output.event, events_pb2.RolloutEvent):
                 TRANSITIONS.labels(output.event.to_state).inc()
+
+
+def adapter_problem(event: events_pb2.AdapterEvent, artifacts: ArtifactStore) -> str | None:
+    """Why a ready adapter must not become a route target, or None.
+
+    Its artifact must lie inside the configured store (an event naming ``file:///etc`` is refused
+    here, before any gateway is asked to read it), and an adapter that carries weights must pin
+    its manifest's sha256, which every route target then carries for the gateway to check."""
+    if event.status != events_pb2.ADAPTER_STATUS_READY:
+        return None
+    if event.artifact_uri:
+        try:
+            artifacts.path_from_uri(event.artifact_uri)
+        except ArtifactError as exc:
+            return f"adapter {event.adapter_id}: {exc.message}"
+    if event.lora_task_id and not event.manifest_sha256:
+        return f"adapter {event.adapter_id} carries weights but no manifest_sha256 to pin them"
+    return None

@@ -140,7 +140,7 @@ def adapter_ready(workflow: str, adapter_id: str, tenant: str = TENANT) -> event
         gate_passed=True,
         lora_task_id=7,
         version="1",
-        artifact_uri=f"file:///artifacts/adapters/{workflow}/{adapter_id}",
+        manifest_sha256="ab" * 32,  # a route pins it; the router never reads the artifact
     )
 
 

@@ -6,14 +6,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from cumulus.artifacts import ArtifactStore
 from cumulus.kafka import codec, topics
 from cumulus.kafka.signing import HEADER, CommandSigner
 from cumulus.operators import issue_token, token_identity, token_store
 from cumulus.v1 import events_pb2
 from services.router.command_guard import CommandGuard
+from services.router.core import Router
 from services.router.handler import RouterHandler
 from services.router.rollout import PAUSED, SHADOW
-from tests.unit.router.test_rollout import KEY, command, started
+from tests.unit.router.test_rollout import CONFIG, KEY, adapter_event, command, started
 
 
 @dataclass
@@ -64,7 +66,7 @@ def test_only_commands_signed_with_the_key_change_a_rollout(tmp_path: Path) -> N
     assert (tmp_path / "command-key").stat().st_mode & 0o777 == 0o600
     impostor = CommandSigner.from_file(tmp_path / "another-key")
     router, publisher = started(), Publisher()
-    handler = RouterHandler(publisher, router, signer, CommandGuard(tmp_path, 300))  # type: ignore[arg-type]
+    handler = RouterHandler(publisher, router, signer, CommandGuard(tmp_path, 300), ArtifactStore(tmp_path))  # type: ignore[arg-type]
 
     genuine = command_record(signer, pause=operator_command(tmp_path))
     swapped = Record(genuine.topic, codec.encode_key("globex", "tickets"), genuine.value, genuine.headers)
@@ -127,7 +129,7 @@ def test_a_signed_command_must_be_fresh_new_and_from_a_valid_operator_token(tmp_
 
     # Through the handler: refused commands are dead-lettered with the reason and change nothing.
     router, publisher = started(), Publisher()
-    handler = RouterHandler(publisher, router, signer, CommandGuard(tmp_path, 300))  # type: ignore[arg-type]
+    handler = RouterHandler(publisher, router, signer, CommandGuard(tmp_path, 300), ArtifactStore(tmp_path))  # type: ignore[arg-type]
     handler.decide([command_record(signer, pause=revoked)])
     assert router.rollouts[KEY].state == SHADOW
     genuine = operator_command(tmp_path, name="erin")
@@ -135,3 +137,24 @@ def test_a_signed_command_must_be_fresh_new_and_from_a_valid_operator_token(tmp_
     assert router.rollouts[KEY].state == PAUSED
     reasons = [event.reason for topic, event in publisher.sent if topic == topics.DEADLETTER]
     assert len(reasons) == 2 and "unknown operator" in reasons[0] and "replayed" in reasons[1]
+
+
+def test_an_adapter_outside_the_store_or_unpinned_never_becomes_a_route(tmp_path: Path) -> None:
+    store = ArtifactStore(tmp_path / "artifacts")
+    router, publisher = Router(CONFIG), Publisher()
+    handler = RouterHandler(
+        publisher, router, CommandSigner.from_file(tmp_path / "k"), CommandGuard(tmp_path, 300), store
+    )  # type: ignore[arg-type]
+    outside, unpinned, good = adapter_event("ad-1"), adapter_event("ad-2"), adapter_event("ad-3")
+    outside.artifact_uri = "file:///etc"
+    unpinned.manifest_sha256, unpinned.artifact_uri = "", ""
+    good.artifact_uri = store.uri("adapters", good.meta.workflow, "ad-3")
+    records = [
+        Record(topics.ADAPTERS.name, b"k", codec.encode_event(event), offset=i)
+        for i, event in enumerate((outside, unpinned, good))
+    ]
+    handler.decide(records)
+    reasons = [event.reason for topic, event in publisher.sent if topic == topics.DEADLETTER]
+    assert len(reasons) == 2
+    assert "outside the artifact store" in reasons[0] and "no manifest_sha256" in reasons[1]
+    assert [key[-1] for key in router.rollouts] == [good.meta.workflow] and len(router.rollouts) == 1
