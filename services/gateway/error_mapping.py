@@ -18,7 +18,7 @@ from typing import Any
 
 import grpc
 
-from cumulus.errors import CumulusError, ResourceExhausted
+from cumulus.errors import CumulusError, InvalidArgument, ResourceExhausted
 from cumulus.logs import get_logger
 
 log = get_logger("gateway")
@@ -41,9 +41,40 @@ async def _abort(exc: Exception, context: grpc.aio.ServicerContext, method: str)
     await context.abort(code, message, trailing_metadata=trailers)
 
 
+class Undecodable:
+    """What a message that is not valid protobuf of its type reads as; handlers refuse it.
+
+    grpc would answer such a message INTERNAL ("Exception deserializing request!"), which reads as
+    the gateway's bug; it is the client's, so it gets INVALID_ARGUMENT naming the message type."""
+
+    def __init__(self, type_name: str, error: Exception) -> None:
+        self.error = InvalidArgument("request", f"not a valid {type_name} message: {error}")
+
+
+def _lenient(deserialize: Callable[[bytes], Any] | None) -> Callable[[bytes], Any] | None:
+    if deserialize is None:
+        return None
+    type_name = getattr(getattr(deserialize, "__self__", None), "__name__", "protobuf")
+
+    def parse(raw: bytes) -> Any:
+        try:
+            return deserialize(raw)
+        except Exception as exc:
+            return Undecodable(type_name, exc)
+
+    return parse
+
+
+def refuse_undecodable(request: Any) -> None:
+    """Raise the client's error for a message that did not decode (for streams read by a handler)."""
+    if isinstance(request, Undecodable):
+        raise request.error
+
+
 def _unary(behavior: Callable[..., Awaitable[Any]], method: str) -> Callable[..., Awaitable[Any]]:
     async def wrapped(request: Any, context: grpc.aio.ServicerContext) -> Any:
         try:
+            refuse_undecodable(request)
             return await behavior(request, context)
         except grpc.aio.AbortError:
             raise
@@ -56,6 +87,7 @@ def _unary(behavior: Callable[..., Awaitable[Any]], method: str) -> Callable[...
 def _streaming(behavior: Callable[..., AsyncIterator[Any]], method: str) -> Callable[..., AsyncIterator[Any]]:
     async def wrapped(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
         try:
+            refuse_undecodable(request)
             async for item in behavior(request, context):
                 yield item
         except grpc.aio.AbortError:
@@ -88,7 +120,7 @@ class ErrorMapping:
 
 def _wrap(handler: grpc.RpcMethodHandler, method: str) -> grpc.RpcMethodHandler:
     codec = {
-        "request_deserializer": handler.request_deserializer,
+        "request_deserializer": _lenient(handler.request_deserializer),
         "response_serializer": handler.response_serializer,
     }
     if handler.unary_unary:

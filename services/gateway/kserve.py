@@ -31,7 +31,7 @@ from cumulus.trtllm import interface, tensors
 from cumulus.v1 import common_pb2, events_pb2
 from services.gateway.calls import Call
 from services.gateway.core import GatewayCore
-from services.gateway.error_mapping import status_for
+from services.gateway.error_mapping import refuse_undecodable, status_for
 from services.gateway.routes import restricted_to_model
 from services.gateway.validation import check_identifier
 from services.gateway.workflows import resolve_text
@@ -106,6 +106,7 @@ class KServeServicer(service_pb2_grpc.GRPCInferenceServiceServicer):  # type: ig
                 # Every request of a long stream is checked again (a cached lookup, dropped when the
                 # key file changes), so a revoked key ends its open streams at the next request.
                 self.core.auth.tenant(context)
+                refuse_undecodable(request)  # garbage on the stream ends it: INVALID_ARGUMENT
                 await slots.acquire()
                 task = asyncio.create_task(self._serve_streamed(request, tenant, context, writing))
                 serving.add(task)

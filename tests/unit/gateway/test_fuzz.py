@@ -129,3 +129,19 @@ async def test_any_request_is_answered_ok_or_invalid_argument(
     else:
         assert reply.text and reply.route.target.model == "live"
         assert len(gateway.sink.of(topics.INFERENCE)) == before + 1
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(raw=st.binary(max_size=300) | requests().map(lambda r: r.SerializeToString()[:-1] + b"\xff"))
+async def test_bytes_that_are_no_request_are_invalid_argument_never_internal(
+    gateway: Harness, raw: bytes
+) -> None:
+    generate = gateway.channel.unary_unary(
+        "/cumulus.v1.Gateway/Generate",
+        request_serializer=lambda body: body,
+        response_deserializer=gateway_pb2.GenerateResponse.FromString,
+    )
+    try:
+        await generate(raw, metadata=gateway.auth())
+    except grpc.aio.AioRpcError as exc:
+        assert exc.code() == grpc.StatusCode.INVALID_ARGUMENT, (exc.code(), exc.details())
