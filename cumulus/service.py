@@ -36,6 +36,7 @@ from aiohttp import web
 from cumulus.config import CumulusConfig, ServiceConfig, load_config
 from cumulus.control_auth import control_plane_guard
 from cumulus.errors import CumulusError, NotReady
+from cumulus.kafka import security as kafka_security
 from cumulus.kafka.publisher import EventPublisher
 from cumulus.logs import StructuredLogger, configure_logging, get_logger
 
@@ -205,5 +206,6 @@ def run_service(
     """
     config = load_config()
     configure_logging(config.log_format)
+    kafka_security.configure(kafka_security.security_for(config, name))  # its own principal
     ctx = ServiceContext(name=name, config=config, log=get_logger(name))
     asyncio.run(_serve(ctx, main, routes))

@@ -136,8 +136,21 @@ class LocalPKI:
                 self.client_cert, self.client_key, "cumulus-client", (), ExtendedKeyUsageOID.CLIENT_AUTH
             )
 
+    def issue_peer(self, name: str, hosts: tuple[str, ...]) -> tuple[Path, Path]:
+        """A certificate ``<name>.pem`` (and key) valid as server and as client, for a peer such as
+        a Kafka broker that both serves and dials the same listener; kept while valid."""
+        cert, key = self.dir / f"{name}.pem", self.dir / f"{name}-key.pem"
+        if _needs_leaf(cert, hosts):
+            self._issue(cert, key, name, hosts, None)
+        return cert, key
+
     def _issue(
-        self, cert_path: Path, key_path: Path, cn: str, hosts: tuple[str, ...], usage: x509.ObjectIdentifier
+        self,
+        cert_path: Path,
+        key_path: Path,
+        cn: str,
+        hosts: tuple[str, ...],
+        usage: x509.ObjectIdentifier | None,
     ) -> None:
         ca_key = serialization.load_pem_private_key(self.ca_key.read_bytes(), password=None)
         assert isinstance(ca_key, ec.EllipticCurvePrivateKey)
@@ -149,8 +162,9 @@ class LocalPKI:
             )
             .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
             .add_extension(_key_usage(ca=False), critical=True)
-            .add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
         )
+        if usage is not None:  # none: valid for any use
+            builder = builder.add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
         if hosts:
             builder = builder.add_extension(
                 x509.SubjectAlternativeName([_general_name(h) for h in hosts]), critical=False

@@ -25,6 +25,15 @@ class KafkaConfig(Section):
     """Local stack only: JVM heap of the broker (-Xmx)."""
     libs_dir: Path | None = None
     """Local stack only: where the Kafka jars are fetched to; default <state_dir>/kafka/libs."""
+    security_protocol: str = Field(default="PLAINTEXT", pattern="^(PLAINTEXT|SASL_SSL)$")
+    """SASL_SSL: TLS to the brokers and a SCRAM-SHA-512 login per service (cumulus/kafka/security.py).
+    A local stack started with `cumulus up --secure` is SASL_SSL without setting this."""
+    sasl_username: str = ""
+    """The principal to log in as; default the service's own name (gateway, collector, ..., cli)."""
+    sasl_password_file: Path | None = None
+    """Its password; default <state_dir>/kafka/credentials/<principal> (made by `cumulus up --secure`)."""
+    ssl_cafile: Path | None = None
+    """The CA the brokers' certificates chain to; default the local stack's, else the system's."""
 
 
 class TritonConfig(Section):

@@ -186,7 +186,10 @@ class GenerationEngine:
         return picked
 
     def _sample(self, logits: torch.Tensor, temperature: float, top_p: float) -> torch.Tensor:
-        probs = torch.softmax(logits / temperature, dim=-1)
+        # Shifted so the best logit is 0 before dividing: a tiny (even subnormal) temperature then
+        # gives -inf for the rest and 1 for the best, never inf/inf = NaN (found by the fuzz run).
+        shifted = logits.float() - logits.float().max()
+        probs = torch.softmax(shifted / temperature, dim=-1)
         if top_p < 1.0:
             sorted_probs, order = probs.sort(descending=True)
             # Keep the smallest prefix whose mass reaches top_p (always at least the top token).

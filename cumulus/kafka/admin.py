@@ -25,6 +25,7 @@ from aiokafka.errors import (
 )
 
 from cumulus.errors import ConfigError, CumulusError, NotFound, NotReady
+from cumulus.kafka import security
 from cumulus.logs import get_logger
 
 _REQUEST_TIMEOUT_MS = 15_000
@@ -44,7 +45,9 @@ class TopicLike(Protocol):
 @asynccontextmanager
 async def _admin(bootstrap: str) -> AsyncIterator[AIOKafkaAdminClient]:
     """A started admin client, closed on exit; connection failures become NotReady."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=_REQUEST_TIMEOUT_MS)
+    admin = AIOKafkaAdminClient(
+        bootstrap_servers=bootstrap, request_timeout_ms=_REQUEST_TIMEOUT_MS, **security.client_kwargs()
+    )
     try:
         await admin.start()
         yield admin

@@ -15,6 +15,8 @@ from aiokafka import AIOKafkaProducer
 from aiokafka import errors as kafka_errors
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge
 
+from cumulus.kafka import security
+
 _METADATA_RETRY_S = 0.25
 # About one record, not the connection: sending it again can never succeed, so it is dropped.
 RECORD_ERRORS = (
@@ -62,6 +64,7 @@ def new_producer(bootstrap_servers: str, client_id: str, linger_ms: int, request
         bootstrap_servers=bootstrap_servers,
         client_id=client_id,
         acks="all",
+        **security.client_kwargs(),
         enable_idempotence=True,
         linger_ms=linger_ms,
         # Long, because aiokafka fails (and then cannot recover from) a batch whose partition has

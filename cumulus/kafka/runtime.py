@@ -27,6 +27,7 @@ from typing import Any, Protocol
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka import errors as kafka_errors
 
+from cumulus.kafka import security
 from cumulus.kafka.publisher import EventPublisher
 from cumulus.logs import StructuredLogger
 from cumulus.service import ServiceContext, kafka_check
@@ -77,6 +78,7 @@ async def start_consumer(
             client_id=client_id,
             enable_auto_commit=False,
             auto_offset_reset="earliest",
+            **security.client_kwargs(),
             **consumer_options,
         )
         if listener is not None:

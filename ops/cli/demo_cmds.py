@@ -13,7 +13,7 @@ from typing import Any
 from cumulus.config import CumulusConfig, load_config
 from cumulus.errors import CumulusError
 from cumulus.operators import ensure_dev_operator_token
-from ops.cli.stack_cmds import add_tls_flags
+from ops.cli.stack_cmds import add_stack_flags
 from ops.demo import report
 from ops.demo.profile import PROFILES, DemoProfile
 from ops.demo.runner import DemoFailed, DemoRun
@@ -48,7 +48,7 @@ def register(sub: Any) -> None:
         help="where to write the JSON reports, demo-report[-WORKLOAD].json (default <state_dir>)",
     )
     demo.add_argument("--down", action="store_true", help="stop the stack afterwards if the demo started it")
-    add_tls_flags(demo)
+    add_stack_flags(demo)
     demo.set_defaults(handler=cmd_demo)
 
 
@@ -75,7 +75,7 @@ def cmd_demo(args: argparse.Namespace, config: CumulusConfig) -> int:
         config = load_config()
         stack = LocalStack(config, progress=_say)
         _say(f"starting the local stack with the {profile.name} demo profile")
-        stack.up(tls=args.tls)
+        stack.up(tls=args.tls, secure=args.secure)
         started = True
     outcomes: dict[str, bool] = {}
     try:

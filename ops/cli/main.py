@@ -14,6 +14,7 @@ from pathlib import Path
 
 from cumulus.config import CONFIG_ENV, CumulusConfig, load_config
 from cumulus.errors import ConfigError, CumulusError
+from cumulus.kafka import security as kafka_security
 from ops.cli import adapter_cmds, collector_cmds, demo_cmds, judge_cmds, key_cmds, rollout_cmds, stack_cmds
 
 
@@ -39,6 +40,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             # Children (services started by `up`) must read the same file.
             os.environ[CONFIG_ENV] = str(Path(args.config).resolve())
         config: CumulusConfig = load_config()
+        kafka_security.configure(kafka_security.security_for(config, "cli"))
         return int(args.handler(args, config) or 0)
     except ConfigError as exc:
         print(f"cumulus: {exc}", file=sys.stderr)

@@ -20,7 +20,7 @@ from ops.stack.local import COMPONENTS, LocalStack
 
 def register(sub: Any) -> None:
     up = sub.add_parser("up", help="start Kafka, Triton and every service in the background")
-    add_tls_flags(up)
+    add_stack_flags(up)
     up.set_defaults(handler=cmd_up)
     down = sub.add_parser("down", help="stop everything `up` started")
     down.set_defaults(handler=cmd_down)
@@ -53,7 +53,7 @@ def register(sub: Any) -> None:
     create.set_defaults(handler=cmd_topics_create)
 
 
-def add_tls_flags(parser: argparse.ArgumentParser) -> None:
+def add_stack_flags(parser: argparse.ArgumentParser) -> None:
     tls = parser.add_mutually_exclusive_group()
     tls.add_argument(
         "--tls",
@@ -70,11 +70,16 @@ def add_tls_flags(parser: argparse.ArgumentParser) -> None:
         help="as --tls, and clients must show a certificate",
     )
     parser.set_defaults(tls="off")
+    parser.add_argument(
+        "--secure",
+        action="store_true",
+        help="run Kafka with SASL_SSL (SCRAM), one principal per service and ACLs, as in production",
+    )
 
 
 def cmd_up(args: argparse.Namespace, config: CumulusConfig) -> int:
     stack = LocalStack(config, progress=lambda line: print(line, flush=True))
-    endpoints = stack.up(tls=args.tls)
+    endpoints = stack.up(tls=args.tls, secure=args.secure)
     key = stack.dev_key
     print("\nstack is up:")
     for name, endpoint in endpoints.items():

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from cumulus.errors import EventDecodeError
-from cumulus.kafka import codec, topics
+from cumulus.kafka import codec, security, topics
 from cumulus.v1 import events_pb2
 
 WATCHED = (topics.CANDIDATES, topics.ADAPTERS, topics.SHADOW, topics.VERDICTS, topics.ROLLOUTS)
@@ -62,7 +62,12 @@ class Observer:
 
     async def start(self) -> None:
         """Positions at the end of every partition before returning: nothing later is missed."""
-        consumer = AIOKafkaConsumer(bootstrap_servers=self.bootstrap, group_id=None, enable_auto_commit=False)
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=self.bootstrap,
+            group_id=None,
+            enable_auto_commit=False,
+            **security.client_kwargs(),
+        )
         await consumer.start()
         try:
             await consumer._client.force_metadata_update()  # a fresh client knows no topics yet

@@ -19,7 +19,7 @@ import shutil
 import subprocess
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,6 +28,7 @@ from aiokafka.errors import KafkaError
 
 from cumulus.config import KafkaConfig
 from cumulus.errors import ConfigError, MissingTool, NotReady, StackError
+from cumulus.kafka import security
 from cumulus.logs import get_logger
 
 KAFKA_VERSION = "4.0.2"
@@ -108,9 +109,13 @@ class BrokerLayout:
     host: str
     port: int
     controller_port: int
+    secure: bool = False
+    """SASL_SSL with ACLs (ops/stack/kafka_secure.py); its data lives apart from the plaintext one's."""
 
     @classmethod
-    def from_config(cls, state_dir: Path, config: KafkaConfig, libs_dir: Path | None = None) -> BrokerLayout:
+    def from_config(
+        cls, state_dir: Path, config: KafkaConfig, libs_dir: Path | None = None, secure: bool = False
+    ) -> BrokerLayout:
         """Layout under ``state_dir/kafka``; jars in libs_dir, else config.libs_dir, else ``libs/``."""
         host, port = parse_bootstrap(config.bootstrap_servers)
         if port == config.controller_port:
@@ -119,13 +124,12 @@ class BrokerLayout:
                 fix="give kafka.controller_port its own port (default 9093)",
             )
         root = state_dir.resolve() / "kafka"
-        return cls(
-            root, (libs_dir or config.libs_dir or root / "libs").resolve(), host, port, config.controller_port
-        )
+        libs = (libs_dir or config.libs_dir or root / "libs").resolve()
+        return cls(root, libs, host, port, config.controller_port, secure)
 
     @property
     def data_dir(self) -> Path:
-        return self.root / "data"
+        return self.root / ("data-secure" if self.secure else "data")
 
     @property
     def properties_file(self) -> Path:
@@ -146,8 +150,12 @@ class BrokerLayout:
         return str(self.libs_dir / "*")
 
 
-def render_server_properties(layout: BrokerLayout, config: KafkaConfig) -> str:
-    """The broker's server.properties: single-node combined mode with static voters, loopback only."""
+def render_server_properties(
+    layout: BrokerLayout, config: KafkaConfig, overrides: Mapping[str, str] | None = None
+) -> str:
+    """The broker's server.properties: single-node combined mode with static voters, loopback only.
+
+    ``overrides`` replace or add entries (the secure listener, ops/stack/kafka_secure.py)."""
     settings = {
         "process.roles": "broker,controller",
         "node.id": "0",
@@ -183,14 +191,18 @@ def render_server_properties(layout: BrokerLayout, config: KafkaConfig) -> str:
         "log.retention.bytes": str(1024**3),
         "log.segment.bytes": str(64 * 1024**2),
     }
+    settings.update(overrides or {})
     header = "# Written by ops.stack.kafka; edits are overwritten on the next start.\n"
     return header + "".join(f"{key}={value}\n" for key, value in settings.items())
 
 
-def write_server_properties(layout: BrokerLayout, config: KafkaConfig) -> Path:
+def write_server_properties(
+    layout: BrokerLayout, config: KafkaConfig, overrides: Mapping[str, str] | None = None
+) -> Path:
     """Write ``server.properties`` (creating the layout's folders) and return its path."""
     layout.data_dir.mkdir(parents=True, exist_ok=True)
-    layout.properties_file.write_text(render_server_properties(layout, config))
+    layout.properties_file.write_text(render_server_properties(layout, config, overrides))
+    layout.properties_file.chmod(0o600)  # a secure broker's holds the admin password
     return layout.properties_file
 
 
@@ -203,7 +215,9 @@ def new_cluster_id() -> str:
             return cluster_id
 
 
-def format_storage(layout: BrokerLayout, cluster_id: str | None = None) -> bool:
+def format_storage(
+    layout: BrokerLayout, cluster_id: str | None = None, extra_args: Sequence[str] = ()
+) -> bool:
     """Format the data directory for KRaft once; return False when it was already formatted.
 
     Reformatting would give the node a new cluster id and orphan its data, so an existing
@@ -214,7 +228,7 @@ def format_storage(layout: BrokerLayout, cluster_id: str | None = None) -> bool:
     java = require_tool("java", _JAVA_FIX)
     tool = [java, "-cp", layout.classpath, f"-Dlog4j2.configurationFile={LOG4J2_CONFIG}", STORAGE_TOOL_MAIN]
     args = ["format", "--cluster-id", cluster_id or new_cluster_id(), "--config", str(layout.properties_file)]
-    argv = tool + args
+    argv = tool + args + list(extra_args)
     _run(argv, what=f"formatting Kafka storage in {layout.data_dir}", timeout_s=120)
     return True
 
@@ -259,7 +273,9 @@ async def wait_until_ready(bootstrap: str, timeout_s: float) -> None:
     deadline = time.monotonic() + timeout_s
     last_error = "no answer yet"
     while True:
-        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=5000)
+        admin = AIOKafkaAdminClient(
+            bootstrap_servers=bootstrap, request_timeout_ms=5000, **security.client_kwargs()
+        )
         try:
             await admin.start()
             cluster = await admin.describe_cluster()

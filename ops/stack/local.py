@@ -8,6 +8,7 @@ exactly the processes recorded in the pid files, in reverse order.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import sys
 import time
@@ -20,10 +21,11 @@ import psutil
 from cumulus.apikeys import ensure_dev_key
 from cumulus.config import CumulusConfig
 from cumulus.errors import CumulusError, StackError
-from cumulus.kafka import admin, topics
+from cumulus.kafka import admin, security, topics
 from cumulus.operators import auth_headers, ensure_dev_operator_token
 from cumulus.tls import DEFAULT_HOSTS
 from ops.stack import kafka as kafka_stack
+from ops.stack import kafka_secure
 from ops.stack.probes import (
     ProbeResult,
     port_open,
@@ -55,8 +57,18 @@ class LocalStack:
         self.state_dir = config.state_dir.resolve()
         self.table = ProcessTable(self.state_dir)
         self.progress = progress
-        self.kafka_layout = kafka_stack.BrokerLayout.from_config(self.state_dir, config.kafka)
+        self.kafka_layout = self._broker_layout()
         self.dev_key = ""
+
+    def _broker_layout(self) -> kafka_stack.BrokerLayout:
+        secure = security.local_secure_marker(self.state_dir).exists()  # what `up --secure` left
+        return kafka_stack.BrokerLayout.from_config(self.state_dir, self.config.kafka, secure=secure)
+
+    def _as_admin(self) -> contextlib.AbstractContextManager[None]:
+        """The stack's own Kafka calls (readiness, topics, grants) run as the super user when secure."""
+        if not self.kafka_layout.secure:
+            return contextlib.nullcontext()
+        return security.using(kafka_secure.admin_security(self.state_dir))
 
     # -- what the stack is made of -------------------------------------------------------------
     def spec(self, name: str) -> ComponentSpec:
@@ -102,12 +114,20 @@ class LocalStack:
         return env
 
     # -- commands --------------------------------------------------------------------------------
-    def up(self, tls: str = "off") -> dict[str, str]:
+    def up(self, tls: str = "off", secure: bool = False) -> dict[str, str]:
         """Start everything; returns component → endpoint. Raises StackError on any failure.
 
-        ``tls`` (off | tls | mtls) is how the gateway's gRPC port is served; the choice stays with
-        the state dir, so later clients of this stack (the demo, the CLI) speak the same."""
+        ``tls`` (off | tls | mtls) is how the gateway's gRPC port is served; ``secure`` runs Kafka
+        with SASL_SSL and ACLs (ops/stack/kafka_secure.py). Both choices stay with the state dir,
+        so later clients of this stack (the demo, the CLI) speak the same."""
         self._preflight()
+        marker = security.local_secure_marker(self.state_dir)
+        if secure:
+            marker.parent.mkdir(parents=True, exist_ok=True)
+            marker.write_text("SASL_SSL\n")
+        else:
+            marker.unlink(missing_ok=True)
+        self.kafka_layout = self._broker_layout()
         names = dict.fromkeys((*DEFAULT_HOSTS, self.config.gateway.host))
         hosts = tuple(h for h in names if h not in ("0.0.0.0", "::"))
         self.config.local_pki.set_mode(tls, hosts)
@@ -116,20 +136,28 @@ class LocalStack:
         ensure_dev_operator_token(self.state_dir)  # for the CLI, the demo and the dashboard
         started: list[str] = []
         try:
-            for name in COMPONENTS:
-                self.progress(f"starting {name} ...")
-                t0 = time.monotonic()
-                self._start(name)
-                started.append(name)
-                self._wait_healthy(name)
-                if name == "kafka":
-                    created = self._create_topics()
-                    self.progress(f"  topics: {len(topics.ALL_TOPICS)} ({len(created)} created)")
-                self.progress(f"  {name} healthy in {time.monotonic() - t0:.1f}s")
+            with self._as_admin():
+                for name in COMPONENTS:
+                    self.progress(f"starting {name} ...")
+                    t0 = time.monotonic()
+                    self._start(name)
+                    started.append(name)
+                    self._wait_healthy(name)
+                    if name == "kafka":
+                        created = self._create_topics()
+                        self.progress(f"  topics: {len(topics.ALL_TOPICS)} ({len(created)} created)")
+                        if self.kafka_layout.secure:
+                            granted = asyncio.run(
+                                kafka_secure.grant(self.kafka_layout.bootstrap, self.config)
+                            )
+                            self.progress(f"  SASL_SSL, {len(security.ACCESS)} principals, {granted} ACLs")
+                    self.progress(f"  {name} healthy in {time.monotonic() - t0:.1f}s")
         except BaseException:
             for name in reversed(started):
                 self.table.stop(name, grace_s=10)
             raise
+        # This process's own clients (the demo's) now reach the broker as the stack serves it.
+        security.configure(security.security_for(self.config, "cli"))
         return {name: self.spec(name).endpoint for name in COMPONENTS}
 
     def restart(self, name: str) -> str:
@@ -141,8 +169,9 @@ class LocalStack:
         for port in spec.ports:
             if port_open(spec.host, port):
                 raise StackError(f"port {spec.host}:{port} of {name} is still in use{_holder(port)}")
-        self._start(name)
-        self._wait_healthy(name)
+        with self._as_admin():
+            self._start(name)
+            self._wait_healthy(name)
         return spec.endpoint
 
     def down(self) -> list[str]:
@@ -193,8 +222,10 @@ class LocalStack:
         if name == "kafka":
             layout = self.kafka_layout
             kafka_stack.ensure_jars(layout.libs_dir)
-            kafka_stack.write_server_properties(layout, self.config.kafka)
-            kafka_stack.format_storage(layout)
+            overrides = kafka_secure.secure_properties(layout, self.state_dir) if layout.secure else None
+            kafka_stack.write_server_properties(layout, self.config.kafka, overrides)
+            scram = kafka_secure.scram_format_args(self.state_dir) if layout.secure else []
+            kafka_stack.format_storage(layout, extra_args=scram)
             argv = kafka_stack.broker_command(layout, self.config.kafka)
             self.table.start(name, argv, env=kafka_stack.broker_env(self.child_env()))
         elif name == "triton":

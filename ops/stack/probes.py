@@ -11,6 +11,7 @@ from typing import Any
 
 from cumulus.config import CumulusConfig
 from cumulus.graders.store import read_calibration
+from cumulus.kafka import security
 from cumulus.operators import auth_headers
 
 
@@ -63,7 +64,9 @@ def _kafka_topics(bootstrap: str) -> list[str]:
     from aiokafka.admin import AIOKafkaAdminClient
 
     async def list_topics() -> list[str]:
-        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=3000)
+        admin = AIOKafkaAdminClient(
+            bootstrap_servers=bootstrap, request_timeout_ms=3000, **security.client_kwargs()
+        )
         await admin.start()
         try:
             return sorted(t for t in await admin.list_topics() if t.startswith("cumulus."))

@@ -41,7 +41,7 @@ from prometheus_client import Counter
 
 from cumulus.config import CaptureConfig
 from cumulus.errors import EventDecodeError, NotReady
-from cumulus.kafka import deadletter, topics
+from cumulus.kafka import deadletter, security, topics
 from cumulus.kafka.publisher import EventPublisher
 from cumulus.kafka.runtime import backoff_s, start_consumer, stopped_within
 from cumulus.logs import get_logger
@@ -89,7 +89,9 @@ class CapturePipeline:
         """
         attempt = 0
         while self._admin is None and not stopping.is_set():
-            admin = AIOKafkaAdminClient(bootstrap_servers=self._bootstrap, client_id=CONSUMER)
+            admin = AIOKafkaAdminClient(
+                bootstrap_servers=self._bootstrap, client_id=CONSUMER, **security.client_kwargs()
+            )
             try:
                 await admin.start()
                 self._admin = admin

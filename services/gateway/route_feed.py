@@ -18,7 +18,7 @@ from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.errors import KafkaError
 
 from cumulus.errors import EventDecodeError
-from cumulus.kafka import codec, topics
+from cumulus.kafka import codec, security, topics
 from cumulus.kafka.deadletter import dead_letter
 from cumulus.logs import get_logger
 from cumulus.v1 import events_pb2
@@ -68,6 +68,7 @@ class RouteFeed:
                 enable_auto_commit=False,
                 auto_offset_reset="earliest",
                 fetch_max_wait_ms=_POLL_MS,
+                **security.client_kwargs(),
             )
             try:
                 await consumer.start()

@@ -22,7 +22,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka import errors as kafka_errors
 
 from cumulus.errors import EventDecodeError
-from cumulus.kafka import codec, topics
+from cumulus.kafka import codec, security, topics
 from cumulus.kafka.runtime import backoff_s, stopped_within
 from cumulus.logs import get_logger
 from cumulus.v1 import events_pb2
@@ -38,6 +38,7 @@ async def read_topic(bootstrap_servers: str, topic: str) -> list[Any]:
         group_id=None,
         enable_auto_commit=False,
         client_id="router-restore",
+        **security.client_kwargs(),
     )
     await consumer.start()
     try:

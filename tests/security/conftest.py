@@ -1,9 +1,10 @@
-"""One whole local stack for the adversarial suite, started as a user would: `cumulus up --mtls`.
+"""One whole local stack for the adversarial suite, started as a user would: `cumulus up --mtls --secure`.
 
 Real Kafka, Triton (tiny models), chDB and every service as processes, on free ports with their
-own state; the gateway serves mutual TLS from the stack's local CA. Every test probes it from
-outside, as an attacker or a careless client would: over the network, on Kafka directly, or
-through the HTTP APIs.
+own state; the gateway serves mutual TLS from the stack's local CA and Kafka speaks SASL_SSL with
+one principal per service and ACLs. Every test probes it from outside, as an attacker or a
+careless client would: over the network, on Kafka directly (as one of the principals, as a
+compromised service would), or through the HTTP APIs.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from aiokafka import AIOKafkaProducer
 from cumulus.apikeys import ApiKeyStore
 from cumulus.config import CumulusConfig, load_config
 from cumulus.kafka import codec, topics
+from cumulus.kafka.security import KafkaSecurity, configure, security_for
 from cumulus.operators import ensure_dev_operator_token
 from cumulus.tls import ClientTLS
 from cumulus.v1 import gateway_pb2_grpc
@@ -136,11 +138,14 @@ class SecureStack:
         return seen
 
 
-async def produce(
-    bootstrap: str, topic: str, records: list[tuple[bytes | None, bytes, list[tuple[str, bytes]]]]
-) -> None:
-    """Write raw records to a topic, as anyone who reaches Kafka can (kcat -P)."""
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
+Records = list[tuple[bytes | None, bytes, list[tuple[str, bytes]]]]
+
+
+async def produce(bootstrap: str, topic: str, records: Records, principal: str = "cli") -> None:
+    """Write raw records to a topic as ``principal`` (kcat -P with that service's credentials)."""
+    producer = AIOKafkaProducer(
+        bootstrap_servers=bootstrap, acks="all", **as_principal(principal).client_kwargs()
+    )
     await producer.start()
     try:
         for key, value, headers in records:
@@ -149,9 +154,19 @@ async def produce(
         await producer.stop()
 
 
-def produce_events(bootstrap: str, spec: topics.TopicSpec, events: list[Any]) -> None:
-    records = [(codec.encode_key(e.meta.tenant, e.meta.workflow), codec.encode_event(e), []) for e in events]
-    asyncio.run(produce(bootstrap, spec.name, records))  # type: ignore[arg-type]
+def produce_events(bootstrap: str, spec: topics.TopicSpec, events: list[Any], principal: str) -> None:
+    records: Records = [
+        (codec.encode_key(e.meta.tenant, e.meta.workflow), codec.encode_event(e), []) for e in events
+    ]
+    asyncio.run(produce(bootstrap, spec.name, records, principal))
+
+
+_CONFIG: list[CumulusConfig] = []
+
+
+def as_principal(principal: str) -> KafkaSecurity:
+    """How ``principal`` logs in to the suite's broker (its password from the stack's state dir)."""
+    return security_for(_CONFIG[0], principal)
 
 
 def dead_letters(bootstrap: str, needle: bytes, count: int = 1, timeout_s: float = 60) -> list[Any]:
@@ -175,9 +190,12 @@ def dead_letters(bootstrap: str, needle: bytes, count: int = 1, timeout_s: float
 @pytest.fixture(scope="session")
 def secure_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SecureStack]:
     for path in stack_config_file(tmp_path_factory.mktemp("secure")):
-        up = cli(path, "up", "--mtls", timeout=900)
+        up = cli(path, "up", "--mtls", "--secure", timeout=900)
         assert up.returncode == 0, up.stdout + up.stderr
         config = load_config(path, env={})
+        _CONFIG[:] = [config]
+        # This process reads topics as the operators' tooling does: principal `cli`.
+        configure(security_for(config, "cli"))
         keys = ApiKeyStore(config.api_keys_path)
         yield SecureStack(
             path,
@@ -187,4 +205,5 @@ def secure_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SecureSta
             ensure_dev_operator_token(config.state_dir),
         )
         down = cli(path, "down", timeout=180)
+        configure(KafkaSecurity())
         assert down.returncode == 0, down.stderr

@@ -98,7 +98,7 @@ def test_forged_unsigned_stale_and_replayed_commands_change_nothing(secure_stack
     stack = secure_stack
     workflow = f"sec-{uuid.uuid4().hex[:8]}"
     # A bare-model candidate (no weights): the router starts its rollout in shadow.
-    produce_events(stack.bootstrap, topics.ADAPTERS, [_adapter_event(workflow, "cand-1")])
+    produce_events(stack.bootstrap, topics.ADAPTERS, [_adapter_event(workflow, "cand-1")], "trainer")
     assert stack.rollout(workflow)["state"] == "shadow"
 
     signer = CommandSigner.from_file(stack.config.command_key_file)
@@ -170,7 +170,7 @@ def test_an_adapter_event_naming_an_artifact_outside_the_store_is_refused(
 ) -> None:
     workflow = f"sec-{uuid.uuid4().hex[:8]}"
     event = _adapter_event(workflow, "evil", **fields)
-    produce_events(secure_stack.bootstrap, topics.ADAPTERS, [event])
+    produce_events(secure_stack.bootstrap, topics.ADAPTERS, [event], "trainer")  # a compromised trainer
     [letter] = dead_letters(secure_stack.bootstrap, event.meta.event_id.encode())
     assert "outside the artifact store" in letter.reason or "no manifest_sha256" in letter.reason
     assert not [r for r in secure_stack.rollouts() if r["workflow"] == workflow]
@@ -193,7 +193,7 @@ def test_poison_events_are_dead_lettered_and_the_count_stays_exact(secure_stack:
         (key, codec.encode_event(no_meta)),
     ]
     records = [(k, v, []) for k, v in good[:10] + poison + good[10:]]
-    asyncio.run(produce(stack.bootstrap, topics.INFERENCE.name, records))  # type: ignore[arg-type]
+    asyncio.run(produce(stack.bootstrap, topics.INFERENCE.name, records, "gateway"))  # type: ignore[arg-type]
     assert stack.wait_requests(workflow, 20) == 20
     for needle in (
         f"{workflow}\x08".encode(),

@@ -6,7 +6,7 @@ answered OK must be in ClickHouse exactly once (counted per workflow by the coll
 
 CI sends a few hundred; the full run is 10,000:
 
-    CUMULUS_FUZZ_REQUESTS=10000 .venv/bin/python -m pytest -q tests/security/test_fuzz.py
+    FUZZ_REQUESTS=10000 .venv/bin/python -m pytest -q tests/security/test_fuzz.py
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from cumulus.v1 import gateway_pb2
 from tests.security.conftest import SecureStack
 from tests.unit.gateway.test_fuzz import requests
 
-REQUESTS = int(os.environ.get("CUMULUS_FUZZ_REQUESTS", "300"))
+REQUESTS = int(os.environ.get("FUZZ_REQUESTS", "300"))
 DEFINED = {
     grpc.StatusCode.OK,
     grpc.StatusCode.INVALID_ARGUMENT,

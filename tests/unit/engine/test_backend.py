@@ -72,6 +72,14 @@ def test_top_p_near_zero_is_greedy(tiny_engine: GenerationEngine) -> None:
     assert [c.text for c in sampled] == [c.text for c in greedy]
 
 
+def test_a_subnormal_temperature_is_greedy_not_nan(tiny_engine: GenerationEngine) -> None:
+    # 7e-45 (a float32 subnormal, from the fuzz run) made logits / t overflow to inf and softmax NaN.
+    greedy = tiny_engine.generate(_requests())
+    for temperature in (7.00649e-45, 1e-30):
+        sampled = tiny_engine.generate(_requests(temperature=temperature))
+        assert [c.text for c in sampled] == [c.text for c in greedy]
+
+
 def test_sampling_keeps_the_limits(tiny_engine: GenerationEngine) -> None:
     for request, result in zip(_requests(), tiny_engine.generate(_requests(temperature=1.5)), strict=True):
         assert result.completion_tokens == request.max_tokens
