@@ -15,7 +15,16 @@ from pathlib import Path
 from cumulus.config import CONFIG_ENV, CumulusConfig, load_config
 from cumulus.errors import ConfigError, CumulusError
 from cumulus.kafka import security as kafka_security
-from ops.cli import adapter_cmds, collector_cmds, demo_cmds, judge_cmds, key_cmds, rollout_cmds, stack_cmds
+from ops.cli import (
+    adapter_cmds,
+    collector_cmds,
+    demo_cmds,
+    judge_cmds,
+    kafka_cmds,
+    key_cmds,
+    rollout_cmds,
+    stack_cmds,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -28,6 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
     adapter_cmds.register(sub)
     rollout_cmds.register(sub)
     key_cmds.register(sub)
+    kafka_cmds.register(sub)
     demo_cmds.register(sub)
     return parser
 

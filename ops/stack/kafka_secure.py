@@ -44,7 +44,10 @@ def pki(state_dir: Path) -> LocalPKI:
 
 def ensure_credentials(state_dir: Path) -> dict[str, str]:
     """Every principal's password (made once, 0600 each), by principal."""
-    folder = security.credentials_dir(state_dir)
+    return ensure_credentials_in(security.credentials_dir(state_dir))
+
+
+def ensure_credentials_in(folder: Path) -> dict[str, str]:
     passwords = {}
     for principal in PRINCIPALS:
         path = folder / principal
@@ -116,12 +119,10 @@ def acl_entries(config: CumulusConfig) -> list[tuple[int, str, str, int]]:
     return sorted(set(entries))
 
 
-async def grant(bootstrap: str, config: CumulusConfig) -> int:
-    """Create every ACL of :func:`acl_entries` (idempotent); returns how many."""
+async def grant(bootstrap: str, config: CumulusConfig, login: security.KafkaSecurity) -> int:
+    """Create every ACL of :func:`acl_entries` as ``login`` (a super user; idempotent); how many."""
     entries = acl_entries(config)
-    admin = AIOKafkaAdminClient(
-        bootstrap_servers=bootstrap, **admin_security(config.state_dir).client_kwargs()
-    )
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, **login.client_kwargs())
     await admin.start()
     try:
         for resource_type, name, principal, operation in entries:

@@ -147,8 +147,9 @@ class LocalStack:
                         created = self._create_topics()
                         self.progress(f"  topics: {len(topics.ALL_TOPICS)} ({len(created)} created)")
                         if self.kafka_layout.secure:
+                            admin = kafka_secure.admin_security(self.state_dir)
                             granted = asyncio.run(
-                                kafka_secure.grant(self.kafka_layout.bootstrap, self.config)
+                                kafka_secure.grant(self.kafka_layout.bootstrap, self.config, admin)
                             )
                             self.progress(f"  SASL_SSL, {len(security.ACCESS)} principals, {granted} ACLs")
                     self.progress(f"  {name} healthy in {time.monotonic() - t0:.1f}s")

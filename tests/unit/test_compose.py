@@ -21,12 +21,14 @@ from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2
 
 from cumulus.config import CumulusConfig, load_config
+from cumulus.kafka import security
 from services.collector.clickhouse import parse_dsn
 
 ROOT = Path(__file__).resolve().parents[2]
 TRITON_DIR = ROOT / "deploy" / "triton-trtllm"
 PYTHON_SERVICES = ("gateway", "collector", "trainer", "judge", "router")
-INFRA = ("kafka", "clickhouse", "triton", "topic-init", "tls-init")
+KAFKA_NODES = ("kafka-1", "kafka-2", "kafka-3")
+INFRA = (*KAFKA_NODES, "kafka-init", "clickhouse", "triton", "topic-init", "tls-init")
 DATA_TYPE = model_config_pb2.DataType
 
 
@@ -58,28 +60,51 @@ def test_every_service_is_defined(services: dict[str, Any]) -> None:
 
 @pytest.mark.parametrize(
     ("service", "ports"),
-    [("kafka", {9092}), ("clickhouse", {8123}), ("triton", {8000, 8001, 8002}), ("gateway", {50051})],
+    [
+        ("kafka-1", {19092}),
+        ("kafka-2", {19093}),
+        ("kafka-3", {19094}),
+        ("clickhouse", {8123}),
+        ("triton", {8000, 8001, 8002}),
+        ("gateway", {50051}),
+    ],
 )
 def test_ports_are_published(services: dict[str, Any], service: str, ports: set[int]) -> None:
     assert ports <= published_ports(services[service])
 
 
-def test_host_kafka_port_reaches_a_listener_advertising_localhost(services: dict[str, Any]) -> None:
-    kafka = services["kafka"]
-    (mapping,) = kafka["ports"]
-    container_port = int(mapping.split(":")[-1])
-    listeners = dict(re.findall(r"(\w+)://[^:,]*:(\d+)", kafka["environment"]["KAFKA_LISTENERS"]))
-    advertised = dict(re.findall(r"(\w+)://([^,]+)", kafka["environment"]["KAFKA_ADVERTISED_LISTENERS"]))
-    host_listener = next(name for name, port in listeners.items() if int(port) == container_port)
-    assert advertised[host_listener] == f"localhost:{published_ports(kafka).pop()}"
-    assert advertised["PLAINTEXT"] == "kafka:9092"
+def test_three_sasl_ssl_brokers_from_what_kafka_init_writes(services: dict[str, Any], tmp_path: Path) -> None:
+    from ops.stack import kafka_cluster
+
+    init = services["kafka-init"]
+    assert init["command"][:3] == ["cumulus", "kafka", "init"] and "kafka-secrets:/secrets" in init["volumes"]
+    files = kafka_cluster.init_cluster(tmp_path)  # what kafka-init writes, here
+    assert (tmp_path / "scram-args").read_text().count("--add-scram") == len(security.PRINCIPALS)
+    for n, name in enumerate(KAFKA_NODES, start=1):
+        node = services[name]
+        command = " ".join(node["command"])
+        assert f"/secrets/{name}.properties" in command and "$$(cat /secrets/scram-args)" in command
+        assert "kafka-secrets:/secrets:ro" in node["volumes"]
+        props = dict(
+            line.split("=", 1) for line in (tmp_path / f"{name}.properties").read_text().splitlines() if line
+        )
+        assert props["node.id"] == str(n) and props["controller.quorum.voters"].count("@kafka-") == 3
+        assert props["listener.security.protocol.map"] == "SASL_SSL:SASL_SSL,HOST:SASL_SSL,CONTROLLER:SSL"
+        assert (props["default.replication.factor"], props["min.insync.replicas"]) == ("3", "2")
+        assert props["allow.everyone.if.no.acl.found"] == "false"
+        # The host listener advertises localhost on the port compose publishes for it.
+        (mapping,) = node["ports"]
+        assert f"HOST://localhost:{mapping.split(':')[1]}" in props["advertised.listeners"]
+        assert mapping.endswith(":9094") and "HOST://:9094" in props["listeners"]
+        assert tmp_path / f"{name}-keystore.pem" in files
+    assert CumulusConfig().kafka.replication_factor == 1  # 3 comes from compose's environment
 
 
 def test_python_services_share_one_build_and_run_their_module(services: dict[str, Any]) -> None:
     def image(name: str) -> tuple[str, str]:
         return services[name]["image"], json.dumps(services[name]["build"], sort_keys=True)
 
-    assert {image(name) for name in (*PYTHON_SERVICES, "topic-init")} == {image("gateway")}
+    assert {image(name) for name in (*PYTHON_SERVICES, "topic-init", "kafka-init")} == {image("gateway")}
     for name in PYTHON_SERVICES:
         assert services[name]["command"] == [f"services.{name}"]
         assert "entrypoint" not in services[name]
@@ -98,11 +123,14 @@ def test_dockerfile_runs_modules_as_a_non_root_user() -> None:
 
 def test_topic_init_runs_the_cli_once_before_the_services(services: dict[str, Any]) -> None:
     init = services["topic-init"]
-    assert init["entrypoint"] == [] and init["command"] == ["cumulus", "topics", "create"]
+    assert init["entrypoint"] == [] and init["command"] == ["cumulus", "kafka", "grant"]
     assert init["restart"] == "no"
+    env = {k: interpolate(str(v)) for k, v in init["environment"].items()}
+    assert load_config(env=env).kafka.sasl_username == security.ADMIN  # topics and ACLs as admin
     for name in PYTHON_SERVICES:
         assert services[name]["depends_on"]["topic-init"] == {"condition": "service_completed_successfully"}
-        assert services[name]["depends_on"]["kafka"] == {"condition": "service_healthy"}
+        for node in KAFKA_NODES:
+            assert services[name]["depends_on"][node] == {"condition": "service_healthy"}
     assert services["gateway"]["depends_on"]["triton"] == {"condition": "service_healthy"}
     assert services["collector"]["depends_on"]["clickhouse"] == {"condition": "service_healthy"}
 
@@ -121,7 +149,15 @@ def test_service_env_is_valid_config_and_healthcheck_hits_its_port(
     monkeypatch.chdir(tmp_path)  # no stray ./cumulus.yaml
     env = {k: interpolate(str(v)) for k, v in services[name]["environment"].items()}
     config = load_config(env=env)  # raises on any misspelt CUMULUS_* variable
-    assert config.kafka.bootstrap_servers == "kafka:9092"
+    assert config.kafka.bootstrap_servers == "kafka-1:9092,kafka-2:9092,kafka-3:9092"
+    assert (config.kafka.security_protocol, config.kafka.replication_factor) == ("SASL_SSL", 3)
+    assert config.kafka.sasl_username == ""  # logs in as its own name
+    # Its password, and only its own, is mounted where the config reads it.
+    password = next(
+        v for v in services[name]["volumes"] if isinstance(v, dict) and v["target"] == "/run/kafka/password"
+    )
+    assert password["volume"]["subpath"] == f"credentials/{name}" and password["read_only"]
+    assert str(config.kafka.sasl_password_file) == "/run/kafka/password"
     assert config.triton.host == "triton"
     target = parse_dsn(config.clickhouse_dsn)
     assert (target.scheme, target.host, target.port) == ("http", "clickhouse", 8123)
@@ -132,7 +168,9 @@ def test_service_env_is_valid_config_and_healthcheck_hits_its_port(
 
 
 def test_volumes(compose: dict[str, Any], services: dict[str, Any]) -> None:
-    assert {"clickhouse-data", "artifacts", "kafka-data"} <= set(compose["volumes"])
+    assert {"clickhouse-data", "artifacts", "kafka-secrets", *(f"{n}-data" for n in KAFKA_NODES)} <= set(
+        compose["volumes"]
+    )
     assert "clickhouse-data:/var/lib/clickhouse" in services["clickhouse"]["volumes"]
     artifacts_dir = CumulusConfig(state_dir=Path("/var/lib/cumulus")).artifacts_dir
     for name, mode in (("trainer", ""), ("collector", ""), ("gateway", ":ro")):
