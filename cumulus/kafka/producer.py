@@ -58,13 +58,21 @@ def publisher_metrics(registry: CollectorRegistry = REGISTRY) -> PublisherMetric
     return _METRICS[id(registry)][1]
 
 
-def new_producer(bootstrap_servers: str, client_id: str, linger_ms: int, request_timeout_ms: int) -> Any:
-    """An idempotent acks=all producer (not started) that backs off after failed metadata updates."""
+def new_producer(
+    bootstrap_servers: str,
+    client_id: str,
+    linger_ms: int,
+    request_timeout_ms: int,
+    login: security.KafkaSecurity | None = None,
+) -> Any:
+    """An idempotent acks=all producer (not started) that backs off after failed metadata updates.
+
+    It logs in as ``login``, by default as this process does (cumulus/kafka/security.py)."""
     producer = AIOKafkaProducer(
         bootstrap_servers=bootstrap_servers,
         client_id=client_id,
         acks="all",
-        **security.client_kwargs(),
+        **(login.client_kwargs() if login else security.client_kwargs()),
         enable_idempotence=True,
         linger_ms=linger_ms,
         # Long, because aiokafka fails (and then cannot recover from) a batch whose partition has

@@ -28,6 +28,7 @@ from cumulus.errors import CumulusError, InvalidArgument
 from cumulus.kafka.codec import encode_event, encode_key
 from cumulus.kafka.inflight import InFlightWindow, ProducerBroken, send_record
 from cumulus.kafka.producer import abort, new_producer, publisher_metrics
+from cumulus.kafka.security import KafkaSecurity
 from cumulus.kafka.spool import Spool, SpoolRecord
 from cumulus.kafka.topics import TopicSpec
 from cumulus.logs import get_logger
@@ -56,9 +57,12 @@ class EventPublisher:
         connect_timeout_s: float = 5.0,
         request_timeout_ms: int = 120_000,
         registry: CollectorRegistry = REGISTRY,
+        login: KafkaSecurity | None = None,
     ) -> None:
         self.bootstrap_servers = bootstrap_servers
         self.producer_name = producer_name
+        self._login = login
+        """How its producers log in; None: the process's own (cumulus/kafka/security.py)."""
         self._linger_ms = linger_ms
         self._max_in_flight = max_in_flight
         self._max_queued = max_queued
@@ -283,7 +287,7 @@ class EventPublisher:
 
     async def _try_connect(self, *, quiet: bool = False) -> Any:
         producer = new_producer(
-            self.bootstrap_servers, self.producer_name, self._linger_ms, self._request_timeout_ms
+            self.bootstrap_servers, self.producer_name, self._linger_ms, self._request_timeout_ms, self._login
         )
         try:
             await asyncio.wait_for(producer.start(), self._connect_timeout_s)

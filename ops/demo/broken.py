@@ -11,7 +11,7 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
-from cumulus.artifacts import ArtifactStore
+from cumulus.artifacts import ArtifactStore, manifest_sha256
 from cumulus.kafka import codec, topics
 from cumulus.kafka.publisher import EventPublisher
 from cumulus.lora import lora_task_id
@@ -73,6 +73,8 @@ def register_broken_adapter(
         artifact_uri=store.uri("adapters", workflow, adapter_id),
         lora_task_id=lora_task_id(adapter_id),
         version=manifest.files["adapter_model.safetensors"].sha256[:12],
+        # Pinned like a trained one: the route must serve exactly these (bad) weights.
+        manifest_sha256=manifest_sha256(store.path("adapters", workflow, adapter_id)),
         offline_score=0.0,
         gate_passed=True,
         error="forced past the offline gate by the demo",

@@ -33,6 +33,7 @@ from cumulus.apikeys import ApiKeyStore
 from cumulus.artifacts import ArtifactStore
 from cumulus.config import CumulusConfig
 from cumulus.errors import CumulusError
+from cumulus.kafka import security
 from cumulus.kafka.publisher import EventPublisher
 from cumulus.v1 import events_pb2
 from ops.demo import broken, collector_api, summary
@@ -176,7 +177,11 @@ class DemoRun:
             models_dir=Path(cfg.models_dir),
         )
         publisher = EventPublisher(
-            cfg.kafka.bootstrap_servers, cfg.state_dir / "spool" / "demo", producer_name="demo"
+            cfg.kafka.bootstrap_servers,
+            cfg.state_dir / "spool" / "demo",
+            producer_name="demo",
+            # Announced as a trainer would: on a secure stack only the trainer's principal may.
+            login=security.security_for(cfg, "trainer"),
         )
         await publisher.start()
         try:
