@@ -33,15 +33,18 @@ def issue_token(state_dir: Path, name: str, scope: str) -> str:
     return token_store(state_dir).issue(f"{scope}:{name}")
 
 
+def _scope_and_name(owner: str) -> tuple[str, str] | None:
+    """A token record's owner ``<scope>:<name>`` split, None when the scope is unknown."""
+    scope, _, name = owner.partition(":")
+    return (scope, name) if scope in SCOPES else None
+
+
 def token_scope(state_dir: Path, token: str) -> tuple[str, str] | None:
     """(scope, name) of a valid operator token, else None."""
     if not token.startswith(TOKEN_PREFIX):
         return None
     value = token_store(state_dir).tenant_for(token)
-    if value is None:
-        return None
-    scope, _, name = value.partition(":")
-    return (scope, name) if scope in SCOPES else None
+    return None if value is None else _scope_and_name(value)
 
 
 def token_by_id(state_dir: Path, key_id: str) -> tuple[str, str] | None:
@@ -49,8 +52,7 @@ def token_by_id(state_dir: Path, key_id: str) -> tuple[str, str] | None:
     now = time.time()
     for record in token_store(state_dir).records():
         if record.key_id == key_id and record.valid(now):
-            scope, _, name = record.owner.partition(":")
-            return (scope, name) if scope in SCOPES else None
+            return _scope_and_name(record.owner)
     return None
 
 
@@ -59,8 +61,8 @@ def token_identity(state_dir: Path, token: str) -> tuple[str, str, str] | None:
     record = token_store(state_dir).lookup(token) if token.startswith(TOKEN_PREFIX) else None
     if record is None or not record.valid(time.time()):
         return None
-    scope, _, name = record.owner.partition(":")
-    return (record.key_id, scope, name) if scope in SCOPES else None
+    scoped = _scope_and_name(record.owner)
+    return None if scoped is None else (record.key_id, *scoped)
 
 
 def ensure_dev_operator_token(state_dir: Path) -> str:

@@ -113,6 +113,18 @@ class LocalPKI:
     # -- certificates ----------------------------------------------------------------------------
     def ensure(self, hosts: tuple[str, ...] = DEFAULT_HOSTS) -> None:
         """Create the CA once; (re)issue leaf certificates when missing, expiring or short of a name."""
+        self.ensure_ca()
+        if _needs_leaf(self.server_cert, hosts):
+            self._issue(
+                self.server_cert, self.server_key, "cumulus-gateway", hosts, ExtendedKeyUsageOID.SERVER_AUTH
+            )
+        if _needs_leaf(self.client_cert, ()):
+            self._issue(
+                self.client_cert, self.client_key, "cumulus-client", (), ExtendedKeyUsageOID.CLIENT_AUTH
+            )
+
+    def ensure_ca(self) -> None:
+        """Create the CA (only) when missing or expiring; a new CA drops the leaves the old one signed."""
         self.dir.mkdir(parents=True, exist_ok=True)
         self.dir.chmod(0o700)
         if not (self.ca_cert.exists() and self.ca_key.exists()) or _expiring(self.ca_cert):
@@ -127,14 +139,6 @@ class LocalPKI:
             self._write(self.ca_cert, self.ca_key, cert, key)
             for leaf in (self.server_cert, self.client_cert):
                 leaf.unlink(missing_ok=True)  # signed by the old CA
-        if _needs_leaf(self.server_cert, hosts):
-            self._issue(
-                self.server_cert, self.server_key, "cumulus-gateway", hosts, ExtendedKeyUsageOID.SERVER_AUTH
-            )
-        if _needs_leaf(self.client_cert, ()):
-            self._issue(
-                self.client_cert, self.client_key, "cumulus-client", (), ExtendedKeyUsageOID.CLIENT_AUTH
-            )
 
     def issue_peer(self, name: str, hosts: tuple[str, ...]) -> tuple[Path, Path]:
         """A certificate ``<name>.pem`` (and key) valid as server and as client, for a peer such as

@@ -21,7 +21,7 @@ import shlex
 from pathlib import Path
 
 from cumulus.apikeys import write_private
-from cumulus.kafka.security import ADMIN, MECHANISM
+from cumulus.kafka.security import ADMIN
 from cumulus.tls import LocalPKI
 from ops.stack import kafka_secure
 
@@ -35,19 +35,15 @@ def broker_name(node: int) -> str:
     return f"kafka-{node}"
 
 
-def bootstrap_servers(brokers: int = BROKERS) -> str:
-    return ",".join(f"{broker_name(n)}:{CLIENT_PORT}" for n in range(1, brokers + 1))
-
-
 def broker_properties(
     node: int, secrets: Path, admin_password: str, brokers: int = BROKERS
 ) -> dict[str, str]:
     """server.properties of node ``node`` (1-based) as it sees the secrets at ``secrets``."""
     name = broker_name(node)
     voters = ",".join(f"{n}@{broker_name(n)}:{CONTROLLER_PORT}" for n in range(1, brokers + 1))
-    scram_login = (
-        "org.apache.kafka.common.security.scram.ScramLoginModule required "
-        f'username="{ADMIN}" password="{admin_password}";'
+    peers = [broker_name(n) for n in range(1, brokers + 1)]
+    shared = kafka_secure.sasl_ssl_settings(
+        secrets / f"{name}-keystore.pem", secrets / "ca.pem", admin_password, peers, ("sasl_ssl", "host")
     )
     return {
         "process.roles": "broker,controller",
@@ -56,22 +52,7 @@ def broker_properties(
         "listeners": f"SASL_SSL://:{CLIENT_PORT},HOST://:{HOST_PORT},CONTROLLER://:{CONTROLLER_PORT}",
         "advertised.listeners": f"SASL_SSL://{name}:{CLIENT_PORT},HOST://localhost:{HOST_PORTS[node - 1]}",
         "listener.security.protocol.map": "SASL_SSL:SASL_SSL,HOST:SASL_SSL,CONTROLLER:SSL",
-        "controller.listener.names": "CONTROLLER",
-        "inter.broker.listener.name": "SASL_SSL",
-        "sasl.enabled.mechanisms": MECHANISM,
-        "sasl.mechanism.inter.broker.protocol": MECHANISM,
-        f"listener.name.sasl_ssl.{MECHANISM.lower()}.sasl.jaas.config": scram_login,
-        f"listener.name.host.{MECHANISM.lower()}.sasl.jaas.config": scram_login,
-        "listener.name.controller.ssl.client.auth": "required",
-        "ssl.keystore.type": "PEM",
-        "ssl.keystore.location": str(secrets / f"{name}-keystore.pem"),
-        "ssl.truststore.type": "PEM",
-        "ssl.truststore.location": str(secrets / "ca.pem"),
-        "authorizer.class.name": "org.apache.kafka.metadata.authorizer.StandardAuthorizer",
-        "allow.everyone.if.no.acl.found": "false",
-        "super.users": ";".join(
-            [f"User:{ADMIN}"] + [f"User:CN={broker_name(n)}" for n in range(1, brokers + 1)]
-        ),
+        **shared,
         "log.dirs": "/var/lib/kafka/data",
         "auto.create.topics.enable": "false",
         "default.replication.factor": str(brokers),
@@ -91,27 +72,23 @@ def init_cluster(secrets: Path, brokers: int = BROKERS, services_uid: int | None
     ``services_uid`` when given (kafka-init runs as root to hand it over), and reaches that
     service alone (compose mounts one file per service)."""
     pki = LocalPKI(secrets)
-    pki.ensure(())
+    pki.ensure_ca()
     passwords = kafka_secure.ensure_credentials_in(secrets / "credentials")
     written = [pki.ca_cert]
     for node in range(1, brokers + 1):
         name = broker_name(node)
-        cert, key = pki.issue_peer(name, (name, "localhost"))
-        keystore = secrets / f"{name}-keystore.pem"
-        write_private(keystore, key.read_text() + cert.read_text())
+        keystore = kafka_secure.write_keystore(pki, name, (name, "localhost"))
         properties = secrets / f"{name}.properties"
         body = broker_properties(node, secrets, passwords[ADMIN], brokers)
         write_private(properties, "".join(f"{k}={v}\n" for k, v in body.items()))
         written += [keystore, properties]
     scram = secrets / "scram-args"
-    args = [f"--add-scram={MECHANISM}=[name={p},password={pw}]" for p, pw in passwords.items()]
+    args = [f"--add-scram={credential}" for credential in kafka_secure.scram_credentials(passwords)]
     write_private(scram, " ".join(shlex.quote(a) for a in args) + "\n")
     for path in (*written, scram):
         path.chmod(0o644)
     secrets.chmod(0o755)
-    for credential in (secrets / "credentials").iterdir():
-        if services_uid is not None:
-            os.chown(credential, services_uid, services_uid)
     if services_uid is not None:
-        os.chown(secrets / "credentials", services_uid, services_uid)
+        for owned in (secrets / "credentials", *(secrets / "credentials").iterdir()):
+            os.chown(owned, services_uid, services_uid)
     return [*written, scram]

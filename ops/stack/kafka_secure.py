@@ -58,42 +58,69 @@ def ensure_credentials_in(folder: Path) -> dict[str, str]:
     return passwords
 
 
-def secure_properties(layout: BrokerLayout, state_dir: Path) -> dict[str, str]:
-    """server.properties entries replacing the plaintext listener (see the module docstring)."""
-    authority = pki(state_dir)
-    authority.ensure(())  # the CA (and its unused gateway leaves)
-    cert, key = authority.issue_peer(BROKER_CERT, (layout.host, "localhost", "127.0.0.1"))
-    keystore = authority.dir / f"{BROKER_CERT}-keystore.pem"  # Kafka's PEM keystore: key, then chain
-    write_private(keystore, key.read_text() + cert.read_text())
-    admin_password = ensure_credentials(state_dir)[ADMIN]
+def sasl_ssl_settings(
+    keystore: Path, truststore: Path, admin_password: str, super_users: list[str], listeners: tuple[str, ...]
+) -> dict[str, str]:
+    """The settings every secure broker shares, local or in docker-compose: SCRAM on the SASL_SSL
+    ``listeners`` (the broker logs in to its peers as admin), mutual TLS on the controller
+    listener, PEM key material, and an authorizer that denies whatever no ACL allows."""
     scram_login = (
         "org.apache.kafka.common.security.scram.ScramLoginModule required "
         f'username="{ADMIN}" password="{admin_password}";'
     )
     return {
-        "listeners": f"SASL_SSL://{layout.host}:{layout.port},CONTROLLER://{layout.host}:{layout.controller_port}",
-        "advertised.listeners": f"SASL_SSL://{layout.bootstrap}",
-        "listener.security.protocol.map": "SASL_SSL:SASL_SSL,CONTROLLER:SSL",
+        "controller.listener.names": "CONTROLLER",
         "inter.broker.listener.name": "SASL_SSL",
         "sasl.enabled.mechanisms": MECHANISM,
         "sasl.mechanism.inter.broker.protocol": MECHANISM,
-        f"listener.name.sasl_ssl.{MECHANISM.lower()}.sasl.jaas.config": scram_login,
+        **{f"listener.name.{name}.{MECHANISM.lower()}.sasl.jaas.config": scram_login for name in listeners},
         "listener.name.controller.ssl.client.auth": "required",
         "ssl.keystore.type": "PEM",
         "ssl.keystore.location": str(keystore),
         "ssl.truststore.type": "PEM",
-        "ssl.truststore.location": str(authority.ca_cert),
+        "ssl.truststore.location": str(truststore),
         "authorizer.class.name": "org.apache.kafka.metadata.authorizer.StandardAuthorizer",
         "allow.everyone.if.no.acl.found": "false",
-        "super.users": f"User:{ADMIN};User:CN={BROKER_CERT}",
+        "super.users": ";".join([f"User:{ADMIN}", *(f"User:CN={user}" for user in super_users)]),
     }
+
+
+def write_keystore(authority: LocalPKI, name: str, hosts: tuple[str, ...]) -> Path:
+    """``<name>-keystore.pem``, Kafka's PEM keystore (key, then chain) of a peer certificate."""
+    cert, key = authority.issue_peer(name, hosts)
+    keystore = authority.dir / f"{name}-keystore.pem"
+    write_private(keystore, key.read_text() + cert.read_text())
+    return keystore
+
+
+def secure_properties(layout: BrokerLayout, state_dir: Path) -> dict[str, str]:
+    """server.properties entries replacing the plaintext listener (see the module docstring)."""
+    authority = pki(state_dir)
+    authority.ensure_ca()
+    keystore = write_keystore(authority, BROKER_CERT, (layout.host, "localhost", "127.0.0.1"))
+    shared = sasl_ssl_settings(
+        keystore, authority.ca_cert, ensure_credentials(state_dir)[ADMIN], [BROKER_CERT], ("sasl_ssl",)
+    )
+    return {
+        "listeners": f"SASL_SSL://{layout.host}:{layout.port},CONTROLLER://{layout.host}:{layout.controller_port}",
+        "advertised.listeners": f"SASL_SSL://{layout.bootstrap}",
+        "listener.security.protocol.map": "SASL_SSL:SASL_SSL,CONTROLLER:SSL",
+        **shared,
+    }
+
+
+def scram_credentials(passwords: dict[str, str]) -> list[str]:
+    """Each principal's credential as the storage tool's ``--add-scram`` takes it."""
+    return [
+        f"{MECHANISM}=[name={principal},password={password}]" for principal, password in passwords.items()
+    ]
 
 
 def scram_format_args(state_dir: Path) -> list[str]:
     """The storage tool's ``--add-scram`` arguments: every principal's credential, set at format time."""
     args: list[str] = []
-    for principal, password in ensure_credentials(state_dir).items():
-        args += ["--add-scram", f"{MECHANISM}=[name={principal},password={password}]"]
+    for credential in scram_credentials(ensure_credentials(state_dir)):
+        args += ["--add-scram", credential]
     return args
 
 
