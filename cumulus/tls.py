@@ -20,6 +20,7 @@ from pathlib import Path
 
 import grpc
 from cryptography import x509
+from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
@@ -114,11 +115,11 @@ class LocalPKI:
     def ensure(self, hosts: tuple[str, ...] = DEFAULT_HOSTS) -> None:
         """Create the CA once; (re)issue leaf certificates when missing, expiring or short of a name."""
         self.ensure_ca()
-        if _needs_leaf(self.server_cert, hosts):
+        if _needs_leaf(self.server_cert, hosts, self.ca_cert):
             self._issue(
                 self.server_cert, self.server_key, "cumulus-gateway", hosts, ExtendedKeyUsageOID.SERVER_AUTH
             )
-        if _needs_leaf(self.client_cert, ()):
+        if _needs_leaf(self.client_cert, (), self.ca_cert):
             self._issue(
                 self.client_cert, self.client_key, "cumulus-client", (), ExtendedKeyUsageOID.CLIENT_AUTH
             )
@@ -136,15 +137,13 @@ class LocalPKI:
                 .add_extension(_key_usage(ca=True), critical=True)
                 .sign(key, hashes.SHA256())
             )
-            self._write(self.ca_cert, self.ca_key, cert, key)
-            for leaf in (self.server_cert, self.client_cert):
-                leaf.unlink(missing_ok=True)  # signed by the old CA
+            self._write(self.ca_cert, self.ca_key, cert, key)  # leaves of the old CA are re-issued
 
     def issue_peer(self, name: str, hosts: tuple[str, ...]) -> tuple[Path, Path]:
         """A certificate ``<name>.pem`` (and key) valid as server and as client, for a peer such as
         a Kafka broker that both serves and dials the same listener; kept while valid."""
         cert, key = self.dir / f"{name}.pem", self.dir / f"{name}-key.pem"
-        if _needs_leaf(cert, hosts):
+        if _needs_leaf(cert, hosts, self.ca_cert):
             self._issue(cert, key, name, hosts, None)
         return cert, key
 
@@ -227,12 +226,18 @@ def _expiring(path: Path) -> bool:
     return cert.not_valid_after_utc - datetime.datetime.now(datetime.UTC) < _RENEW_BEFORE
 
 
-def _needs_leaf(path: Path, hosts: tuple[str, ...]) -> bool:
+def _needs_leaf(path: Path, hosts: tuple[str, ...], ca_path: Path) -> bool:
+    """Whether the leaf at ``path`` must be (re)issued: missing, expiring, not signed by the CA at
+    ``ca_path`` (any leaf of a renewed CA, gateway's and peers' alike), or short of a host name."""
     if not path.exists() or _expiring(path):
+        return True
+    cert = x509.load_pem_x509_certificate(path.read_bytes())
+    try:
+        cert.verify_directly_issued_by(x509.load_pem_x509_certificate(ca_path.read_bytes()))
+    except (ValueError, TypeError, InvalidSignature):
         return True
     if not hosts:
         return False
-    cert = x509.load_pem_x509_certificate(path.read_bytes())
     try:
         names = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     except x509.ExtensionNotFound:

@@ -101,3 +101,17 @@ def test_the_local_pki_is_private_and_names_the_gateway(tmp_path: Path) -> None:
 def test_a_certificate_without_its_key_is_a_config_error(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match=r"tls_cert_file and gateway\.tls_key_file"):
         CumulusConfig(state_dir=tmp_path, gateway={"tls_cert_file": tmp_path / "c.pem"})  # type: ignore[arg-type]
+
+
+def test_a_renewed_ca_reissues_every_leaf_it_did_not_sign(tmp_path: Path) -> None:
+    pki = LocalPKI(tmp_path / "tls")
+    pki.ensure()
+    peer, _ = pki.issue_peer("kafka-broker", ("127.0.0.1",))
+    before = {path: path.read_bytes() for path in (pki.server_cert, pki.client_cert, peer)}
+    pki.ca_cert.unlink()  # as if it had expired: a new CA is made
+    pki.ensure()
+    pki.issue_peer("kafka-broker", ("127.0.0.1",))
+    ca = x509.load_pem_x509_certificate(pki.ca_cert.read_bytes())
+    for path, old in before.items():
+        assert path.read_bytes() != old, path.name
+        x509.load_pem_x509_certificate(path.read_bytes()).verify_directly_issued_by(ca)
