@@ -7,6 +7,8 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from cumulus.engine.cpu import cpu_supports_bf16
+
 
 class Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -52,8 +54,17 @@ class TritonConfig(Section):
     """Dynamic batching: how long Triton waits to fill a batch."""
     max_new_tokens_cap: int = Field(default=512, ge=1)
     """Upper bound on `max_tokens` any request may ask for."""
-    dtype: str = Field(default="bfloat16", pattern="^(bfloat16|float32)$")
-    """Weights dtype on CPU: bfloat16 uses AMX where present, float32 everywhere."""
+    dtype: str = Field(default="auto", pattern="^(auto|bfloat16|float32)$")
+    """Weights dtype on CPU for serving and the offline gate: ``auto`` is bfloat16 where the CPU has
+    native bf16 (AVX512-BF16 or AMX) and float32 elsewhere, where bf16 is emulated at half speed."""
+
+    @property
+    def serving_dtype(self) -> str:
+        """``dtype`` with ``auto`` resolved for this CPU (cumulus/engine/cpu.py)."""
+        if self.dtype != "auto":
+            return self.dtype
+        return "bfloat16" if cpu_supports_bf16() else "float32"
+
     request_timeout_s: float = Field(default=120.0, gt=0)
     lora_cache_size: int = Field(default=32, ge=1)
     """LoRA adapters the `small` model keeps parsed in memory (least recently used evicted), like

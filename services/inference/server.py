@@ -55,7 +55,7 @@ def serve(config: CumulusConfig, stop: threading.Event) -> None:
         live=triton_cfg.live_model,
         small=triton_cfg.small_model,
         students=",".join(s.model for s in config.ladder),
-        dtype=triton_cfg.dtype,
+        dtype=triton_cfg.serving_dtype,
         host=triton_cfg.host,
         grpc_port=triton_cfg.grpc_port,
         http_port=triton_cfg.http_port,
@@ -110,7 +110,7 @@ def serve(config: CumulusConfig, stop: threading.Event) -> None:
 
 def _start_scheduler(model_id: str, config: CumulusConfig) -> BatchScheduler:
     started = time.monotonic()
-    model, tokenizer = load_causal_lm(ensure_model(model_id, config.models_dir), config.triton.dtype)
+    model, tokenizer = load_causal_lm(ensure_model(model_id, config.models_dir), config.triton.serving_dtype)
     adapters = None
     if model_id in {s.model for s in config.ladder}:  # a student: the base of adapters
         adapters = AdapterCache(
@@ -130,7 +130,7 @@ def _start_scheduler(model_id: str, config: CumulusConfig) -> BatchScheduler:
     log.info(
         "model.loaded",
         model=model_id,
-        dtype=config.triton.dtype,
+        dtype=config.triton.serving_dtype,
         parameters=sum(p.numel() for p in model.parameters()),
         seconds=round(time.monotonic() - started, 1),
     )

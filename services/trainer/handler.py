@@ -200,7 +200,7 @@ class TrainerHandler:
                 "max_new_tokens": self.trainer.gate_max_new_tokens,
                 "min_gold_rows": self.trainer.gate_min_gold_rows,
                 "gold_margin": self.trainer.gate_gold_margin,
-                "dtype": self.config.triton.dtype,
+                "dtype": self.config.triton.serving_dtype,
                 "graders": {
                     "semantic_threshold": judge.semantic_threshold,
                     "json_pass_f1": judge.json_pass_f1,

@@ -9,7 +9,6 @@ failing with a message that names the fix when the machine cannot do what the co
 
 from __future__ import annotations
 
-import functools
 from pathlib import Path
 from typing import Annotated, Final, Literal
 
@@ -17,6 +16,7 @@ import torch
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from cumulus.engine.cpu import cpu_has_amx, cpu_supports_bf16
 from cumulus.errors import ConfigError
 from cumulus.lora.trtllm import SUPPORTED_TARGETS
 from cumulus.prompts import PRUNABLE
@@ -173,29 +173,6 @@ class RecipeConfig(_Section):
         if self.precision == "fp32" or (self.precision == "auto" and not bf16_faster):
             return device, None
         return device, torch.bfloat16
-
-
-@functools.cache
-def _cpu_flags() -> str:
-    try:
-        return Path("/proc/cpuinfo").read_text()
-    except OSError:  # not Linux: no cheap way to tell native bf16 from oneDNN's slow emulation
-        return ""
-
-
-def cpu_supports_bf16() -> bool:
-    """True when this CPU has native bf16 instructions (AVX512-BF16 or AMX): ``precision: bf16`` runs."""
-    flags = _cpu_flags()
-    return "avx512_bf16" in flags or "amx_bf16" in flags
-
-
-def cpu_has_amx() -> bool:
-    """True where bf16 is what ``precision: auto`` picks on CPU: AMX tiles train ~5x faster than fp32.
-
-    AVX512-BF16 alone is not enough: on such a 2-core Xeon a SmolLM2-135M LoRA step (4 x 512
-    tokens) took ~12 s under bf16 autocast and ~8 s in fp32, so auto stays fp32 there.
-    """
-    return "amx_bf16" in _cpu_flags()
 
 
 def load_recipe_config(path: Path | str | None = None) -> RecipeConfig:

@@ -92,3 +92,16 @@ def test_a_ladder_that_cannot_be_priced_or_served_is_refused(
 ) -> None:
     with pytest.raises(ValueError, match=message):
         CumulusConfig.model_validate({"trainer": trainer})
+
+
+def test_auto_dtype_serves_bf16_only_where_the_cpu_has_it_natively(monkeypatch: pytest.MonkeyPatch) -> None:
+    from cumulus.config import infrastructure
+
+    config = CumulusConfig()
+    assert config.triton.dtype == "auto"
+    monkeypatch.setattr(infrastructure, "cpu_supports_bf16", lambda: True)
+    assert config.triton.serving_dtype == "bfloat16"
+    monkeypatch.setattr(infrastructure, "cpu_supports_bf16", lambda: False)
+    assert config.triton.serving_dtype == "float32"  # emulated bf16 runs at half the speed of fp32
+    pinned = CumulusConfig(triton={"dtype": "bfloat16"})  # type: ignore[arg-type]
+    assert pinned.triton.serving_dtype == "bfloat16"
