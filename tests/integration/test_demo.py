@@ -10,6 +10,7 @@ free ports with its own state.
 from __future__ import annotations
 
 import json
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -34,18 +35,23 @@ def demo_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Any, Pa
     tmp = tmp_path_factory.mktemp("demo")
     for config in stack_config_file(tmp, triton={}):  # the real models: Qwen live, SmolLM2 small
         reports = tmp / "reports"
-        run = cli(
-            config,
-            "demo",
-            "--workload",
-            "all",
-            "--quick",
-            "--mtls",  # the demo's clients reach the gateway over mutual TLS, as a deployment's would
-            "--down",
-            "--report-dir",
-            str(reports),
-            timeout=2900,
-        )
+        try:
+            run = cli(
+                config,
+                "demo",
+                "--workload",
+                "all",
+                "--quick",
+                "--mtls",  # the demo's clients reach the gateway over mutual TLS, as a deployment's would
+                "--down",
+                "--report-dir",
+                str(reports),
+                timeout=2900,
+            )
+        except subprocess.TimeoutExpired as exc:
+            # Keep going to the fixture's teardown, which stops the stack the demo left running.
+            out = exc.stdout.decode(errors="replace") if isinstance(exc.stdout, bytes) else exc.stdout or ""
+            run = subprocess.CompletedProcess(exc.cmd, 124, out, f"timed out after {exc.timeout:.0f} s")
         print(run.stdout[-12000:])
         yield run, config, reports
 
