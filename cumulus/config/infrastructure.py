@@ -141,6 +141,11 @@ class GatewayConfig(ServiceConfig):
     """Shadow copies in flight at once; when all slots are busy a shadow copy is skipped, never queued."""
     shadow_timeout_s: float = Field(default=60.0, gt=0)
     """A shadow copy still running after this long is abandoned and graded as a candidate error."""
+    route_max_age_s: float = Field(default=120.0, gt=0)
+    """A rollout's route table that the router has not re-published (router.heartbeat_s) for this
+    long is stale: the gateway keeps serving it, never raises a canary weight from a table
+    published longer ago than this (a spool replayed late), and reports it (metric
+    cumulus_gateway_stale_routes, GET /api/v1/routes, `cumulus status`)."""
     drain_grace_s: float = Field(default=10.0, ge=0)
     """On SIGTERM: how long in-flight requests may take to finish before they are cancelled."""
     events_linger_ms: int = Field(default=20, ge=0, le=1000)

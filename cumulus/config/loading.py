@@ -125,6 +125,15 @@ class CumulusConfig(Section):
         return self
 
     @model_validator(mode="after")
+    def _router_heard_in_time(self) -> CumulusConfig:
+        if self.gateway.route_max_age_s <= 2 * self.router.heartbeat_s:
+            raise ValueError(
+                f"gateway.route_max_age_s ({self.gateway.route_max_age_s}) must exceed twice "
+                f"router.heartbeat_s ({self.router.heartbeat_s}), or a live router looks absent"
+            )
+        return self
+
+    @model_validator(mode="after")
     def _students_served(self) -> CumulusConfig:
         clash = {s.model for s in self.ladder} & {LIVE_TRITON_MODEL, SMALL_TRITON_MODEL}
         if clash:

@@ -287,6 +287,15 @@ class RouterConfig(ServiceConfig):
     command_max_age_s: float = Field(default=300.0, gt=0)
     """A command sent longer ago than this is refused (dead-lettered) as stale: a signed command
     copied off the topic cannot be replayed later (services/router/command_guard.py)."""
+    verdict_hold_after_s: float = Field(default=300.0, gt=0)
+    """A rollout in shadow or canary with no verdict for this long (the judge is down, traffic
+    stopped) holds its step and says why in `cumulus rollout list`; its step's evidence starts
+    afresh when verdicts return, so it never advances on evidence from before the gap."""
+    verdict_rollback_after_s: float | None = Field(default=None, gt=0)
+    """Set: a rollout with no verdict for this long rolls back to its incumbent. None: it holds."""
+    heartbeat_s: float = Field(default=15.0, gt=0)
+    """How often the route tables of rollouts in progress are re-published (same version), so a
+    gateway can tell a quiet router from an absent one (gateway.route_max_age_s)."""
 
     @model_validator(mode="after")
     def _steps_increase(self) -> RouterConfig:
@@ -295,4 +304,10 @@ class RouterConfig(ServiceConfig):
             raise ValueError(f"canary_steps {list(steps)} must be strictly increasing shares in (0, 1)")
         if self.max_samples_per_step < self.min_samples_per_step:
             raise ValueError("max_samples_per_step must be >= min_samples_per_step")
+        rollback_s = self.verdict_rollback_after_s
+        if rollback_s is not None and rollback_s <= self.verdict_hold_after_s:
+            raise ValueError(
+                f"verdict_rollback_after_s ({rollback_s}) must be longer than verdict_hold_after_s "
+                f"({self.verdict_hold_after_s}): a rollout holds before it rolls back"
+            )
         return self

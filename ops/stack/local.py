@@ -29,6 +29,7 @@ from ops.stack import kafka_secure
 from ops.stack.probes import (
     ProbeResult,
     port_open,
+    probe_gateway,
     probe_judge,
     probe_kafka,
     probe_service,
@@ -103,6 +104,9 @@ class LocalStack:
         if name == "trainer":
             headers = auth_headers(self.config.state_dir)
             return probe_trainer(spec.host, self.config.trainer.health_port, headers)
+        if name == "gateway":
+            headers = auth_headers(self.config.state_dir)
+            return probe_gateway(spec.host, self.config.gateway.health_port, headers)
         if name == "judge":
             return probe_judge(spec.host, self.config.judge.health_port, self.config)
         return probe_service(spec.host, getattr(self.config, name).health_port)

@@ -116,6 +116,22 @@ def probe_trainer(host: str, health_port: int, headers: dict[str, str] | None = 
     return ProbeResult(True, detail, {**result.extra, "training": job})
 
 
+def probe_gateway(host: str, health_port: int, headers: dict[str, str] | None = None) -> ProbeResult:
+    """``probe_service``, with the rollouts whose route table the router stopped vouching for."""
+    result = probe_service(host, health_port)
+    status, body = http_json(f"http://{host}:{health_port}/api/v1/routes", headers=headers)
+    if not result.healthy or status != 200 or not isinstance(body, dict):
+        return result
+    stale = body.get("stale") or []
+    if not stale:
+        return ProbeResult(True, f"ready, {body.get('route_tables', 0)} route tables", result.extra)
+    named = ", ".join(
+        f"{s['tenant']}/{s['workflow']} ({s['rollout_state']}, {s['age_s']:.0f} s)" for s in stale
+    )
+    detail = f"ready; STALE routes (no router heartbeat, weights frozen): {named}"
+    return ProbeResult(True, detail, {**result.extra, "stale_routes": stale})
+
+
 def probe_judge(host: str, health_port: int, config: CumulusConfig) -> ProbeResult:
     """``probe_service``, plus the graders calibration flags (poor agreement with reviewers)."""
     result = probe_service(host, health_port)

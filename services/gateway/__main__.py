@@ -5,6 +5,7 @@ shutdown settings, ``triton.*`` for where Triton is and which base models ``live
 (and ``trainer.students``, each a Triton model of its own), ``kafka.bootstrap_servers`` for events
 and routes. /readyz (health port) and gRPC health report
 ready once Triton answers, the route table has been read and the tokenizers are loaded.
+The health port also serves ``GET /api/v1/routes`` (route_listing.py): tables in force and stale ones.
 SIGTERM: stop accepting RPCs, drain in-flight ones (``gateway.drain_grace_s``), flush the events.
 
 The event loop is uvloop's: grpc.aio hands every completed gRPC operation to the loop, several per
@@ -24,7 +25,7 @@ import uvloop
 
 from cumulus.errors import CumulusError
 from cumulus.service import ServiceContext, run_service
-from services.gateway import metrics
+from services.gateway import metrics, route_listing
 from services.gateway.adapters import ArtifactAdapters
 from services.gateway.core import GatewayCore
 from services.gateway.rendering import TokenizerRenderer
@@ -61,7 +62,8 @@ async def main(ctx: ServiceContext) -> None:
     ctx.readiness.update(
         grpc=serving, triton=triton.readiness, routes=feed.readiness, tokenizers=renderer.readiness
     )
-    metrics.watch_route_tables(lambda: len(core.book))
+    metrics.watch_route_tables(lambda: len(core.book), lambda: len(core.book.stale()))
+    route_listing.API.attach(core.book)
     loading = asyncio.create_task(_load_tokenizers(ctx, renderer))
     try:
         await publisher.start()
@@ -89,4 +91,4 @@ async def _load_tokenizers(ctx: ServiceContext, renderer: TokenizerRenderer) -> 
 
 if __name__ == "__main__":
     uvloop.install()
-    run_service("gateway", main)
+    run_service("gateway", main, routes=route_listing.mount(route_listing.API))

@@ -66,7 +66,7 @@ class GatewayCore:
             config=config,
             limits=Limits.from_config(config),
             auth=auth or Authenticator(config.api_keys_path),
-            book=book or RouteBook(),
+            book=book or RouteBook(max_age_s=gateway.route_max_age_s),
             renderer=renderer,
             prompts=prompts,
             triton=triton,

@@ -46,6 +46,10 @@ SHADOW = Counter(
 )
 SHADOW_IN_FLIGHT = Gauge("cumulus_gateway_shadow_in_flight", "Shadow copies running now.")
 ROUTE_TABLES = Gauge("cumulus_gateway_route_tables", "Workflows with a route table in force.")
+STALE_ROUTES = Gauge(
+    "cumulus_gateway_stale_routes",
+    "Rollouts whose route table the router has not re-published within gateway.route_max_age_s.",
+)
 
 
 class LabelBudget:
@@ -92,9 +96,10 @@ def observe(call: Call, outcome: Outcome) -> None:
         CANDIDATE_ERRORS.labels(workflow, call.plan.primary.target.adapter_id).inc()
 
 
-def watch_route_tables(count: Callable[[], float]) -> None:
-    """Read the number of route tables whenever /metrics is scraped.
+def watch_route_tables(count: Callable[[], float], stale: Callable[[], float]) -> None:
+    """Read the number of route tables, and of stale ones, whenever /metrics is scraped.
 
     The spool depth is the publisher's own gauge, ``cumulus_spool_depth{service="gateway"}``.
     """
     ROUTE_TABLES.set_function(count)
+    STALE_ROUTES.set_function(stale)

@@ -23,7 +23,7 @@ from cumulus.kafka.deadletter import dead_letter
 from cumulus.logs import get_logger
 from cumulus.v1 import events_pb2
 from services.gateway.capture import EventSink
-from services.gateway.routes import RouteBook
+from services.gateway.routes import Applied, RouteBook
 
 log = get_logger("gateway")
 
@@ -112,9 +112,12 @@ class RouteFeed:
                 topics.DEADLETTER, dead_letter(record, consumer=CONSUMER, producer="gateway", reason=str(exc))
             )
             return
-        applied = self.book.apply(table)
-        log.info(
-            "routes.applied" if applied else "routes.ignored_older",
+        outcome = self.book.apply(table, appended_ns=record.timestamp * 1_000_000)
+        if outcome is Applied.VOUCHED:
+            return  # the router's heartbeat: the table in force, still vouched for
+        log_at = log.warning if outcome is Applied.CAPPED else log.info
+        log_at(
+            f"routes.{outcome.value}",
             workflow=table.meta.workflow,
             tenant=table.meta.tenant,
             version=table.version,

@@ -5,6 +5,14 @@ newest version of each (older versions are ignored, so a replayed or reordered t
 a route back). Tables are keyed by (tenant, workflow) from their metadata: a tenant only ever
 reaches adapters of its own workflows, whatever workflow name it sends.
 
+While a rollout is in progress (or promoted) the router re-publishes its table every
+``router.heartbeat_s`` (same version); the book notes when each table was last vouched for. A
+table not vouched for within ``max_age_s`` is stale (the router is down or cut off): it keeps
+being served as it is, and it is reported. A newer table that reached Kafka more than
+``max_age_s`` after the router published it (its spool replayed late: decided on evidence from
+then) cannot raise a canary weight: its weights are capped at those in force until the router
+vouches for it afresh.
+
 The split is a stable hash of the session key (or the request id when there is none) and the
 workflow, mapped to [0, 1): the same key always lands on the same side of a canary, and the
 workflow in the hash keeps different workflows' canaries from hitting the same users.
@@ -13,7 +21,9 @@ workflow in the hash keeps different workflows' canaries from hitting the same u
 from __future__ import annotations
 
 import hashlib
+import time
 from dataclasses import dataclass
+from enum import Enum
 
 from cumulus.v1 import common_pb2, events_pb2
 
@@ -44,24 +54,85 @@ def split_point(workflow: str, key: str, salt: str = "") -> float:
     return int.from_bytes(hashlib.blake2b(data, digest_size=8).digest(), "big") / _HASH_SCALE
 
 
+WATCHED = ("shadow", "canary", "paused", "promoted")
+"""Rollout states whose tables the router keeps vouching for (services/router/rollout.py WATCHED)."""
+
+
+class Applied(Enum):
+    """What ``RouteBook.apply`` did with a table."""
+
+    KEPT = "applied"
+    CAPPED = "capped"
+    """Newer, but published too long ago to raise a weight: kept with its canary weights capped
+    until the router vouches for it afresh."""
+    VOUCHED = "vouched"
+    """The version in force again (the router's heartbeat): only its freshness was noted."""
+    OLDER = "ignored_older"
+
+    def __bool__(self) -> bool:
+        return self in (Applied.KEPT, Applied.CAPPED)
+
+
+@dataclass(frozen=True)
+class StaleRoute:
+    tenant: str
+    workflow: str
+    rollout_state: str
+    age_s: float
+    """Seconds since the router last published (or re-published) the table in force."""
+
+
 class RouteBook:
     """The newest RouteTable of every (tenant, workflow) and the split that reads it."""
 
-    def __init__(self, default_live: common_pb2.RouteTarget | None = None) -> None:
+    def __init__(self, default_live: common_pb2.RouteTarget | None = None, max_age_s: float = 120.0) -> None:
         self.default_live = default_live or common_pb2.RouteTarget(model=LIVE_MODEL)
+        self.max_age_ns = int(max_age_s * 1e9)
         self._tables: dict[tuple[str, str], events_pb2.RouteTable] = {}
+        self._vouched_ns: dict[tuple[str, str], int] = {}
+        self._capped: set[tuple[str, str]] = set()
 
     def __len__(self) -> int:
         return len(self._tables)
 
-    def apply(self, table: events_pb2.RouteTable) -> bool:
-        """Keep ``table`` if it is newer than the one held for its workflow; True when kept."""
+    def apply(self, table: events_pb2.RouteTable, appended_ns: int | None = None) -> Applied:
+        """Keep ``table`` if it is newer than the one held for its workflow (truthy when kept).
+
+        ``appended_ns`` is when its record reached Kafka (the record's timestamp; default now).
+        Measured against that, not against now, a gateway that restarts and replays old tables
+        keeps them as they were. A table with no publish time (written by hand) counts as on time."""
         key = (table.meta.tenant, table.meta.workflow)
+        appended_ns = time.time_ns() if appended_ns is None else appended_ns
+        published_ns = table.meta.published_at.ToNanoseconds() or appended_ns
+        late = appended_ns - published_ns > self.max_age_ns
         current = self._tables.get(key)
-        if current is not None and table.version <= current.version:
-            return False
+        if current is not None and table.version < current.version:
+            return Applied.OLDER
+        if current is not None and table.version == current.version:
+            self._vouched_ns[key] = max(self._vouched_ns.get(key, 0), published_ns)
+            if late or key not in self._capped:
+                return Applied.VOUCHED
+            self._capped.discard(key)  # vouched for on time: its weights stand as published
+            self._tables[key] = table
+            return Applied.KEPT
+        outcome = Applied.KEPT
+        self._capped.discard(key)
+        if current is not None and late and _raises(table, current):
+            table, outcome = _capped(table, current), Applied.CAPPED
+            self._capped.add(key)
         self._tables[key] = table
-        return True
+        self._vouched_ns[key] = published_ns
+        return outcome
+
+    def stale(self, now_ns: int | None = None) -> list[StaleRoute]:
+        """Rollouts in progress whose table the router has not vouched for within ``max_age_s``."""
+        now_ns = time.time_ns() if now_ns is None else now_ns
+        out = []
+        for (tenant, workflow), table in self._tables.items():
+            age_ns = now_ns - self._vouched_ns.get((tenant, workflow), now_ns)
+            if table.rollout_state in WATCHED and age_ns > self.max_age_ns:
+                out.append(StaleRoute(tenant, workflow, table.rollout_state, round(age_ns / 1e9, 1)))
+        return out
 
     def table(self, tenant: str, workflow: str) -> events_pb2.RouteTable | None:
         """The table in force for ``workflow`` of ``tenant``, if the router published one."""
@@ -108,3 +179,25 @@ def restricted_to_model(plan: RoutePlan, model: str) -> RoutePlan:
     primary = plan.primary if plan.primary.target.model == model else _route(live, common_pb2.ROUTE_MODE_LIVE)
     shadow = plan.shadow if plan.shadow is not None and plan.shadow.model == model else None
     return RoutePlan(primary, live, shadow, plan.table_version)
+
+
+def _weights(table: events_pb2.RouteTable) -> dict[str, float]:
+    return {w.target.adapter_id: w.weight for w in table.canary}
+
+
+def _raises(table: events_pb2.RouteTable, current: events_pb2.RouteTable) -> bool:
+    held = _weights(current)
+    return any(weight > held.get(adapter, 0.0) for adapter, weight in _weights(table).items())
+
+
+def _capped(table: events_pb2.RouteTable, current: events_pb2.RouteTable) -> events_pb2.RouteTable:
+    """``table`` with each canary weight at most what ``current`` gives that adapter (0 if none)."""
+    held = _weights(current)
+    capped = events_pb2.RouteTable()
+    capped.CopyFrom(table)
+    del capped.canary[:]
+    for weighted in table.canary:
+        weight = min(weighted.weight, held.get(weighted.target.adapter_id, 0.0))
+        if weight > 0:
+            capped.canary.add(target=weighted.target, weight=weight)
+    return capped

@@ -1,11 +1,14 @@
 """`python -m services.router`: rollouts of adapters with sequential-test gates (see services/router/).
 
 Wiring only: restore the rollouts from Kafka (services/router/state.py), republish any route table
-that lags its rollout, then run the handler (services/router/handler.py) on the consume runtime.
+that lags its rollout, then run the handler (services/router/handler.py) on the consume runtime,
+with its watch beside it (verdict starvation, the route tables' heartbeat).
 The health port also serves ``GET /api/v1/rollouts`` (listing.py), which `cumulus rollout list` reads.
 """
 
 from __future__ import annotations
+
+import asyncio
 
 from cumulus.artifacts import ArtifactStore
 from cumulus.kafka.runtime import KafkaRuntime
@@ -37,9 +40,11 @@ async def main(ctx: ServiceContext) -> None:
         handler = RouterHandler(kafka.publisher, router, signer, guard, ArtifactStore(config.artifacts_dir))
         handler.publish(router.restore(*state))
         API.attach(router)
+        watching = asyncio.create_task(handler.watch(ctx.stopping, config.router.heartbeat_s))
         try:
             await kafka.consume(subscription(config.router), handler)
         finally:
+            watching.cancel()
             API.detach()
 
 

@@ -10,6 +10,7 @@ events, which is how a restarted router resumes.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -115,7 +116,7 @@ class Router:
         )
         started = Transition("", SHADOW, 0, 0.0, "adapter passed the offline gate", offline)
         rollout.last = started
-        return self._publish(rollout, started)
+        return self.outputs_of(rollout, started)
 
     def on_verdict(self, verdict: events_pb2.Verdict) -> None:
         """Count a verdict toward its rollout's current step.
@@ -132,6 +133,14 @@ class Router:
             or verdict.meta.occurred_at.ToNanoseconds() < rollout.step_started_ns
         ):
             return
+        if rollout.heard(time.time_ns()):
+            log.info(
+                "rollout.verdicts_returned",
+                tenant=rollout.tenant,
+                workflow=rollout.workflow,
+                adapter=rollout.adapter_id,
+                state=rollout.state,
+            )
         if verdict.reference == "gold":
             rollout.evidence.add_gold(verdict.verdict_id, verdict.passed, verdict.live_passed)
             return
@@ -147,10 +156,10 @@ class Router:
                 continue
             decision = gates.evaluate(rollout.evidence, self.policy, expects_gold=rollout.expects_gold)
             if decision.action == "advance":
-                outputs += self._publish(rollout, rollout.advance(decision.reason, decision.evidence))
+                outputs += self.outputs_of(rollout, rollout.advance(decision.reason, decision.evidence))
             elif decision.action == "rollback":
                 move = rollout.rollback(decision.reason, decision.evidence)
-                outputs += self._publish(rollout, move) if move else []
+                outputs += self.outputs_of(rollout, move) if move else []
         return outputs
 
     def on_command(self, command: events_pb2.RolloutCommand) -> list[Output]:
@@ -182,10 +191,10 @@ class Router:
                 action=command.action,
             )
             return []
-        return self._publish(rollout, move)
+        return self.outputs_of(rollout, move)
 
     # --- outputs ------------------------------------------------------------------------------
-    def _publish(self, rollout: Rollout, move: Transition) -> list[Output]:
+    def outputs_of(self, rollout: Rollout, move: Transition) -> list[Output]:
         """The route table then the rollout event of ``move`` (restore trusts the event's state)."""
         table = self._next_table(rollout)
         event = events_pb2.RolloutEvent(

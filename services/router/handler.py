@@ -14,7 +14,7 @@ import asyncio
 from collections.abc import Sequence
 from typing import Any
 
-from prometheus_client import Counter
+from prometheus_client import Counter, Gauge
 
 from cumulus.artifacts import ArtifactStore
 from cumulus.config import RouterConfig
@@ -23,10 +23,11 @@ from cumulus.kafka import topics
 from cumulus.kafka.codec import decode_as
 from cumulus.kafka.deadletter import dead_letter
 from cumulus.kafka.publisher import EventPublisher
-from cumulus.kafka.runtime import Progress, Subscription
+from cumulus.kafka.runtime import Progress, Subscription, stopped_within
 from cumulus.kafka.signing import CommandSigner
 from cumulus.logs import get_logger
 from cumulus.v1 import events_pb2
+from services.router import watch
 from services.router.command_guard import CommandGuard
 from services.router.core import PRODUCER, Output, Router
 
@@ -36,6 +37,7 @@ INPUTS = (topics.ADAPTERS, topics.VERDICTS, topics.COMMANDS)
 
 RECORDS = Counter("cumulus_router_records", "Input records by topic and outcome.", ["topic", "outcome"])
 TRANSITIONS = Counter("cumulus_router_transitions", "Rollout transitions by target state.", ["to_state"])
+HELD = Gauge("cumulus_router_rollouts_held", "Rollouts holding their step for want of verdicts.")
 
 
 def subscription(router: RouterConfig) -> Subscription:
@@ -106,6 +108,22 @@ class RouterHandler:
                     dead_letter(record, consumer=CONSUMER, producer=PRODUCER, reason=str(exc)),
                 )
         return outputs + self.router.evaluate()
+
+    async def watch(self, stopping: asyncio.Event, heartbeat_s: float, check_s: float = 1.0) -> None:
+        """Until ``stopping``: every ``check_s`` hold or roll back rollouts that verdicts stopped
+        reaching, and every ``heartbeat_s`` re-publish the route tables gateways must see vouched for.
+
+        Runs beside the consume loop (an idle topic hands the handler no batch to decide on); both
+        only touch the router between awaits, and nothing here needs an input committed."""
+        last_beat = -heartbeat_s
+        loop = asyncio.get_running_loop()
+        while not await stopped_within(stopping, check_s):
+            outputs = watch.silent(self.router)
+            if loop.time() - last_beat >= heartbeat_s:
+                outputs += watch.heartbeat(self.router)
+                last_beat = loop.time()
+            self.publish(outputs)
+            HELD.set(sum(1 for r in self.router.rollouts.values() if r.held))
 
     def publish(self, outputs: list[Output]) -> None:
         for output in outputs:

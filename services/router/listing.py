@@ -30,7 +30,8 @@ def describe(router: Router) -> list[dict[str, Any]]:
                 "step_gold": rollout.evidence.gold.n,
                 "gold": _gold(router, rollout.evidence.gold, dict(last.evidence) if last else {}),
                 "route_version": table.version if table is not None else 0,
-                "reason": last.reason if last else "",
+                "held": bool(rollout.held),
+                "reason": rollout.held or (last.reason if last else ""),
                 "evidence": dict(last.evidence) if last else {},
             }
         )

@@ -25,6 +25,8 @@ SHADOW, CANARY, PROMOTED, ROLLED_BACK, PAUSED = "shadow", "canary", "promoted", 
 STATES = (SHADOW, CANARY, PROMOTED, ROLLED_BACK, PAUSED)
 ACTIVE = (SHADOW, CANARY, PAUSED)
 """States in which a rollout still holds its workflow (a new adapter waits for it to finish)."""
+WATCHED = (*ACTIVE, PROMOTED)
+"""States whose route table the router keeps re-publishing for gateways to see it is alive."""
 
 
 class WorkflowKey(NamedTuple):
@@ -72,6 +74,10 @@ class Rollout:
     """The latest transition: what `cumulus rollout list` explains."""
     expects_gold: bool = False
     """The adapter's offline gate was decided on gold: its steps wait for gold, not for agreement."""
+    last_verdict_ns: int = field(default_factory=time.time_ns)
+    """When a verdict last counted (or the step began, or the router restored it): starvation's clock."""
+    held: str = ""
+    """Why the step is held for want of verdicts ('' while verdicts arrive); cleared by the next one."""
 
     @property
     def key(self) -> WorkflowKey:
@@ -97,7 +103,8 @@ class Rollout:
         from_state = self.state
         self.state, self.step = to_state, step
         self.evidence = StepEvidence()  # every step is tested on its own verdicts
-        self.step_started_ns = time.time_ns()
+        self.step_started_ns = self.last_verdict_ns = time.time_ns()
+        self.held = ""
         self.last = Transition(from_state, to_state, step, self.weight, reason, evidence)
         return self.last
 
@@ -111,6 +118,19 @@ class Rollout:
         if self.state == ROLLED_BACK:
             return None
         return self._move(ROLLED_BACK, self.step, reason, evidence or {})
+
+    def hold(self, reason: str, now_ns: int) -> None:
+        """Hold the step for want of verdicts: its evidence so far is dropped, and only verdicts
+        about moments after ``now_ns`` count, so it never advances on evidence from before the gap."""
+        self.held = reason
+        self.evidence = StepEvidence()
+        self.step_started_ns = now_ns
+
+    def heard(self, now_ns: int) -> bool:
+        """A verdict counted at ``now_ns``; True when it ends a hold."""
+        self.last_verdict_ns = now_ns
+        was_held, self.held = bool(self.held), ""
+        return was_held
 
     def pause(self, reason: str) -> Transition | None:
         if self.state in (PAUSED, ROLLED_BACK):

@@ -7,6 +7,7 @@ router holds from ``GET /api/v1/rollouts`` and what the gateway would see from c
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import subprocess
@@ -83,8 +84,11 @@ class RouterProcess:
         self.proc = None
 
 
-@pytest.fixture
-def router(tmp_path: Path, kafka_bootstrap: str) -> Iterator[RouterProcess]:
+@contextlib.contextmanager
+def running_router(
+    tmp_path: Path, kafka_bootstrap: str, settings: dict[str, str] | None = None
+) -> Iterator[RouterProcess]:
+    """A started router on its own port, state and consumer group; ``settings`` add env variables."""
     (port,) = free_ports(1)
     env = {
         **os.environ,
@@ -95,6 +99,7 @@ def router(tmp_path: Path, kafka_bootstrap: str) -> Iterator[RouterProcess]:
         "CUMULUS_ROUTER__MIN_SAMPLES_PER_STEP": str(MIN_SAMPLES),
         # Shared with the CLI this test runs (cli_env): the router acts only on commands it signed.
         "CUMULUS_ROUTER__COMMAND_KEY_FILE": str(tmp_path / "command-key"),
+        **(settings or {}),
     }
     process = RouterProcess(env, tmp_path / "router.log", port)
     process.start()
@@ -102,6 +107,12 @@ def router(tmp_path: Path, kafka_bootstrap: str) -> Iterator[RouterProcess]:
         yield process
     finally:
         process.stop()
+
+
+@pytest.fixture
+def router(tmp_path: Path, kafka_bootstrap: str) -> Iterator[RouterProcess]:
+    with running_router(tmp_path, kafka_bootstrap) as process:
+        yield process
 
 
 @pytest.fixture

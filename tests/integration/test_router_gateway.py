@@ -9,13 +9,17 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
+from typing import Any
 
 import grpc
 import pytest
 
 from cumulus.kafka import codec, topics
+from cumulus.operators import ensure_dev_operator_token
 from cumulus.v1 import common_pb2, events_pb2, gateway_pb2, gateway_pb2_grpc
+from ops.stack.probes import http_json
 from services.gateway.routes import split_point
 from services.router.state import read_topic
 from tests.integration.gateway_process import GatewayProcess, session_gateway
@@ -26,11 +30,13 @@ from tests.integration.router_process import (  # noqa: F401 (the router fixture
     adapter_ready,
     publish,
     router,
+    running_router,
     verdicts,
     wait_for,
 )
 
 pytestmark = pytest.mark.integration
+ROUTE_MAX_AGE_S = 5
 CANDIDATE_MODES = (common_pb2.ROUTE_MODE_CANARY, common_pb2.ROUTE_MODE_FALLBACK)
 
 
@@ -38,7 +44,12 @@ CANDIDATE_MODES = (common_pb2.ROUTE_MODE_CANARY, common_pb2.ROUTE_MODE_FALLBACK)
 def gateway(
     kafka_bootstrap: str, triton_server: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[GatewayProcess]:
-    settings = {"CUMULUS_GATEWAY__SHADOW_CONCURRENCY": "0"}  # keep the 2 cores for the answers
+    settings = {
+        "CUMULUS_GATEWAY__SHADOW_CONCURRENCY": "0",  # keep the 2 cores for the answers
+        # Router absence shows within seconds (test_a_silent_judge_...); serving never changes.
+        "CUMULUS_GATEWAY__ROUTE_MAX_AGE_S": str(ROUTE_MAX_AGE_S),
+        "CUMULUS_ROUTER__HEARTBEAT_S": "1",
+    }
     with session_gateway(tmp_path_factory.mktemp("gateway"), kafka_bootstrap, triton_server, settings) as gw:
         yield gw
 
@@ -136,3 +147,66 @@ async def test_an_adapter_failing_in_its_first_canary_step_is_rolled_back_and_li
     for i in range(50):
         reply = await stub.Generate(ask(workflow, f"{workflow}-{i}"), metadata=gateway.auth)
         assert reply.route.mode == common_pb2.ROUTE_MODE_LIVE and reply.route.target.model == "live"
+
+
+def stale_workflows(gateway: GatewayProcess) -> set[str]:
+    """What the gateway's ``GET /api/v1/routes`` lists as stale."""
+    token = ensure_dev_operator_token(gateway.state_dir)
+    status, body = http_json(
+        f"http://127.0.0.1:{gateway.health_port}/api/v1/routes", headers={"Authorization": f"Bearer {token}"}
+    )
+    assert status == 200 and isinstance(body, dict), body
+    return {row["workflow"] for row in body["stale"]}
+
+
+def eventually(check: Callable[[], Any], what: str, timeout_s: float = 30) -> Any:
+    deadline = time.monotonic() + timeout_s
+    while not (result := check()):
+        assert time.monotonic() < deadline, what
+        time.sleep(0.3)
+    return result
+
+
+async def test_a_silent_judge_holds_the_share_and_an_absent_router_is_seen_by_the_gateway(
+    gateway: GatewayProcess, kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    settings = {
+        "CUMULUS_ROUTER__VERDICT_HOLD_AFTER_S": "3",
+        "CUMULUS_ROUTER__VERDICT_ROLLBACK_AFTER_S": "12",
+        "CUMULUS_ROUTER__HEARTBEAT_S": "1",
+    }
+    workflow, adapter = f"wf-{uuid.uuid4().hex[:8]}", "judge-goes-quiet"
+    event = adapter_ready(workflow, adapter)
+    event.lora_task_id = 0
+    with running_router(tmp_path, kafka_bootstrap, settings) as quiet:
+        await publish(kafka_bootstrap, [(topics.ADAPTERS, event)])
+        await asyncio.to_thread(wait_for, quiet, workflow, "shadow", 0)
+        await publish(kafka_bootstrap, verdicts(workflow, adapter, STEP_VERDICTS))
+        await asyncio.to_thread(wait_for, quiet, workflow, "canary", 1)
+        # The judge dies here: no verdict comes any more. The step holds, says why, does not grow.
+        held = await asyncio.to_thread(
+            eventually, lambda: (quiet.rollouts() or {}).get((TENANT, workflow), {}).get("held"), "no hold"
+        )
+        row = (quiet.rollouts() or {})[(TENANT, workflow)]
+        assert held and row["state"] == "canary" and row["weight"] == 0.01, row
+        assert "no verdict since" in row["reason"], row
+        assert workflow not in stale_workflows(gateway)  # the router is there: its heartbeat says so
+        # The router dies too: within route_max_age_s the gateway reports the table stale.
+        quiet.kill()
+        await asyncio.to_thread(
+            eventually, lambda: workflow in stale_workflows(gateway), "gateway never saw the router go", 20
+        )
+        tables = [
+            codec.decode_as(events_pb2.RouteTable, r.value)
+            for r in await read_topic(kafka_bootstrap, topics.ROUTES.name)
+            if r.key == codec.encode_key(TENANT, workflow)
+        ]
+        assert max(w.weight for t in tables for w in t.canary) == 0.01  # the share never grew
+        # Back again, the router vouches for its table, restarts the silence clock, and with the
+        # judge still silent rolls back to live after router.verdict_rollback_after_s.
+        quiet.start()
+        await asyncio.to_thread(
+            eventually, lambda: workflow not in stale_workflows(gateway), "still stale after the restart", 20
+        )
+        row = await asyncio.to_thread(wait_for, quiet, workflow, "rolled_back", 1, 40)
+        assert "verdict_rollback_after_s" in row["reason"], row

@@ -1,6 +1,7 @@
 """Shutdown drains in-flight requests; the route feed applies tables and dead-letters bad records."""
 
 import asyncio
+import time
 from types import SimpleNamespace
 
 import grpc
@@ -30,7 +31,14 @@ async def test_stop_lets_in_flight_requests_finish_and_refuses_new_ones(gateway:
 
 
 def record(value: bytes | None, offset: int = 0) -> SimpleNamespace:
-    return SimpleNamespace(topic=topics.ROUTES.name, partition=0, offset=offset, key=b"wf", value=value)
+    return SimpleNamespace(
+        topic=topics.ROUTES.name,
+        partition=0,
+        offset=offset,
+        key=b"wf",
+        value=value,
+        timestamp=time.time_ns() // 1_000_000,
+    )
 
 
 def table(version: int) -> bytes:
