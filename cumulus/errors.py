@@ -97,3 +97,10 @@ class ArtifactError(CumulusError):
 
     grpc_status = grpc.StatusCode.DATA_LOSS
     http_status = 500
+
+
+class Conflict(CumulusError):
+    """The request is valid but the current state forbids it; the message says what holds it."""
+
+    grpc_status = grpc.StatusCode.FAILED_PRECONDITION
+    http_status = 409

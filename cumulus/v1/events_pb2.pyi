@@ -253,7 +253,7 @@ class WeightedTarget(_message.Message):
     def __init__(self, target: _Optional[_Union[_common_pb2.RouteTarget, _Mapping]] = ..., weight: _Optional[float] = ...) -> None: ...
 
 class RouteTable(_message.Message):
-    __slots__ = ("meta", "version", "live", "canary", "shadow", "shadow_rate", "rollout_state")
+    __slots__ = ("meta", "version", "live", "canary", "shadow", "shadow_rate", "rollout_state", "audit_min_per_hour")
     META_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
     LIVE_FIELD_NUMBER: _ClassVar[int]
@@ -261,6 +261,7 @@ class RouteTable(_message.Message):
     SHADOW_FIELD_NUMBER: _ClassVar[int]
     SHADOW_RATE_FIELD_NUMBER: _ClassVar[int]
     ROLLOUT_STATE_FIELD_NUMBER: _ClassVar[int]
+    AUDIT_MIN_PER_HOUR_FIELD_NUMBER: _ClassVar[int]
     meta: _common_pb2.EventMeta
     version: int
     live: _common_pb2.RouteTarget
@@ -268,26 +269,29 @@ class RouteTable(_message.Message):
     shadow: _common_pb2.RouteTarget
     shadow_rate: float
     rollout_state: str
-    def __init__(self, meta: _Optional[_Union[_common_pb2.EventMeta, _Mapping]] = ..., version: _Optional[int] = ..., live: _Optional[_Union[_common_pb2.RouteTarget, _Mapping]] = ..., canary: _Optional[_Iterable[_Union[WeightedTarget, _Mapping]]] = ..., shadow: _Optional[_Union[_common_pb2.RouteTarget, _Mapping]] = ..., shadow_rate: _Optional[float] = ..., rollout_state: _Optional[str] = ...) -> None: ...
+    audit_min_per_hour: int
+    def __init__(self, meta: _Optional[_Union[_common_pb2.EventMeta, _Mapping]] = ..., version: _Optional[int] = ..., live: _Optional[_Union[_common_pb2.RouteTarget, _Mapping]] = ..., canary: _Optional[_Iterable[_Union[WeightedTarget, _Mapping]]] = ..., shadow: _Optional[_Union[_common_pb2.RouteTarget, _Mapping]] = ..., shadow_rate: _Optional[float] = ..., rollout_state: _Optional[str] = ..., audit_min_per_hour: _Optional[int] = ...) -> None: ...
 
 class RolloutCommand(_message.Message):
-    __slots__ = ("meta", "action", "adapter_id", "operator", "reason", "operator_token_id")
+    __slots__ = ("meta", "action", "adapter_id", "operator", "reason", "operator_token_id", "to_adapter_id")
     META_FIELD_NUMBER: _ClassVar[int]
     ACTION_FIELD_NUMBER: _ClassVar[int]
     ADAPTER_ID_FIELD_NUMBER: _ClassVar[int]
     OPERATOR_FIELD_NUMBER: _ClassVar[int]
     REASON_FIELD_NUMBER: _ClassVar[int]
     OPERATOR_TOKEN_ID_FIELD_NUMBER: _ClassVar[int]
+    TO_ADAPTER_ID_FIELD_NUMBER: _ClassVar[int]
     meta: _common_pb2.EventMeta
     action: RolloutAction
     adapter_id: str
     operator: str
     reason: str
     operator_token_id: str
-    def __init__(self, meta: _Optional[_Union[_common_pb2.EventMeta, _Mapping]] = ..., action: _Optional[_Union[RolloutAction, str]] = ..., adapter_id: _Optional[str] = ..., operator: _Optional[str] = ..., reason: _Optional[str] = ..., operator_token_id: _Optional[str] = ...) -> None: ...
+    to_adapter_id: str
+    def __init__(self, meta: _Optional[_Union[_common_pb2.EventMeta, _Mapping]] = ..., action: _Optional[_Union[RolloutAction, str]] = ..., adapter_id: _Optional[str] = ..., operator: _Optional[str] = ..., reason: _Optional[str] = ..., operator_token_id: _Optional[str] = ..., to_adapter_id: _Optional[str] = ...) -> None: ...
 
 class RolloutEvent(_message.Message):
-    __slots__ = ("meta", "rollout_id", "adapter_id", "from_state", "to_state", "weight", "reason", "evidence", "step")
+    __slots__ = ("meta", "rollout_id", "adapter_id", "from_state", "to_state", "weight", "reason", "evidence", "step", "parent")
     class EvidenceEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -304,6 +308,7 @@ class RolloutEvent(_message.Message):
     REASON_FIELD_NUMBER: _ClassVar[int]
     EVIDENCE_FIELD_NUMBER: _ClassVar[int]
     STEP_FIELD_NUMBER: _ClassVar[int]
+    PARENT_FIELD_NUMBER: _ClassVar[int]
     meta: _common_pb2.EventMeta
     rollout_id: str
     adapter_id: str
@@ -313,7 +318,8 @@ class RolloutEvent(_message.Message):
     reason: str
     evidence: _containers.ScalarMap[str, float]
     step: int
-    def __init__(self, meta: _Optional[_Union[_common_pb2.EventMeta, _Mapping]] = ..., rollout_id: _Optional[str] = ..., adapter_id: _Optional[str] = ..., from_state: _Optional[str] = ..., to_state: _Optional[str] = ..., weight: _Optional[float] = ..., reason: _Optional[str] = ..., evidence: _Optional[_Mapping[str, float]] = ..., step: _Optional[int] = ...) -> None: ...
+    parent: str
+    def __init__(self, meta: _Optional[_Union[_common_pb2.EventMeta, _Mapping]] = ..., rollout_id: _Optional[str] = ..., adapter_id: _Optional[str] = ..., from_state: _Optional[str] = ..., to_state: _Optional[str] = ..., weight: _Optional[float] = ..., reason: _Optional[str] = ..., evidence: _Optional[_Mapping[str, float]] = ..., step: _Optional[int] = ..., parent: _Optional[str] = ...) -> None: ...
 
 class DeadLetter(_message.Message):
     __slots__ = ("meta", "source_topic", "source_partition", "source_offset", "key", "value", "consumer", "reason", "failed_at")

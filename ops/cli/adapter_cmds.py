@@ -1,9 +1,10 @@
-"""`cumulus adapters list [--json] | show ID [--json] | training [--json]` — the adapter registry.
+"""`cumulus adapters list [--json] | show ID [--json] | training [--json] | history WORKFLOW`.
 
 ``list`` and ``show`` read the registry directory (``<artifacts>/adapters/<workflow>/<id>/``, see
 cumulus/lora/registry.py); ``show`` also verifies every file against the manifest's sha256 and
 exits 1 when the adapter was modified. ``training`` asks the running trainer (``GET /status`` on
-its health port) what it is training now and how far it got.
+its health port) what it is training now and how far it got. ``history`` asks the router for a
+workflow's versions (ops/cli/history_cmds.py).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from cumulus.artifacts import verify_dir
 from cumulus.config import CumulusConfig
 from cumulus.errors import ArtifactError
 from cumulus.lora.registry import AdapterRegistry
+from ops.cli.history_cmds import cmd_history
 from ops.stack.probes import service_json
 
 
@@ -33,6 +35,15 @@ def register(sub: Any) -> None:
     training = adapters_sub.add_parser("training", help="the trainer's running job and last outcomes")
     training.add_argument("--json", action="store_true", help="print the trainer's /status as JSON")
     training.set_defaults(handler=cmd_training)
+    history = adapters_sub.add_parser(
+        "history", help="a workflow's versions: dataset, parent, gate score, rollout outcome, dates"
+    )
+    history.add_argument("workflow")
+    history.add_argument(
+        "--tenant", default="", help="whose workflow (needed when two tenants share its name)"
+    )
+    history.add_argument("--json", action="store_true", help="print the router's answer as JSON")
+    history.set_defaults(handler=cmd_history)
 
 
 def cmd_list(args: argparse.Namespace, config: CumulusConfig) -> int:

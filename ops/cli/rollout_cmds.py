@@ -1,4 +1,5 @@
-"""`cumulus rollout list [--json]` and `cumulus rollout pause|resume|promote|rollback WORKFLOW [--tenant T]`.
+"""`cumulus rollout list [--json]`, `cumulus rollout pause|resume|promote|rollback WORKFLOW [--tenant T]`
+and `cumulus rollout rollback WORKFLOW --to VERSION` (an earlier version, at once).
 
 ``list`` asks the running router (``GET /api/v1/rollouts`` on its health port): the state it holds
 is the one it acts on. The actions publish a RolloutCommand to cumulus.commands.v1 and return once
@@ -24,6 +25,7 @@ from cumulus.kafka.producer import new_producer
 from cumulus.kafka.signing import HEADER, CommandSigner
 from cumulus.operators import TOKEN_ENV, client_token, token_identity
 from cumulus.v1 import events_pb2
+from ops.cli.history_cmds import resolve_to, wait_served
 from ops.stack.probes import service_json
 
 ACTIONS = {
@@ -56,6 +58,13 @@ def register(sub: Any) -> None:
             "--tenant", default="", help="whose workflow (default: the only tenant with a rollout of it)"
         )
         action.add_argument("--reason", default="", help="why (kept on the rollout event)")
+        if name == "rollback":
+            action.add_argument(
+                "--to",
+                default="",
+                metavar="VERSION",
+                help="serve this earlier ready version (v2, or its adapter id) instead of the incumbent",
+            )
         action.set_defaults(handler=cmd_action, action=name)
 
 
@@ -118,9 +127,22 @@ def cmd_action(args: argparse.Namespace, config: CumulusConfig) -> int:
         operator_token_id=token_id,
         reason=args.reason,
     )
+    to = getattr(args, "to", "")
+    if to:
+        command.to_adapter_id = resolve_to(config, args.workflow, tenant, to)
     signer = CommandSigner.from_file(config.command_key_file)
     asyncio.run(send_command(config.kafka.bootstrap_servers, command, signer))
-    print(f"{args.action} sent for workflow {args.workflow} of tenant {tenant} (see `cumulus rollout list`)")
+    if not to:
+        print(
+            f"{args.action} sent for workflow {args.workflow} of tenant {tenant} (see `cumulus rollout list`)"
+        )
+        return 0
+    if not wait_served(config, args.workflow, tenant, command.to_adapter_id, timeout_s=30):
+        raise NotReady(
+            f"rollback to {to} sent, but the router has not served {command.to_adapter_id} within 30 s",
+            fix="see `cumulus rollout list`; a refused command is dead-lettered with the reason",
+        )
+    print(f"{command.to_adapter_id} ({to}) serves all of {tenant}/{args.workflow} again")
     return 0
 
 

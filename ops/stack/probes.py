@@ -148,13 +148,17 @@ def probe_judge(host: str, health_port: int, config: CumulusConfig) -> ProbeResu
 def service_json(service: str, host: str, port: int, path: str, config: CumulusConfig) -> dict[str, Any]:
     """GET a service's JSON endpoint for the CLI (with the operator token); NotReady naming the
     service when it does not answer, Unauthenticated when it refuses the token."""
-    from cumulus.errors import NotReady, Unauthenticated
+    from cumulus.errors import Conflict, InvalidArgument, NotFound, NotReady, Unauthenticated
 
     status, body = http_json(f"http://{host}:{port}{path}", headers=auth_headers(config.state_dir))
     if status in (401, 403) and isinstance(body, dict):
         raise Unauthenticated(
             f"the {service} refused the operator token: {body.get('error')}", fix=body.get("fix")
         )
+    if status in (400, 404, 409) and isinstance(body, dict) and "error" in body:
+        refused = {404: NotFound, 409: Conflict}.get(status)
+        message = f"the {service}: {body['error']}"
+        raise refused(message, fix=body.get("fix")) if refused else InvalidArgument("request", message)
     if status != 200 or not isinstance(body, dict):
         raise NotReady(f"the {service} at {host}:{port} did not answer", fix="`cumulus status`")
     return body

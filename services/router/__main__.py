@@ -16,7 +16,7 @@ from cumulus.kafka.signing import CommandSigner
 from cumulus.service import ServiceApi, ServiceContext, run_service
 from services.router.command_guard import CommandGuard
 from services.router.core import Router
-from services.router.handler import RouterHandler, subscription
+from services.router.handler import RouterHandler, adapter_problem, subscription
 from services.router.listing import mount
 from services.router.state import load_state
 
@@ -37,8 +37,11 @@ async def main(ctx: ServiceContext) -> None:
         router = Router(config.router, config.triton_model_for)
         signer = CommandSigner.from_file(config.command_key_file)
         guard = CommandGuard(config.state_dir, config.router.command_max_age_s)
-        handler = RouterHandler(kafka.publisher, router, signer, guard, ArtifactStore(config.artifacts_dir))
-        handler.publish(router.restore(*state))
+        artifacts = ArtifactStore(config.artifacts_dir)
+        handler = RouterHandler(kafka.publisher, router, signer, guard, artifacts)
+        # A version is one only if it could have started a rollout: in the store, and pinned.
+        versions = [a for a in state.adapters if adapter_problem(a, artifacts) is None]
+        handler.publish(router.restore(state.tables, state.events, versions))
         API.attach(router)
         watching = asyncio.create_task(handler.watch(ctx.stopping, config.router.heartbeat_s))
         try:

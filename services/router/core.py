@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from google.protobuf.message import Message
 
 from cumulus.config import RouterConfig
+from cumulus.errors import Conflict
 from cumulus.kafka import codec, topics
 from cumulus.kafka.topics import TopicSpec
 from cumulus.logs import get_logger
@@ -26,6 +27,7 @@ from services.router.rollout import (
     ACTIVE,
     CANARY,
     PAUSED,
+    PROMOTED,
     ROLLED_BACK,
     SHADOW,
     Rollout,
@@ -34,6 +36,7 @@ from services.router.rollout import (
     candidate_target,
     incumbent_of,
 )
+from services.router.versions import VersionBook
 
 log = get_logger("router")
 
@@ -76,10 +79,12 @@ class Router:
         self.policy = gate_policy(config)
         self.rollouts: dict[WorkflowKey, Rollout] = {}
         self.tables: dict[WorkflowKey, events_pb2.RouteTable] = {}
+        self.versions = VersionBook()
 
     # --- inputs -------------------------------------------------------------------------------
     def on_adapter(self, event: events_pb2.AdapterEvent) -> list[Output]:
         """A READY adapter that passed the offline gate starts a rollout in shadow."""
+        self.versions.note_adapter(event)
         if event.status != events_pb2.ADAPTER_STATUS_READY or not event.gate_passed:
             return []
         key = WorkflowKey.of(event.meta)
@@ -180,6 +185,8 @@ class Router:
             events_pb2.ROLLOUT_ACTION_PROMOTE: rollout.promote,
             events_pb2.ROLLOUT_ACTION_ROLLBACK: rollout.rollback,
         }
+        if command.action == events_pb2.ROLLOUT_ACTION_ROLLBACK and command.to_adapter_id:
+            return self._rollback_to(rollout, command.to_adapter_id, reason)
         act = actions.get(command.action)
         move = act(reason) if act else None
         if move is None:
@@ -193,10 +200,50 @@ class Router:
             return []
         return self.outputs_of(rollout, move)
 
+    def _rollback_to(self, current: Rollout, ref: str, reason: str) -> list[Output]:
+        """Serve an earlier ready version of the workflow again, at once (``rollback --to``).
+
+        Raises NotFound or InvalidArgument naming the version, or Conflict while another adapter's
+        rollout holds the workflow (it says how to end that one first)."""
+        key = current.key
+        version = self.versions.resolve(key, ref)
+        if current.adapter_id == version.adapter_id and current.state == PROMOTED:
+            return []  # already served
+        if current.state in ACTIVE and current.adapter_id != version.adapter_id:
+            raise Conflict(
+                f"{key.tenant}/{key.workflow} is held by the {current.state} rollout of {current.adapter_id}",
+                fix=f"end it first: `cumulus rollout rollback {key.workflow} --tenant {key.tenant}`",
+            )
+        reason = f"{reason}: rollback to v{version.number} ({version.adapter_id})"
+        outputs: list[Output] = []
+        stepped_down = current.rollback(reason) if current.adapter_id != version.adapter_id else None
+        if stepped_down is not None:  # its event only: the next table replaces its route at once
+            outputs.append(Output(topics.ROLLOUTS, self._event(current, stepped_down)))
+        reinstated = Rollout(
+            tenant=key.tenant,
+            workflow=key.workflow,
+            adapter_id=version.adapter_id,
+            candidate=candidate_target(version.event, self.serving_model(version.event.base_model)),
+            incumbent=incumbent_of(None),
+            steps=self.config.canary_steps,
+            state=current.state if current.adapter_id == version.adapter_id else ROLLED_BACK,
+        )
+        self.rollouts[key] = reinstated
+        return outputs + self.outputs_of(reinstated, reinstated.reinstate(reason))
+
     # --- outputs ------------------------------------------------------------------------------
     def outputs_of(self, rollout: Rollout, move: Transition) -> list[Output]:
         """The route table then the rollout event of ``move`` (restore trusts the event's state)."""
         table = self._next_table(rollout)
+        return [Output(topics.ROUTES, table), Output(topics.ROLLOUTS, self._event(rollout, move, table))]
+
+    def _event(
+        self, rollout: Rollout, move: Transition, table: events_pb2.RouteTable | None = None
+    ) -> events_pb2.RolloutEvent:
+        parent = rollout.incumbent.adapter_id or rollout.incumbent.model
+        self.versions.note_transition(
+            rollout.key, rollout.adapter_id, move.to_state, move.reason, time.time_ns(), parent
+        )
         event = events_pb2.RolloutEvent(
             meta=codec.new_meta(tenant=rollout.tenant, workflow=rollout.workflow, producer=PRODUCER),
             rollout_id=rollout.rollout_id,
@@ -208,6 +255,7 @@ class Router:
             # Every event carries it, so that a restarted router restores it from the latest one.
             evidence={**move.evidence, "expects_gold": float(rollout.expects_gold)},
             step=move.step,
+            parent=parent,
         )
         log.info(
             "rollout.transition",
@@ -219,9 +267,9 @@ class Router:
             step=move.step,
             weight=move.weight,
             reason=move.reason,
-            table_version=table.version,
+            table_version=table.version if table is not None else None,
         )
-        return [Output(topics.ROUTES, table), Output(topics.ROLLOUTS, event)]
+        return event
 
     def _next_table(self, rollout: Rollout) -> events_pb2.RouteTable:
         """The table of ``rollout``'s state, one version above the workflow's current table."""
@@ -234,15 +282,30 @@ class Router:
 
     # --- restart ------------------------------------------------------------------------------
     def restore(
-        self, tables: list[events_pb2.RouteTable], events: list[events_pb2.RolloutEvent]
+        self,
+        tables: list[events_pb2.RouteTable],
+        events: list[events_pb2.RolloutEvent],
+        adapters: list[events_pb2.AdapterEvent] | None = None,
     ) -> list[Output]:
-        """Rebuild from the newest table per (tenant, workflow) and the rollout events, oldest first.
+        """Rebuild from the newest table per (tenant, workflow) and the rollout events, oldest first;
+        the version book from the adapter events and those rollout events.
 
         Returns tables to republish where the one in force does not match the rollout's state
         (the router died between publishing a table and its rollout event).
         """
         for table in tables:
             self.tables[WorkflowKey.of(table.meta)] = table
+        for adapter in adapters or []:
+            self.versions.note_adapter(adapter)
+        for event in events:
+            self.versions.note_transition(
+                WorkflowKey.of(event.meta),
+                event.adapter_id,
+                event.to_state,
+                event.reason,
+                event.meta.occurred_at.ToNanoseconds(),
+                event.parent,
+            )
         latest: dict[WorkflowKey, events_pb2.RolloutEvent] = {}
         paused_from: dict[WorkflowKey, str] = {}
         for event in events:

@@ -18,7 +18,7 @@ from prometheus_client import Counter, Gauge
 
 from cumulus.artifacts import ArtifactStore
 from cumulus.config import RouterConfig
-from cumulus.errors import ArtifactError, EventDecodeError
+from cumulus.errors import ArtifactError, Conflict, EventDecodeError, InvalidArgument, NotFound
 from cumulus.kafka import topics
 from cumulus.kafka.codec import decode_as
 from cumulus.kafka.deadletter import dead_letter
@@ -100,7 +100,8 @@ class RouterHandler:
                         raise EventDecodeError(refused)
                     outputs += self.router.on_command(command)
                 RECORDS.labels(record.topic, "handled").inc()
-            except EventDecodeError as exc:
+            except (EventDecodeError, NotFound, InvalidArgument, Conflict) as exc:
+                # Also a command the router cannot carry out (rollback --to an unknown version).
                 RECORDS.labels(record.topic, "dead_lettered").inc()
                 log.warning("record.dead_lettered", topic=record.topic, offset=record.offset, reason=str(exc))
                 self.publisher.publish(

@@ -1,4 +1,9 @@
-"""``GET /api/v1/rollouts`` on the router's health port: the live rollouts `cumulus rollout list` reads."""
+"""The router's reads on its health port (operator tokens only):
+
+- ``GET /api/v1/rollouts``: the live rollouts `cumulus rollout list` reads;
+- ``GET /api/v1/workflows/{workflow}/versions?tenant=T``: the workflow's versions and its rollout
+  (`cumulus adapters history`, and the checks of `cumulus rollout rollback --to`).
+"""
 
 from __future__ import annotations
 
@@ -6,9 +11,11 @@ from typing import Any
 
 from aiohttp import web
 
+from cumulus.errors import InvalidArgument
 from cumulus.service import RouteSetup, ServiceApi, ServiceContext
 from services.router.core import Router
 from services.router.paired import GoldCounts
+from services.router.rollout import WorkflowKey
 
 
 def describe(router: Router) -> list[dict[str, Any]]:
@@ -38,6 +45,27 @@ def describe(router: Router) -> list[dict[str, Any]]:
     return rows
 
 
+def versions_of(router: Router, tenant: str, workflow: str) -> dict[str, Any]:
+    """``tenant``'s ``workflow``: every version in order, and the rollout that holds it now."""
+    if not tenant:
+        tenants = sorted({key.tenant for key in router.versions.workflows() if key.workflow == workflow})
+        if len(tenants) != 1:
+            raise InvalidArgument(
+                "tenant",
+                f"workflow {workflow!r} has versions under tenants {tenants}" if tenants else "required",
+                fix="name it: ?tenant=T (the CLI: --tenant T)",
+            )
+        tenant = tenants[0]
+    key = WorkflowKey(tenant, workflow)
+    rollout = next((row for row in describe(router) if (row["tenant"], row["workflow"]) == key), None)
+    return {
+        "tenant": tenant,
+        "workflow": workflow,
+        "versions": [version.row() for version in router.versions.history(key)],
+        "rollout": rollout,
+    }
+
+
 def _gold(router: Router, step: GoldCounts, last: dict[str, float]) -> dict[str, float]:
     """Candidate and live gold accuracy with intervals: this step's, else the last decision's."""
     if step.n:
@@ -51,7 +79,11 @@ def mount(api: ServiceApi[Router]) -> RouteSetup:
     async def rollouts(_: web.Request, router: Router) -> dict[str, Any]:
         return {"rollouts": describe(router)}
 
+    async def versions(request: web.Request, router: Router) -> dict[str, Any]:
+        return versions_of(router, request.query.get("tenant", ""), request.match_info["workflow"])
+
     def setup(_: ServiceContext, app: web.Application) -> None:
         app.router.add_get("/api/v1/rollouts", api.route(rollouts))
+        app.router.add_get("/api/v1/workflows/{workflow}/versions", api.route(versions))
 
     return setup

@@ -148,6 +148,10 @@ class Rollout:
             return None
         return self._move(PROMOTED, self.promoted_step, reason, {})
 
+    def reinstate(self, reason: str) -> Transition:
+        """Serve this (earlier) version to all traffic at once: an operator's ``rollback --to``."""
+        return self._move(PROMOTED, self.promoted_step, reason, {})
+
     def route_table(self, version: int, shadow_rate: float) -> events_pb2.RouteTable:
         """The RouteTable this rollout's state means (``meta`` is stamped by the caller)."""
         table = events_pb2.RouteTable(version=version, rollout_state=self.state)

@@ -6,6 +6,8 @@ Where the state lives, and why no extra topic:
   incumbent targets, version).
 - cumulus.rollouts.v1 keeps every decision forever: the newest RolloutEvent of a tenant's workflow
   gives the rollout's adapter, state and step (and, for a pause, the state to resume to).
+- cumulus.adapters.v1 also keeps every event forever: each workflow's finished adapters are its
+  versions (services/router/versions.py), which `rollback --to` may return to.
 Together they are the whole rollout state except the verdicts counted in the current step; those
 are deliberately not persisted: a restarted step tests afresh (an always-valid test may start at
 any time), which costs samples, never validity. The router publishes a transition's table before
@@ -16,6 +18,7 @@ republishes the table of the event's state (the conservative step).
 from __future__ import annotations
 
 import asyncio
+from dataclasses import dataclass
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -61,15 +64,24 @@ async def read_topic(bootstrap_servers: str, topic: str) -> list[Any]:
         await consumer.stop()
 
 
-async def load_state(
-    bootstrap_servers: str, stopping: asyncio.Event
-) -> tuple[list[events_pb2.RouteTable], list[events_pb2.RolloutEvent]] | None:
-    """Newest table per (tenant, workflow), every rollout event oldest first; retries while Kafka is down."""
+@dataclass(frozen=True)
+class SavedState:
+    tables: list[events_pb2.RouteTable]
+    """The newest table per (tenant, workflow)."""
+    events: list[events_pb2.RolloutEvent]
+    """Every rollout event, oldest first."""
+    adapters: list[events_pb2.AdapterEvent]
+    """Every adapter event, in offset order per partition (one workflow's stay in order)."""
+
+
+async def load_state(bootstrap_servers: str, stopping: asyncio.Event) -> SavedState | None:
+    """What the router restores from (see the module docstring); retries while Kafka is down."""
     attempt = 0
     while not stopping.is_set():
         try:
             route_records = await read_topic(bootstrap_servers, topics.ROUTES.name)
             rollout_records = await read_topic(bootstrap_servers, topics.ROLLOUTS.name)
+            adapter_records = await read_topic(bootstrap_servers, topics.ADAPTERS.name)
         except (kafka_errors.KafkaError, OSError) as exc:
             log.warning(
                 "restore.kafka_unavailable", error=f"{type(exc).__name__}: {exc}", attempt=attempt + 1
@@ -87,8 +99,11 @@ async def load_state(
             _decoded(events_pb2.RolloutEvent, rollout_records),
             key=lambda e: e.meta.occurred_at.ToNanoseconds(),
         )
-        log.info("restore.read", route_tables=len(tables), rollout_events=len(events))
-        return list(tables.values()), events
+        adapters = _decoded(events_pb2.AdapterEvent, adapter_records)
+        log.info(
+            "restore.read", route_tables=len(tables), rollout_events=len(events), adapter_events=len(adapters)
+        )
+        return SavedState(list(tables.values()), events, adapters)
     return None
 
 

@@ -8,6 +8,7 @@ holds from ``GET /api/v1/rollouts`` and what the gateway would see from cumulus.
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 import uuid
 from typing import Any
@@ -241,3 +242,51 @@ async def test_a_candidate_right_where_live_is_wrong_is_promoted_on_gold(
         assert row["evidence"]["candidate_gold_accuracy"] > row["evidence"]["live_gold_accuracy"]
     table = await newest_table(kafka_bootstrap, workflow, until=lambda t: t.rollout_state == "promoted")
     assert [(w.target.adapter_id, w.weight) for w in table.canary] == [(adapter, 1.0)]
+
+
+async def test_v2_rolls_out_over_v1_and_rollback_to_v1_takes_seconds_even_after_a_restart(
+    router: RouterProcess,  # noqa: F811
+    kafka_bootstrap: str,
+    cli_env: None,  # noqa: F811
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    workflow = f"wf-{uuid.uuid4().hex[:8]}"
+    await ramp_to(router, kafka_bootstrap, workflow, "ad-v1", 0)
+    assert await asyncio.to_thread(cli_main, ["rollout", "promote", workflow]) == 0
+    await asyncio.to_thread(wait_for, router, workflow, "promoted", 5)
+    await ramp_to(router, kafka_bootstrap, workflow, "ad-v2", 1)  # shadow and 1% canary over v1
+    v2_table = await newest_table(kafka_bootstrap, workflow, until=lambda t: weights(t) == [0.01])
+    assert v2_table.live.adapter_id == "ad-v1"  # v2 is graded against, and falls back to, v1
+
+    # While v2's rollout holds the workflow, --to names it and says how to end it; nothing is sent.
+    capsys.readouterr()
+    assert await asyncio.to_thread(cli_main, ["rollout", "rollback", workflow, "--to", "v1"]) == 1
+    refused = capsys.readouterr().err
+    assert "held by the canary rollout of ad-v2" in refused and f"rollout rollback {workflow}" in refused
+    assert await asyncio.to_thread(cli_main, ["rollout", "promote", workflow]) == 0
+    await asyncio.to_thread(wait_for, router, workflow, "promoted", 5)
+
+    router.kill()  # the versions come back from the adapters and rollouts topics
+    router.start()
+    capsys.readouterr()
+    assert await asyncio.to_thread(cli_main, ["adapters", "history", workflow, "--json"]) == 0
+    history = json.loads(capsys.readouterr().out)
+    assert [(v["version"], v["adapter_id"], v["state"], v["parent"]) for v in history["versions"]] == [
+        ("v1", "ad-v1", "superseded", "live"),
+        ("v2", "ad-v2", "promoted", "ad-v1"),
+    ]
+    for bad, says in (("v9", "has no such version"), ("ad-other-tenant", "has no such version")):
+        assert await asyncio.to_thread(cli_main, ["rollout", "rollback", workflow, "--to", bad]) == 1
+        assert says in capsys.readouterr().err
+
+    started = time.monotonic()
+    assert await asyncio.to_thread(cli_main, ["rollout", "rollback", workflow, "--to", "v1"]) == 0
+    took_s = time.monotonic() - started
+    assert "ad-v1 (v1) serves all of" in capsys.readouterr().out
+    table = await newest_table(kafka_bootstrap, workflow, until=lambda t: weights(t) == [1.0])
+    assert [w.target.adapter_id for w in table.canary] == ["ad-v1"] and table.rollout_state == "promoted"
+    print(f"rollback --to v1 served in {took_s:.1f} s")
+    assert took_s < 10
+    assert await asyncio.to_thread(cli_main, ["adapters", "history", workflow]) == 0
+    printed = capsys.readouterr().out
+    assert "rollback to v1 (ad-v1)" in printed and "rolled_back" in printed
