@@ -293,6 +293,13 @@ class RouterConfig(ServiceConfig):
     afresh when verdicts return, so it never advances on evidence from before the gap."""
     verdict_rollback_after_s: float | None = Field(default=None, gt=0)
     """Set: a rollout with no verdict for this long rolls back to its incumbent. None: it holds."""
+    audit_share: float = Field(default=0.05, ge=0, le=1)
+    """After promotion, the share of a workflow's requests also sent to the live model in shadow
+    and graded (the user gets the adapter's answer); the gate keeps running on them, and a
+    regression rolls the workflow back to what served before. 0: no audit."""
+    audit_min_per_hour: int = Field(default=20, ge=0)
+    """Besides ``audit_share``, at least this many audited requests an hour on each gateway, so a
+    quiet promoted workflow is still watched."""
     heartbeat_s: float = Field(default=15.0, gt=0)
     """How often the route tables of rollouts in progress are re-published (same version), so a
     gateway can tell a quiet router from an absent one (gateway.route_max_age_s)."""

@@ -91,6 +91,7 @@ class RouteBook:
         self._tables: dict[tuple[str, str], events_pb2.RouteTable] = {}
         self._vouched_ns: dict[tuple[str, str], int] = {}
         self._capped: set[tuple[str, str]] = set()
+        self._last_floor_audit_ns: dict[tuple[str, str], int] = {}
 
     def __len__(self) -> int:
         return len(self._tables)
@@ -156,13 +157,24 @@ class RouteBook:
                 primary = _route(weighted.target, mode)
                 break
         shadow = None
-        if (
-            table.shadow.model
-            and table.shadow != primary.target
-            and split_point(workflow, split_key, salt="shadow") < table.shadow_rate
-        ):
-            shadow = table.shadow
+        if table.shadow.model and table.shadow != primary.target:
+            sampled = split_point(workflow, split_key, salt="shadow") < table.shadow_rate
+            if sampled or self._audit_due((tenant, workflow), table, primary):
+                shadow = table.shadow
         return RoutePlan(primary, live, shadow, table.version)
+
+    def _audit_due(
+        self, key: tuple[str, str], table: events_pb2.RouteTable, primary: common_pb2.Route
+    ) -> bool:
+        """The floor of a promoted adapter's audit: one request per 1/``audit_min_per_hour`` of an
+        hour is audited whatever the share says, so a quiet workflow still gets its samples."""
+        if not table.audit_min_per_hour or primary.mode != common_pb2.ROUTE_MODE_PROMOTED:
+            return False
+        now_ns = time.monotonic_ns()
+        if now_ns - self._last_floor_audit_ns.get(key, -(2**62)) < 3600 * 10**9 // table.audit_min_per_hour:
+            return False
+        self._last_floor_audit_ns[key] = now_ns
+        return True
 
 
 def _route(target: common_pb2.RouteTarget, mode: common_pb2.RouteMode) -> common_pb2.Route:

@@ -1,5 +1,10 @@
 """Shadow traffic: a fire-and-forget copy of a request to a candidate adapter, graded later.
 
+After promotion the roles turn: the adapter answers the user and an audit sample is copied to
+the live model. The pair is still written with the live model's answer as ``live`` and the
+adapter's as ``candidate`` (so the judge and the router need not care which one answered), and
+when the live copy fails there is nothing to grade the adapter against: no pair is written.
+
 The copy goes to its target the way a canary request would (targets.py). It runs beside the
 live request in its own task and is never awaited by it: the client's response is neither
 delayed, changed nor failed by the candidate, whatever it does. Concurrency is bounded by a fixed
@@ -71,22 +76,30 @@ class ShadowRunner:
                 await task
 
     async def _run(self, call: Call, target: common_pb2.RouteTarget, handle: ShadowHandle) -> None:
-        candidate = Outcome(route=common_pb2.Route(target=target, mode=common_pb2.ROUTE_MODE_SHADOW))
+        audit = is_audit(call, target)
+        copy = Outcome(route=common_pb2.Route(target=target, mode=common_pb2.ROUTE_MODE_SHADOW))
         outcome_label = "ok"
         try:
             try:
-                await asyncio.wait_for(self._collect(call, target, candidate), self.timeout_s)
+                await asyncio.wait_for(self._collect(call, target, copy, audit), self.timeout_s)
             except TimeoutError:
-                candidate.error = DeadlineExceeded(
-                    f"shadow copy to {target.adapter_id} took over {self.timeout_s}s"
+                copy.error = DeadlineExceeded(
+                    f"shadow copy to {target.adapter_id or target.model} took over {self.timeout_s}s"
                 )
                 outcome_label = "timeout"
             except Exception as exc:  # the candidate's failure is data for the judge, nothing more
-                candidate.error = exc
+                copy.error = exc
                 outcome_label = "error"
-            candidate.latency_ms = call.elapsed_ms()
-            live = await asyncio.wait_for(handle.live, self.timeout_s)
-            self.sink.publish(topics.SHADOW, shadow_pair(call, live, candidate))
+            copy.latency_ms = call.elapsed_ms()
+            answered = await asyncio.wait_for(handle.live, self.timeout_s)
+            if audit:
+                outcome_label = f"audit_{outcome_label}"
+                if copy.error is None:
+                    self.sink.publish(topics.SHADOW, shadow_pair(call, copy, audited(call, answered)))
+                metrics.SHADOW.labels(outcome_label).inc()
+                return
+            candidate = copy
+            self.sink.publish(topics.SHADOW, shadow_pair(call, answered, candidate))
             metrics.SHADOW.labels(outcome_label).inc()
             if candidate.error is not None:
                 log.info(
@@ -108,6 +121,21 @@ class ShadowRunner:
             self.in_flight -= 1
             metrics.SHADOW_IN_FLIGHT.dec()
 
-    async def _collect(self, call: Call, target: common_pb2.RouteTarget, candidate: Outcome) -> None:
-        async for _ in self.caller.stream(call, target, candidate, candidate=True, timeout_s=self.timeout_s):
+    async def _collect(self, call: Call, target: common_pb2.RouteTarget, copy: Outcome, audit: bool) -> None:
+        async for _ in self.caller.stream(call, target, copy, candidate=not audit, timeout_s=self.timeout_s):
             pass
+
+
+def is_audit(call: Call, target: common_pb2.RouteTarget) -> bool:
+    """A copy to the live model of a request a promoted adapter answers (the router's audit)."""
+    primary = call.plan.primary
+    return primary.mode == common_pb2.ROUTE_MODE_PROMOTED and not target.adapter_id
+
+
+def audited(call: Call, answered: Outcome) -> Outcome:
+    """The adapter's side of an audit pair: its answer, or its failure where live answered instead."""
+    if not answered.candidate_error:
+        return answered
+    failed = Outcome(route=call.plan.primary, latency_ms=answered.latency_ms)
+    failed.error = RuntimeError(answered.candidate_error)
+    return failed

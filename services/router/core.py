@@ -25,11 +25,12 @@ from cumulus.v1 import events_pb2
 from services.router import gates
 from services.router.rollout import (
     ACTIVE,
-    CANARY,
+    GRADED,
     PAUSED,
     PROMOTED,
     ROLLED_BACK,
     SHADOW,
+    Audit,
     Rollout,
     Transition,
     WorkflowKey,
@@ -77,6 +78,7 @@ class Router:
         self.serving_model = serving_model
         """The Triton model serving adapters of a base model (CumulusConfig.triton_model_for)."""
         self.policy = gate_policy(config)
+        self.audit = Audit(config.audit_share, config.audit_min_per_hour)
         self.rollouts: dict[WorkflowKey, Rollout] = {}
         self.tables: dict[WorkflowKey, events_pb2.RouteTable] = {}
         self.versions = VersionBook()
@@ -134,7 +136,7 @@ class Router:
         if (
             rollout is None
             or rollout.adapter_id != verdict.adapter_id
-            or rollout.state not in (SHADOW, CANARY)
+            or rollout.state not in GRADED
             or verdict.meta.occurred_at.ToNanoseconds() < rollout.step_started_ns
         ):
             return
@@ -154,15 +156,25 @@ class Router:
         )
 
     def evaluate(self) -> list[Output]:
-        """Run every gating rollout's gate once; publish what moved."""
+        """Run every gating rollout's gate once; publish what moved.
+
+        A promoted adapter is audited by the same gate: a regression (inferiority, a guardrail)
+        rolls the workflow back to what served before it; a window that shows it still good
+        enough, or none after ``max_samples``, just starts the next window."""
         outputs: list[Output] = []
         for rollout in self.rollouts.values():
-            if rollout.state not in (SHADOW, CANARY) or rollout.evidence.n + rollout.evidence.gold.n == 0:
+            if rollout.state not in GRADED or rollout.evidence.n + rollout.evidence.gold.n == 0:
                 continue
             decision = gates.evaluate(rollout.evidence, self.policy, expects_gold=rollout.expects_gold)
-            if decision.action == "advance":
+            if rollout.state == PROMOTED and decision.action in ("advance", "inconclusive"):
+                rollout.next_audit_window(decision.reason, decision.evidence)
+            elif rollout.state == PROMOTED and decision.action == "rollback":
+                reason = f"audit after promotion: {decision.reason}"
+                move = rollout.rollback(reason, decision.evidence)
+                outputs += self.outputs_of(rollout, move) if move else []
+            elif decision.action == "advance":
                 outputs += self.outputs_of(rollout, rollout.advance(decision.reason, decision.evidence))
-            elif decision.action == "rollback":
+            elif decision.action in ("rollback", "inconclusive"):
                 move = rollout.rollback(decision.reason, decision.evidence)
                 outputs += self.outputs_of(rollout, move) if move else []
         return outputs
@@ -274,7 +286,9 @@ class Router:
     def _next_table(self, rollout: Rollout) -> events_pb2.RouteTable:
         """The table of ``rollout``'s state, one version above the workflow's current table."""
         previous = self.tables.get(rollout.key)
-        table = rollout.route_table((previous.version if previous else 0) + 1, self.config.shadow_rate)
+        table = rollout.route_table(
+            (previous.version if previous else 0) + 1, self.config.shadow_rate, self.audit
+        )
         meta = codec.new_meta(tenant=rollout.tenant, workflow=rollout.workflow, producer=PRODUCER)
         table.meta.CopyFrom(meta)
         self.tables[rollout.key] = table
@@ -320,7 +334,7 @@ class Router:
             if rollout is None:
                 continue
             self.rollouts[key] = rollout
-            expected = rollout.route_table(0, self.config.shadow_rate)
+            expected = rollout.route_table(0, self.config.shadow_rate, self.audit)
             if in_force is None or _shape(in_force) != _shape(expected):
                 log.warning(
                     "rollout.route_repaired",

@@ -6,7 +6,8 @@ Order of checks at each evaluation (after every batch of verdicts, so peeking is
    back at once. They are deliberately blunt thresholds, not tests: a broken adapter must go fast.
 2. Inferiority shown by the sequential test (services/router/sequential.py) rolls back.
 3. Non-inferiority shown, with at least ``min_samples`` verdicts, advances.
-4. ``max_samples`` without a conclusion rolls back (the candidate could not show it is good enough).
+4. ``max_samples`` without a conclusion is inconclusive: a step in progress rolls back (the
+   candidate could not show it is good enough); a promoted adapter's audit starts a new window.
 Otherwise the step holds. Every decision carries its numbers (the rollout event's evidence).
 
 Gold (feedback on the shadowed requests, the judge's ``reference = "gold"`` verdicts) comes
@@ -37,7 +38,7 @@ import numpy as np
 from services.router.paired import GoldCounts, PairedGoldTest
 from services.router.sequential import NonInferiorityTest, log_e_inferior, log_e_noninferior
 
-Action = Literal["hold", "advance", "rollback"]
+Action = Literal["hold", "advance", "rollback", "inconclusive"]
 
 
 @dataclass(frozen=True)
@@ -158,7 +159,7 @@ def evaluate(evidence: StepEvidence, policy: GatePolicy, *, expects_gold: bool =
             "advance", f"non-inferior: pass rate >= {test.p0:.3f} at alpha={policy.alpha}", numbers
         )
     if n >= policy.max_samples:
-        return GateDecision("rollback", f"inconclusive after {n} verdicts", numbers)
+        return GateDecision("inconclusive", f"inconclusive after {n} verdicts", numbers)
     return GateDecision("hold", "collecting verdicts", numbers)
 
 

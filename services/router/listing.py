@@ -38,6 +38,12 @@ def describe(router: Router) -> list[dict[str, Any]]:
                 "gold": _gold(router, rollout.evidence.gold, dict(last.evidence) if last else {}),
                 "route_version": table.version if table is not None else 0,
                 "held": bool(rollout.held),
+                "audits_passed": rollout.audits,
+                "last_audit": (
+                    {"reason": rollout.last_audit.reason, "evidence": dict(rollout.last_audit.evidence)}
+                    if rollout.last_audit
+                    else None
+                ),
                 "reason": rollout.held or (last.reason if last else ""),
                 "evidence": dict(last.evidence) if last else {},
             }

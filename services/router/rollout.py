@@ -25,8 +25,25 @@ SHADOW, CANARY, PROMOTED, ROLLED_BACK, PAUSED = "shadow", "canary", "promoted", 
 STATES = (SHADOW, CANARY, PROMOTED, ROLLED_BACK, PAUSED)
 ACTIVE = (SHADOW, CANARY, PAUSED)
 """States in which a rollout still holds its workflow (a new adapter waits for it to finish)."""
+GRADED = (SHADOW, CANARY, PROMOTED)
+"""States whose verdicts count: the steps of a rollout, and a promoted adapter's audit."""
 WATCHED = (*ACTIVE, PROMOTED)
 """States whose route table the router keeps re-publishing for gateways to see it is alive."""
+
+
+def live_target() -> common_pb2.RouteTarget:
+    """The live model: the first incumbent, and what a promoted adapter's audit sample also goes to."""
+    return common_pb2.RouteTarget(model="live")
+
+
+class Audit(NamedTuple):
+    """How a promoted adapter keeps being watched (router.audit_share, router.audit_min_per_hour)."""
+
+    share: float
+    min_per_hour: int
+
+
+NO_AUDIT = Audit(0.0, 0)
 
 
 class WorkflowKey(NamedTuple):
@@ -78,6 +95,9 @@ class Rollout:
     """When a verdict last counted (or the step began, or the router restored it): starvation's clock."""
     held: str = ""
     """Why the step is held for want of verdicts ('' while verdicts arrive); cleared by the next one."""
+    audits: int = 0
+    """Audit windows a promoted adapter has passed (or ended inconclusive) since its promotion."""
+    last_audit: Transition | None = None
 
     @property
     def key(self) -> WorkflowKey:
@@ -132,6 +152,16 @@ class Rollout:
         was_held, self.held = bool(self.held), ""
         return was_held
 
+    def next_audit_window(self, reason: str, evidence: dict[str, float]) -> None:
+        """A promoted adapter's audit window concluded without a regression: watch afresh.
+
+        Nothing changes for traffic, so nothing is published; ``audits`` counts the windows and
+        ``last_audit`` keeps the latest one's numbers for `cumulus rollout list`."""
+        self.audits += 1
+        self.last_audit = Transition(self.state, self.state, self.step, self.weight, reason, evidence)
+        self.evidence = StepEvidence()
+        self.step_started_ns = self.last_verdict_ns = time.time_ns()
+
     def pause(self, reason: str) -> Transition | None:
         if self.state in (PAUSED, ROLLED_BACK):
             return None
@@ -152,8 +182,11 @@ class Rollout:
         """Serve this (earlier) version to all traffic at once: an operator's ``rollback --to``."""
         return self._move(PROMOTED, self.promoted_step, reason, {})
 
-    def route_table(self, version: int, shadow_rate: float) -> events_pb2.RouteTable:
-        """The RouteTable this rollout's state means (``meta`` is stamped by the caller)."""
+    def route_table(self, version: int, shadow_rate: float, audit: Audit = NO_AUDIT) -> events_pb2.RouteTable:
+        """The RouteTable this rollout's state means (``meta`` is stamped by the caller).
+
+        Promoted, it carries the audit: a share of requests (and a floor an hour) also go to the
+        live model in shadow, and their pairs are graded as before with the roles kept."""
         table = events_pb2.RouteTable(version=version, rollout_state=self.state)
         table.live.CopyFrom(self.incumbent)
         if self.state == ROLLED_BACK:
@@ -163,6 +196,9 @@ class Rollout:
         if self.weight < 1.0:
             table.shadow.CopyFrom(self.candidate)
             table.shadow_rate = shadow_rate
+        elif self.state == PROMOTED and (audit.share or audit.min_per_hour):
+            table.shadow.CopyFrom(live_target())
+            table.shadow_rate, table.audit_min_per_hour = audit.share, audit.min_per_hour
         return table
 
 
@@ -178,11 +214,11 @@ def candidate_target(event: events_pb2.AdapterEvent, model: str) -> common_pb2.R
     )
 
 
-def incumbent_of(table: events_pb2.RouteTable | None, default_live: str = "live") -> common_pb2.RouteTarget:
+def incumbent_of(table: events_pb2.RouteTable | None) -> common_pb2.RouteTarget:
     """What serves all of a workflow's traffic under ``table``: a fully promoted adapter, else live."""
     if table is None:
-        return common_pb2.RouteTarget(model=default_live)
+        return live_target()
     for weighted in table.canary:
         if weighted.weight >= 1.0 and weighted.target.model:
             return weighted.target
-    return table.live if table.live.model else common_pb2.RouteTarget(model=default_live)
+    return table.live if table.live.model else live_target()

@@ -97,9 +97,10 @@ def test_a_good_candidate_walks_every_step_to_promotion_with_monotonic_versions(
     assert weights == [0.01, 0.05, 0.25, 0.5, 1.0]
     assert versions == sorted(set(versions))
     table = router.tables[KEY]
-    assert [(w.target.adapter_id, w.weight) for w in table.canary] == [
-        ("ad-1", 1.0)
-    ] and not table.shadow.model
+    assert [(w.target.adapter_id, w.weight) for w in table.canary] == [("ad-1", 1.0)]
+    # ... and it stays watched: an audit share (and a floor an hour) also goes to the live model
+    assert (table.shadow.model, table.shadow.adapter_id) == ("live", "")
+    assert (table.shadow_rate, table.audit_min_per_hour) == (0.05, 20)
     event = router.rollouts[KEY].last
     assert event is not None and event.evidence["n"] == 50 and event.evidence["lower_bound"] > 0.9
 

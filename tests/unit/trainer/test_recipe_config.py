@@ -84,6 +84,7 @@ def test_fp16_on_cpu_is_refused_naming_bf16() -> None:
 
 def test_bf16_without_hardware_support_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(recipe_config, "cpu_supports_bf16", lambda: False)
+    monkeypatch.setattr(recipe_config, "cpu_has_amx", lambda: False)  # whatever this machine has
     with pytest.raises(ConfigError, match=r"no bf16 support .*use precision: auto"):
         RecipeConfig(precision="bf16", device="cpu").resolve()
     assert RecipeConfig(precision="auto", device="cpu").resolve() == (torch.device("cpu"), None)
