@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
@@ -17,8 +18,12 @@ import pytest
 import tritonclient.grpc as grpcclient
 import yaml
 
+from cumulus.artifacts import ArtifactStore
+from cumulus.config import load_config
 from cumulus.kafka import topics
 from cumulus.v1 import common_pb2, gateway_pb2, gateway_pb2_grpc
+from ops.demo.broken import register_broken_adapter
+from tests.integration.router_process import publish
 from tests.integration.stack_process import cli, processes_under, stack_config_file
 
 REPO = Path(__file__).resolve().parents[2]
@@ -44,6 +49,9 @@ def test_port_taken_is_a_clear_error_and_starts_nothing(stack_config: Path) -> N
 
 def test_up_status_down(stack_config: Path) -> None:
     config = yaml.safe_load(stack_config.read_text())
+    # Audit half of a promoted workflow's requests, so the audit stage below needs few of them.
+    config["router"]["audit_share"] = 0.5
+    stack_config.write_text(yaml.safe_dump(config))
     state = Path(config["state_dir"]).resolve()
 
     up = cli(stack_config, "up", timeout=900)
@@ -67,6 +75,7 @@ def test_up_status_down(stack_config: Path) -> None:
     assert again.returncode == 1 and "already running" in again.stderr
 
     _requests_are_counted_exactly_across_a_collector_kill(stack_config, config, state, key)
+    _the_audit_rolls_back_a_promoted_adapter_that_is_wrong(stack_config, config, state, key)
 
     logs = cli(stack_config, "logs", "gateway", "-n", "200")
     assert logs.returncode == 0 and "service=gateway" in logs.stdout
@@ -121,3 +130,61 @@ def _requests_are_counted_exactly_across_a_collector_kill(
             break
         time.sleep(1)
     assert requests == 50
+
+
+def _the_audit_rolls_back_a_promoted_adapter_that_is_wrong(
+    stack_config: Path, config: dict, state: Path, key: str
+) -> None:
+    """An adapter wrong for its traffic (random weights, promoted by an operator past every gate):
+    the gateway audits its answers against live, the judge grades them, the router rolls back."""
+    workflow = f"audit-{uuid.uuid4().hex[:8]}"
+    loaded = load_config(stack_config, env={})
+    event = register_broken_adapter(
+        ArtifactStore(loaded.artifacts_dir),
+        tenant="dev",
+        workflow=workflow,
+        adapter_id=f"ad-wrong-{uuid.uuid4().hex[:6]}",
+        base_model="tiny-llama",
+        models_dir=loaded.models_dir,
+    )
+    asyncio.run(publish(config["kafka"]["bootstrap_servers"], [(topics.ADAPTERS, event)]))
+    rollout = _wait_rollout(stack_config, workflow, ("shadow",))
+    assert rollout["adapter_id"] == event.adapter_id
+    promoted = cli(stack_config, "rollout", "promote", workflow, "--tenant", "dev")
+    assert promoted.returncode == 0, promoted.stderr
+    _wait_rollout(stack_config, workflow, ("promoted",))
+
+    started, degraded = time.monotonic(), 0
+    with grpc.insecure_channel(f"127.0.0.1:{config['gateway']['grpc_port']}") as channel:
+        stub = gateway_pb2_grpc.GatewayStub(channel)
+        for i in range(300):
+            request = gateway_pb2.GenerateRequest(
+                workflow=workflow,
+                messages=[common_pb2.ChatMessage(role="user", content=f"question {i}: where is my parcel?")],
+                params=common_pb2.GenerationParams(max_tokens=4),
+            )
+            reply = stub.Generate(request, metadata=[("authorization", f"Bearer {key}")], timeout=60)
+            if reply.route.mode == common_pb2.ROUTE_MODE_LIVE:
+                break
+            degraded += reply.route.mode == common_pb2.ROUTE_MODE_PROMOTED
+            time.sleep(0.1)
+    took_s = time.monotonic() - started
+    rolled_back = _wait_rollout(stack_config, workflow, ("rolled_back",))
+    assert rolled_back["reason"].startswith("audit after promotion"), rolled_back
+    print(f"audit rolled back {event.adapter_id} after {degraded} answers it served, in {took_s:.1f} s")
+    assert reply.route.mode == common_pb2.ROUTE_MODE_LIVE and 0 < degraded < 300
+
+
+def _wait_rollout(stack_config: Path, workflow: str, states: tuple[str, ...], timeout_s: float = 60) -> dict:
+    deadline, rows = time.monotonic() + timeout_s, []
+    while time.monotonic() < deadline:
+        listed = cli(stack_config, "rollout", "list", "--json")
+        rows = [
+            r
+            for r in json.loads(listed.stdout or '{"rollouts": []}')["rollouts"]
+            if r["workflow"] == workflow
+        ]
+        if rows and rows[0]["state"] in states:
+            return dict(rows[0])
+        time.sleep(0.5)
+    raise AssertionError(f"rollout of {workflow} never reached {states}: {rows}")
