@@ -141,13 +141,7 @@ class Router:
         ):
             return
         if rollout.heard(time.time_ns()):
-            log.info(
-                "rollout.verdicts_returned",
-                tenant=rollout.tenant,
-                workflow=rollout.workflow,
-                adapter=rollout.adapter_id,
-                state=rollout.state,
-            )
+            log.info("rollout.verdicts_returned", **rollout.log_fields())
         if verdict.reference == "gold":
             rollout.evidence.add_gold(verdict.verdict_id, verdict.passed, verdict.live_passed)
             return

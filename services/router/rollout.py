@@ -103,6 +103,15 @@ class Rollout:
     def key(self) -> WorkflowKey:
         return WorkflowKey(self.tenant, self.workflow)
 
+    def log_fields(self) -> dict[str, object]:
+        """What every log line about this rollout names."""
+        return {
+            "tenant": self.tenant,
+            "workflow": self.workflow,
+            "adapter": self.adapter_id,
+            "state": self.state,
+        }
+
     @property
     def rollout_id(self) -> str:
         """Deterministic, so a redelivered adapter event maps onto the same rollout."""

@@ -47,13 +47,7 @@ def silent(router: Router, now_ns: int | None = None) -> list[Output]:
                 now_ns,
             )
             log.warning(
-                "rollout.held",
-                tenant=rollout.tenant,
-                workflow=rollout.workflow,
-                adapter=rollout.adapter_id,
-                state=rollout.state,
-                step=rollout.step,
-                silent_s=round(silent_s, 1),
+                "rollout.held", **rollout.log_fields(), step=rollout.step, silent_s=round(silent_s, 1)
             )
     return outputs
 
