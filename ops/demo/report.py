@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from cumulus.artifacts import write_json_atomically
-from cumulus.v1 import events_pb2
+from cumulus.v1 import common_pb2, events_pb2
 from ops.demo.observer import Seen
 
 Correct = Callable[[Any, str], bool]
@@ -125,6 +125,21 @@ def verdict_stats(seen: Seen, adapter_id: str) -> tuple[int, float | None]:
     return len(verdicts), _ratio(sum(v.passed for v in verdicts), len(verdicts))
 
 
+def audit_stats(seen: Seen, adapter_id: str) -> dict[str, Any]:
+    """The verdicts on the promoted adapter's audit sample (its answers graded against live's)."""
+    audited = [
+        v
+        for v in seen.verdicts.values()
+        if v.adapter_id == adapter_id
+        and v.pair_id in seen.pairs
+        and seen.pairs[v.pair_id].candidate.route.mode == common_pb2.ROUTE_MODE_PROMOTED
+    ]
+    return {
+        "audit_verdicts": len(audited),
+        "audit_pass_rate": _ratio(sum(v.passed for v in audited), len(audited)),
+    }
+
+
 def targets_met(report: Mapping[str, Any], targets: Mapping[str, tuple[str, float]]) -> dict[str, bool]:
     """Each headline target of the workload, and the outcome it expects, met or not."""
     met: dict[str, bool] = {}
@@ -161,6 +176,8 @@ ROWS = (
     ("latency_ratio", "latency ratio live / candidate"),
     ("detection_to_promotion_seconds", "detection -> 100% seconds"),
     ("rollout_final_state", "rollout final state"),
+    ("audit_verdicts", "audit verdicts after promotion"),
+    ("audit_pass_rate", "audit pass rate"),
     ("max_candidate_share", "candidate max traffic share"),
     ("held_reason", "why nothing was shipped"),
     ("bad_adapter_final_state", "broken adapter final state"),

@@ -161,3 +161,11 @@ def test_a_demo_that_stops_reports_the_stage_and_what_it_saw() -> None:
     assert partial["stopped_in"] == "train" and partial["error"] == "adapter ad-1 ended REJECTED"
     assert partial["adapters"]["ad-1"]["status"] == "ADAPTER_STATUS_REJECTED"
     json.dumps(partial)
+
+
+def test_audit_stats_count_only_the_promoted_adapters_graded_answers() -> None:
+    seen, _ = _seen([(RIGHT, RIGHT, True), (RIGHT, WRONG, False), (RIGHT, RIGHT, True)])
+    assert report.audit_stats(seen, "ad-1") == {"audit_verdicts": 0, "audit_pass_rate": None}
+    for pair_id in ("p1", "p2"):  # answered by the promoted adapter, copied to live for the audit
+        seen.pairs[pair_id].candidate.route.mode = common_pb2.ROUTE_MODE_PROMOTED
+    assert report.audit_stats(seen, "ad-1") == {"audit_verdicts": 2, "audit_pass_rate": 0.5}
