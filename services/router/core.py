@@ -50,6 +50,11 @@ def on_small(base_model: str) -> str:
 PRODUCER = "router"
 
 
+def gated_on_gold(adapter: events_pb2.AdapterEvent) -> bool:
+    """The adapter's offline gate decided on gold: its steps (and audits) wait for gold verdicts."""
+    return adapter.metrics.get("gate_test", 0.0) == 1.0
+
+
 @dataclass(frozen=True)
 class Output:
     topic: TopicSpec
@@ -110,7 +115,7 @@ class Router:
             candidate=candidate_target(event, self.serving_model(event.base_model)),
             incumbent=incumbent_of(table),
             steps=self.config.canary_steps,
-            expects_gold=event.metrics.get("gate_test", 0.0) == 1.0,
+            expects_gold=gated_on_gold(event),
         )
         self.rollouts[key] = rollout
         offline = {"offline_score": event.offline_score}
@@ -233,6 +238,7 @@ class Router:
             incumbent=incumbent_of(None),
             steps=self.config.canary_steps,
             state=current.state if current.adapter_id == version.adapter_id else ROLLED_BACK,
+            expects_gold=gated_on_gold(version.event),
         )
         self.rollouts[key] = reinstated
         return outputs + self.outputs_of(reinstated, reinstated.reinstate(reason))
