@@ -126,7 +126,7 @@ class RouteBook:
         return outcome
 
     def stale(self, now_ns: int | None = None) -> list[StaleRoute]:
-        """Rollouts in progress whose table the router has not vouched for within ``max_age_s``."""
+        """Rollouts (in progress or promoted) whose table the router has not vouched for lately."""
         now_ns = time.time_ns() if now_ns is None else now_ns
         out = []
         for (tenant, workflow), table in self._tables.items():
