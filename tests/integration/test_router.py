@@ -266,8 +266,11 @@ async def test_v2_rolls_out_over_v1_and_rollback_to_v1_takes_seconds_even_after_
     assert await asyncio.to_thread(cli_main, ["rollout", "promote", workflow]) == 0
     await asyncio.to_thread(wait_for, router, workflow, "promoted", 5)
 
-    router.kill()  # the versions come back from the adapters and rollouts topics
+    # Killed right after the promotion: the versions come back from the adapters and rollouts
+    # topics, and a promotion whose event had not reached Kafka yet is redelivered and applied.
+    router.kill()
     router.start()
+    await asyncio.to_thread(wait_for, router, workflow, "promoted", 5)
     capsys.readouterr()
     assert await asyncio.to_thread(cli_main, ["adapters", "history", workflow, "--json"]) == 0
     history = json.loads(capsys.readouterr().out)
@@ -279,14 +282,17 @@ async def test_v2_rolls_out_over_v1_and_rollback_to_v1_takes_seconds_even_after_
         assert await asyncio.to_thread(cli_main, ["rollout", "rollback", workflow, "--to", bad]) == 1
         assert says in capsys.readouterr().err
 
-    started = time.monotonic()
-    assert await asyncio.to_thread(cli_main, ["rollout", "rollback", workflow, "--to", "v1"]) == 0
-    took_s = time.monotonic() - started
-    assert "ad-v1 (v1) serves all of" in capsys.readouterr().out
-    table = await newest_table(kafka_bootstrap, workflow, until=lambda t: weights(t) == [1.0])
-    assert [w.target.adapter_id for w in table.canary] == ["ad-v1"] and table.rollout_state == "promoted"
-    print(f"rollback --to v1 served in {took_s:.1f} s")
-    assert took_s < 10
+    took_s = {}
+    for version, adapter in (("v1", "ad-v1"), ("v2", "ad-v2"), ("v1", "ad-v1")):
+        started = time.monotonic()
+        assert await asyncio.to_thread(cli_main, ["rollout", "rollback", workflow, "--to", version]) == 0
+        took_s[f"{len(took_s)}:{version}"] = round(time.monotonic() - started, 1)
+        assert f"{adapter} ({version}) serves all of" in capsys.readouterr().out
+        table = await newest_table(kafka_bootstrap, workflow, until=lambda t: weights(t) == [1.0])
+        assert [w.target.adapter_id for w in table.canary] == [adapter] and table.rollout_state == "promoted"
+    with capsys.disabled():  # the first waits out the killed router's consumer-group session
+        print(f"rollback --to took (s, CLI to served): {took_s}")
+    assert max(took_s.values()) < 30 and min(took_s.values()) < 5
     assert await asyncio.to_thread(cli_main, ["adapters", "history", workflow]) == 0
     printed = capsys.readouterr().out
     assert "rollback to v1 (ad-v1)" in printed and "rolled_back" in printed
