@@ -100,12 +100,7 @@ def _requests_are_counted_exactly_across_a_collector_kill(
         channel = grpc.insecure_channel(f"127.0.0.1:{config['gateway']['grpc_port']}")
         stub = gateway_pb2_grpc.GatewayStub(channel)
         for i in range(50):
-            request = gateway_pb2.GenerateRequest(
-                workflow=workflow,
-                messages=[common_pb2.ChatMessage(role="user", content=f"ticket {i}: printer on fire")],
-                params=common_pb2.GenerationParams(max_tokens=4),
-            )
-            response = stub.Generate(request, metadata=[("authorization", f"Bearer {key}")], timeout=60)
+            response = _ask(stub, key, workflow, f"ticket {i}: printer on fire")
             sent.append(response.request_id)
             time.sleep(0.05)
         channel.close()
@@ -158,12 +153,7 @@ def _the_audit_rolls_back_a_promoted_adapter_that_is_wrong(
     with grpc.insecure_channel(f"127.0.0.1:{config['gateway']['grpc_port']}") as channel:
         stub = gateway_pb2_grpc.GatewayStub(channel)
         for i in range(300):
-            request = gateway_pb2.GenerateRequest(
-                workflow=workflow,
-                messages=[common_pb2.ChatMessage(role="user", content=f"question {i}: where is my parcel?")],
-                params=common_pb2.GenerationParams(max_tokens=4),
-            )
-            reply = stub.Generate(request, metadata=[("authorization", f"Bearer {key}")], timeout=60)
+            reply = _ask(stub, key, workflow, f"question {i}: where is my parcel?")
             if reply.route.mode == common_pb2.ROUTE_MODE_LIVE:
                 break
             degraded += reply.route.mode == common_pb2.ROUTE_MODE_PROMOTED
@@ -188,3 +178,15 @@ def _wait_rollout(stack_config: Path, workflow: str, states: tuple[str, ...], ti
             return dict(rows[0])
         time.sleep(0.5)
     raise AssertionError(f"rollout of {workflow} never reached {states}: {rows}")
+
+
+def _ask(
+    stub: gateway_pb2_grpc.GatewayStub, key: str, workflow: str, text: str
+) -> gateway_pb2.GenerateResponse:
+    """One short request of ``workflow`` through the gateway, as the dev tenant."""
+    request = gateway_pb2.GenerateRequest(
+        workflow=workflow,
+        messages=[common_pb2.ChatMessage(role="user", content=text)],
+        params=common_pb2.GenerationParams(max_tokens=4),
+    )
+    return stub.Generate(request, metadata=[("authorization", f"Bearer {key}")], timeout=60)  # type: ignore[no-any-return]
