@@ -15,9 +15,8 @@ from typing import Any
 
 from cumulus.config import CumulusConfig
 from cumulus.errors import Conflict, InvalidArgument, NotFound
+from cumulus.rollout_states import ACTIVE, PROMOTED
 from ops.stack.probes import service_json
-
-IN_PROGRESS = ("shadow", "canary", "paused")
 
 
 def workflow_versions(config: CumulusConfig, workflow: str, tenant: str = "") -> dict[str, Any]:
@@ -73,7 +72,7 @@ def resolve_to(config: CumulusConfig, workflow: str, tenant: str, ref: str) -> s
             fix="pick a version whose state is not `rejected`",
         )
     rollout = body["rollout"]
-    if rollout and rollout["state"] in IN_PROGRESS and rollout["adapter_id"] != found["adapter_id"]:
+    if rollout and rollout["state"] in ACTIVE and rollout["adapter_id"] != found["adapter_id"]:
         raise Conflict(
             f"{tenant}/{workflow} is held by the {rollout['state']} rollout of {rollout['adapter_id']}",
             fix=f"end it first with `cumulus rollout rollback {workflow} --tenant {tenant}`, then --to {ref}",
@@ -86,7 +85,7 @@ def wait_served(config: CumulusConfig, workflow: str, tenant: str, adapter_id: s
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         rollout = workflow_versions(config, workflow, tenant)["rollout"] or {}
-        if rollout.get("adapter_id") == adapter_id and rollout.get("state") == "promoted":
+        if rollout.get("adapter_id") == adapter_id and rollout.get("state") == PROMOTED:
             return True
         time.sleep(0.3)
     return False

@@ -28,6 +28,7 @@ from typing import Any
 from cumulus.config import DetectionConfig
 from cumulus.errors import CumulusError
 from cumulus.logs import get_logger
+from cumulus.rollout_states import ACTIVE
 from services.collector.insights import Insights, WorkflowStats
 from services.collector.learning import (
     RETRYABLE,
@@ -41,13 +42,12 @@ from services.collector.nomination import Nominator
 from services.collector.store import ClickHouseStore
 
 log = get_logger("collector")
-RUNNING_ROLLOUT_STATES = ("shadow", "canary", "paused")
 
 _BUSY_SQL = f"""
 SELECT tenant, workflow, 'rollout running' AS why FROM (
     SELECT tenant, workflow, adapter_id, argMax(to_state, occurred_at) AS state
     FROM {{db}}.rollout_events FINAL GROUP BY tenant, workflow, adapter_id)
-WHERE state IN {RUNNING_ROLLOUT_STATES}
+WHERE state IN {ACTIVE}
 UNION ALL
 SELECT tenant, workflow, 'adapter training' FROM {{db}}.adapters FINAL
 WHERE status = 'training' AND updated_at >= {{since:DateTime64(3)}}

@@ -25,6 +25,7 @@ import time
 from dataclasses import dataclass
 from enum import Enum
 
+from cumulus.rollout_states import PROMOTED, WATCHED
 from cumulus.v1 import common_pb2, events_pb2
 
 LIVE_MODEL = "live"
@@ -52,10 +53,6 @@ def split_point(workflow: str, key: str, salt: str = "") -> float:
     """A stable number in [0, 1) for ``key`` within ``workflow``; ``salt`` gives an independent one."""
     data = f"{salt}\x1f{workflow}\x1f{key}".encode()
     return int.from_bytes(hashlib.blake2b(data, digest_size=8).digest(), "big") / _HASH_SCALE
-
-
-WATCHED = ("shadow", "canary", "paused", "promoted")
-"""Rollout states whose tables the router keeps vouching for (services/router/rollout.py WATCHED)."""
 
 
 class Applied(Enum):
@@ -152,7 +149,7 @@ class RouteBook:
         for weighted in table.canary:
             cumulative += max(weighted.weight, 0.0)
             if point < cumulative and weighted.target.model:
-                promoted = weighted.weight >= 1.0 or table.rollout_state == "promoted"
+                promoted = weighted.weight >= 1.0 or table.rollout_state == PROMOTED
                 mode = common_pb2.ROUTE_MODE_PROMOTED if promoted else common_pb2.ROUTE_MODE_CANARY
                 primary = _route(weighted.target, mode)
                 break

@@ -21,15 +21,10 @@ from cumulus.errors import Conflict
 from cumulus.kafka import codec, topics
 from cumulus.kafka.topics import TopicSpec
 from cumulus.logs import get_logger
+from cumulus.rollout_states import ACTIVE, GRADED, PAUSED, PROMOTED, ROLLED_BACK, SHADOW
 from cumulus.v1 import events_pb2
 from services.router import gates
 from services.router.rollout import (
-    ACTIVE,
-    GRADED,
-    PAUSED,
-    PROMOTED,
-    ROLLED_BACK,
-    SHADOW,
     Audit,
     Rollout,
     Transition,

@@ -18,17 +18,9 @@ import time
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
+from cumulus.rollout_states import CANARY, PAUSED, PROMOTED, ROLLED_BACK, SHADOW
 from cumulus.v1 import common_pb2, events_pb2
 from services.router.gates import StepEvidence
-
-SHADOW, CANARY, PROMOTED, ROLLED_BACK, PAUSED = "shadow", "canary", "promoted", "rolled_back", "paused"
-STATES = (SHADOW, CANARY, PROMOTED, ROLLED_BACK, PAUSED)
-ACTIVE = (SHADOW, CANARY, PAUSED)
-"""States in which a rollout still holds its workflow (a new adapter waits for it to finish)."""
-GRADED = (SHADOW, CANARY, PROMOTED)
-"""States whose verdicts count: the steps of a rollout, and a promoted adapter's audit."""
-WATCHED = (*ACTIVE, PROMOTED)
-"""States whose route table the router keeps re-publishing for gateways to see it is alive."""
 
 
 def live_target() -> common_pb2.RouteTarget:

@@ -15,8 +15,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from cumulus.errors import InvalidArgument, NotFound
+from cumulus.rollout_states import PROMOTED
 from cumulus.v1 import events_pb2
-from services.router.rollout import PROMOTED, WorkflowKey
+from services.router.rollout import WorkflowKey
 
 READY, REJECTED, SUPERSEDED = "ready", "rejected", "superseded"
 _NUMBERED = re.compile(r"v?(\d+)")

@@ -19,9 +19,9 @@ import time
 
 from cumulus.kafka import codec, topics
 from cumulus.logs import get_logger
+from cumulus.rollout_states import CANARY, SHADOW, WATCHED
 from cumulus.v1 import events_pb2
 from services.router.core import PRODUCER, Output, Router
-from services.router.rollout import CANARY, SHADOW, WATCHED
 
 log = get_logger("router")
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from cumulus.config import RouterConfig
 from cumulus.kafka import topics
+from cumulus.rollout_states import PROMOTED, ROLLED_BACK
 from cumulus.v1 import events_pb2
 from services.router.core import Router
 from services.router.listing import describe
-from services.router.rollout import PROMOTED, ROLLED_BACK
 from tests.unit.router.test_rollout import CONFIG, KEY, adapter_event, command, feed
 from tests.unit.router.test_versions import promote_all
 

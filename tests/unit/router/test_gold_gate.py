@@ -7,11 +7,12 @@ import pytest
 
 from cumulus.config import RouterConfig
 from cumulus.kafka import codec
+from cumulus.rollout_states import PROMOTED, ROLLED_BACK, SHADOW
 from cumulus.v1 import events_pb2
 from services.router import gates
 from services.router.core import Router
 from services.router.paired import GoldCounts, PairedGoldTest
-from services.router.rollout import PROMOTED, ROLLED_BACK, SHADOW, WorkflowKey
+from services.router.rollout import WorkflowKey
 from tests.unit.router.test_rollout import KEY, TENANT, WORKFLOW, adapter_event, verdict
 
 POLICY = gates.GatePolicy(margin=0.1, min_samples=50, min_gold_samples=30)

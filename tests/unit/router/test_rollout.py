@@ -8,9 +8,10 @@ import pytest
 
 from cumulus.config import CumulusConfig, RouterConfig, StudentConfig, TrainerConfig
 from cumulus.kafka import codec, topics
+from cumulus.rollout_states import CANARY, PAUSED, PROMOTED, ROLLED_BACK, SHADOW
 from cumulus.v1 import events_pb2
 from services.router.core import Router
-from services.router.rollout import CANARY, PAUSED, PROMOTED, ROLLED_BACK, SHADOW, WorkflowKey
+from services.router.rollout import WorkflowKey
 
 TENANT, WORKFLOW = "acme", "tickets"
 KEY = WorkflowKey(TENANT, WORKFLOW)

@@ -10,11 +10,11 @@ from cumulus.artifacts import ArtifactStore
 from cumulus.kafka import codec, topics
 from cumulus.kafka.signing import HEADER, CommandSigner
 from cumulus.operators import issue_token, token_identity, token_store
+from cumulus.rollout_states import PAUSED, SHADOW
 from cumulus.v1 import events_pb2
 from services.router.command_guard import CommandGuard
 from services.router.core import Router
 from services.router.handler import RouterHandler
-from services.router.rollout import PAUSED, SHADOW
 from tests.unit.router.test_rollout import CONFIG, KEY, adapter_event, command, started
 
 

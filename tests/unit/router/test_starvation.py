@@ -10,10 +10,10 @@ from pydantic import ValidationError
 
 from cumulus.config import RouterConfig
 from cumulus.kafka import topics
+from cumulus.rollout_states import CANARY, PROMOTED, ROLLED_BACK, SHADOW
 from cumulus.v1 import events_pb2
 from services.router.core import Router
 from services.router.listing import describe
-from services.router.rollout import CANARY, PROMOTED, ROLLED_BACK, SHADOW
 from services.router.watch import heartbeat, silent
 from tests.unit.router.test_rollout import KEY, adapter_event, command, feed, verdict
 

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from cumulus.kafka import codec, topics
+from cumulus.rollout_states import CANARY, PAUSED, ROLLED_BACK, SHADOW
 from cumulus.v1 import events_pb2
 from services.router.core import Output, Router
 from services.router.listing import describe
-from services.router.rollout import CANARY, PAUSED, ROLLED_BACK, SHADOW, WorkflowKey
+from services.router.rollout import WorkflowKey
 from tests.unit.router.test_rollout import CONFIG, WORKFLOW, adapter_event, command, feed, verdict
 
 ACME, GLOBEX = WorkflowKey("acme", WORKFLOW), WorkflowKey("globex", WORKFLOW)

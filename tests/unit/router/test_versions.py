@@ -11,12 +11,12 @@ from cumulus.artifacts import ArtifactStore
 from cumulus.errors import Conflict, InvalidArgument, NotFound
 from cumulus.kafka import topics
 from cumulus.kafka.signing import CommandSigner
+from cumulus.rollout_states import CANARY, PROMOTED, ROLLED_BACK, SHADOW
 from cumulus.v1 import events_pb2
 from services.router.command_guard import CommandGuard
 from services.router.core import Output, Router
 from services.router.handler import RouterHandler
 from services.router.listing import versions_of
-from services.router.rollout import CANARY, PROMOTED, ROLLED_BACK, SHADOW
 from tests.unit.router.test_rollout import CONFIG, KEY, TENANT, WORKFLOW, adapter_event, command, feed
 from tests.unit.router.test_signed_commands import Publisher, command_record, operator_command
 
