@@ -11,6 +11,7 @@ The sections live in :mod:`cumulus.config.infrastructure` (Kafka, Triton, ClickH
 :mod:`cumulus.config.loading`. Import them from here.
 """
 
+from cumulus.config.drift import DriftConfig, DriftResponse, Thresholds
 from cumulus.config.infrastructure import (
     ClickHouseConfig,
     GatewayConfig,
@@ -49,6 +50,8 @@ __all__ = [
     "CollectorConfig",
     "CumulusConfig",
     "DetectionConfig",
+    "DriftConfig",
+    "DriftResponse",
     "ExportConfig",
     "GatewayConfig",
     "GraderName",
@@ -60,6 +63,7 @@ __all__ = [
     "Section",
     "ServiceConfig",
     "StudentConfig",
+    "Thresholds",
     "TrainerConfig",
     "TritonConfig",
     "load_config",

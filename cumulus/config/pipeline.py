@@ -8,6 +8,7 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
+from cumulus.config.drift import DriftConfig, DriftResponse
 from cumulus.config.infrastructure import Section, ServiceConfig
 
 
@@ -115,6 +116,7 @@ class CollectorConfig(ServiceConfig):
     capture: CaptureConfig = CaptureConfig()
     detection: DetectionConfig = DetectionConfig()
     export: ExportConfig = ExportConfig()
+    drift: DriftConfig = DriftConfig()
     prices: dict[str, ModelPrice] = Field(default_factory=_default_prices)
     """Price per Triton model name (live, small); a model without a price costs 0 in estimates."""
 
@@ -300,6 +302,8 @@ class RouterConfig(ServiceConfig):
     audit_min_per_hour: int = Field(default=20, ge=0)
     """Besides ``audit_share``, at least this many audited requests an hour on each gateway, so a
     quiet promoted workflow is still watched."""
+    drift: DriftResponse = DriftResponse()
+    """What a promoted workflow's drift signal does, by severity (services/router/drift.py)."""
     heartbeat_s: float = Field(default=15.0, gt=0)
     """How often the route tables of rollouts in progress are re-published (same version), so a
     gateway can tell a quiet router from an absent one (gateway.route_max_age_s)."""

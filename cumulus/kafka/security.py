@@ -47,8 +47,15 @@ ACCESS: dict[str, Access] = {
         reads=(topics.ROUTES,), writes=(topics.INFERENCE, topics.FEEDBACK, topics.SHADOW, topics.DEADLETTER)
     ),
     "collector": Access(
-        reads=(topics.INFERENCE, topics.FEEDBACK, topics.VERDICTS, topics.ADAPTERS, topics.ROLLOUTS),
-        writes=(topics.CANDIDATES, topics.DEADLETTER),
+        reads=(
+            topics.INFERENCE,
+            topics.FEEDBACK,
+            topics.VERDICTS,
+            topics.ADAPTERS,
+            topics.ROLLOUTS,
+            topics.DRIFT,
+        ),
+        writes=(topics.CANDIDATES, topics.DRIFT, topics.DEADLETTER),
         group="collector.capture",
     ),
     "trainer": Access(
@@ -58,7 +65,14 @@ ACCESS: dict[str, Access] = {
         reads=(topics.SHADOW, topics.FEEDBACK), writes=(topics.VERDICTS, topics.DEADLETTER), group="judge"
     ),
     "router": Access(
-        reads=(topics.ADAPTERS, topics.VERDICTS, topics.COMMANDS, topics.ROLLOUTS, topics.ROUTES),
+        reads=(
+            topics.ADAPTERS,
+            topics.VERDICTS,
+            topics.COMMANDS,
+            topics.ROLLOUTS,
+            topics.ROUTES,
+            topics.DRIFT,
+        ),
         writes=(topics.ROUTES, topics.ROLLOUTS, topics.DEADLETTER),
         group="router",
     ),

@@ -82,6 +82,12 @@ ROLLOUTS = TopicSpec(
     retention_ms=-1,
     description="every rollout decision with its evidence (router → collector)",
 )
+DRIFT = TopicSpec(
+    "cumulus.drift.v1",
+    events_pb2.DriftSignal,
+    retention_ms=-1,
+    description="a promoted workflow's traffic moved from its training data (collector → router, collector)",
+)
 DEADLETTER = TopicSpec(
     "cumulus.kafka.deadletter.v1",
     events_pb2.DeadLetter,
@@ -99,6 +105,7 @@ ALL_TOPICS: tuple[TopicSpec, ...] = (
     ROUTES,
     COMMANDS,
     ROLLOUTS,
+    DRIFT,
     DEADLETTER,
 )
 BY_NAME: dict[str, TopicSpec] = {spec.name: spec for spec in ALL_TOPICS}

@@ -26,6 +26,13 @@ class RolloutAction(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     ROLLOUT_ACTION_RESUME: _ClassVar[RolloutAction]
     ROLLOUT_ACTION_PROMOTE: _ClassVar[RolloutAction]
     ROLLOUT_ACTION_ROLLBACK: _ClassVar[RolloutAction]
+
+class DriftSeverity(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    DRIFT_SEVERITY_UNSPECIFIED: _ClassVar[DriftSeverity]
+    DRIFT_SEVERITY_NOTICE: _ClassVar[DriftSeverity]
+    DRIFT_SEVERITY_WARNING: _ClassVar[DriftSeverity]
+    DRIFT_SEVERITY_CRITICAL: _ClassVar[DriftSeverity]
 ADAPTER_STATUS_UNSPECIFIED: AdapterStatus
 ADAPTER_STATUS_TRAINING: AdapterStatus
 ADAPTER_STATUS_READY: AdapterStatus
@@ -36,6 +43,10 @@ ROLLOUT_ACTION_PAUSE: RolloutAction
 ROLLOUT_ACTION_RESUME: RolloutAction
 ROLLOUT_ACTION_PROMOTE: RolloutAction
 ROLLOUT_ACTION_ROLLBACK: RolloutAction
+DRIFT_SEVERITY_UNSPECIFIED: DriftSeverity
+DRIFT_SEVERITY_NOTICE: DriftSeverity
+DRIFT_SEVERITY_WARNING: DriftSeverity
+DRIFT_SEVERITY_CRITICAL: DriftSeverity
 
 class InferenceEvent(_message.Message):
     __slots__ = ("meta", "request_id", "messages", "tools", "params", "metadata", "session_key", "prompt_text", "response_text", "route", "usage", "latency_ms", "ttft_ms", "status", "error_code", "error_message", "template_fingerprint", "workflow_derived", "candidate_error")
@@ -320,6 +331,31 @@ class RolloutEvent(_message.Message):
     step: int
     parent: str
     def __init__(self, meta: _Optional[_Union[_common_pb2.EventMeta, _Mapping]] = ..., rollout_id: _Optional[str] = ..., adapter_id: _Optional[str] = ..., from_state: _Optional[str] = ..., to_state: _Optional[str] = ..., weight: _Optional[float] = ..., reason: _Optional[str] = ..., evidence: _Optional[_Mapping[str, float]] = ..., step: _Optional[int] = ..., parent: _Optional[str] = ...) -> None: ...
+
+class DriftSignal(_message.Message):
+    __slots__ = ("meta", "adapter_id", "dataset_id", "signal", "severity", "detail", "evidence")
+    class EvidenceEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: float
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[float] = ...) -> None: ...
+    META_FIELD_NUMBER: _ClassVar[int]
+    ADAPTER_ID_FIELD_NUMBER: _ClassVar[int]
+    DATASET_ID_FIELD_NUMBER: _ClassVar[int]
+    SIGNAL_FIELD_NUMBER: _ClassVar[int]
+    SEVERITY_FIELD_NUMBER: _ClassVar[int]
+    DETAIL_FIELD_NUMBER: _ClassVar[int]
+    EVIDENCE_FIELD_NUMBER: _ClassVar[int]
+    meta: _common_pb2.EventMeta
+    adapter_id: str
+    dataset_id: str
+    signal: str
+    severity: DriftSeverity
+    detail: str
+    evidence: _containers.ScalarMap[str, float]
+    def __init__(self, meta: _Optional[_Union[_common_pb2.EventMeta, _Mapping]] = ..., adapter_id: _Optional[str] = ..., dataset_id: _Optional[str] = ..., signal: _Optional[str] = ..., severity: _Optional[_Union[DriftSeverity, str]] = ..., detail: _Optional[str] = ..., evidence: _Optional[_Mapping[str, float]] = ...) -> None: ...
 
 class DeadLetter(_message.Message):
     __slots__ = ("meta", "source_topic", "source_partition", "source_offset", "key", "value", "consumer", "reason", "failed_at")

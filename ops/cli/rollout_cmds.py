@@ -99,6 +99,10 @@ def render(rows: list[dict[str, Any]]) -> str:
             f"{100 * row['weight']:>5.1f}%  {numbers}{gold_text(row.get('gold') or {})} "
             f"step_verdicts={row['step_verdicts']} ({row['reason']})"
         )
+        lines += [
+            f"{'':<16} drift {d['signal']} {d['severity']} -> {d['action']}: {d['detail']}"
+            for d in row.get("drift") or []
+        ]
     if not rows:
         lines.append("(no rollout yet)")
     return "\n".join(lines)

@@ -29,6 +29,7 @@ from ops.stack import kafka_secure
 from ops.stack.probes import (
     ProbeResult,
     port_open,
+    probe_collector,
     probe_gateway,
     probe_judge,
     probe_kafka,
@@ -107,6 +108,9 @@ class LocalStack:
         if name == "gateway":
             headers = auth_headers(self.config.state_dir)
             return probe_gateway(spec.host, self.config.gateway.health_port, headers)
+        if name == "collector":
+            headers = auth_headers(self.config.state_dir)
+            return probe_collector(spec.host, self.config.collector.health_port, headers)
         if name == "judge":
             return probe_judge(spec.host, self.config.judge.health_port, self.config)
         return probe_service(spec.host, getattr(self.config, name).health_port)

@@ -132,6 +132,23 @@ def probe_gateway(host: str, health_port: int, headers: dict[str, str] | None = 
     return ProbeResult(True, detail, {**result.extra, "stale_routes": stale})
 
 
+def probe_collector(host: str, health_port: int, headers: dict[str, str] | None = None) -> ProbeResult:
+    """``probe_service``, with the promoted workflows watched for drift and their latest signals."""
+    result = probe_service(host, health_port)
+    status, body = http_json(f"http://{host}:{health_port}/api/v1/drift?limit=10", headers=headers)
+    if not result.healthy or status != 200 or not isinstance(body, dict):
+        return result
+    watched, signals = body.get("watched") or [], body.get("signals") or []
+    detail = f"ready, {len(watched)} promoted workflows watched for drift"
+    if signals:
+        latest: dict[tuple[str, str], dict[str, Any]] = {}
+        for s in signals:  # newest first: the first per workflow and signal is the latest
+            latest.setdefault((s["workflow"], s["signal"]), s)
+        named = ", ".join(f"{wf} {sig} {s['severity']}" for (wf, sig), s in latest.items())
+        detail += f"; DRIFT: {named}"
+    return ProbeResult(True, detail, {**result.extra, "drift": signals})
+
+
 def probe_judge(host: str, health_port: int, config: CumulusConfig) -> ProbeResult:
     """``probe_service``, plus the graders calibration flags (poor agreement with reviewers)."""
     result = probe_service(host, health_port)

@@ -1,7 +1,8 @@
 """`python -m services.collector`: capture, insight, candidate detection and the read API.
 
-Startup: open ClickHouse (creating the schema), start the event publisher (dead letters and
-candidate events) and the capture consumer, then run capture and detection side by side. The
+Startup: open ClickHouse (creating the schema), start the event publisher (dead letters,
+candidate events and drift signals) and the capture consumer, then run capture, detection and
+the drift watch side by side. The
 read API shares the health port. SIGTERM: stop fetching, insert and commit the buffered batches
 (within ``capture.stop_grace_s``), flush the publisher, leave Kafka, close chDB.
 """
@@ -16,6 +17,7 @@ from cumulus.kafka.runtime import KafkaRuntime
 from cumulus.service import ServiceApi, ServiceContext, run_service
 from services.collector.api import Backend, ReadApi
 from services.collector.detection import CandidateDetector
+from services.collector.drift import DriftWatch
 from services.collector.insights import Insights
 from services.collector.nomination import Nominator
 from services.collector.pipeline import CapturePipeline
@@ -33,17 +35,17 @@ async def main(ctx: ServiceContext, api: ServiceApi[Backend]) -> None:
     # Registered before the first await: with no checks at all /readyz would already say ready.
     ctx.readiness.update(clickhouse=db.ping, capture=pipeline.readiness)
     insights = Insights(db, cfg.prices)
-    nominator = Nominator(
-        db, ArtifactStore(config.artifacts_dir), publisher, cfg.export, config.triton.small_model
-    )
+    artifacts = ArtifactStore(config.artifacts_dir)
+    nominator = Nominator(db, artifacts, publisher, cfg.export, config.triton.small_model)
     detector = CandidateDetector(insights, nominator, db, cfg.detection)
+    drift = DriftWatch(db, artifacts, publisher, cfg.drift, cfg.export)
     await db.open()
     try:
         async with KafkaRuntime(ctx, publisher, close_timeout_s=5.0):
-            api.attach(Backend(db, insights, nominator, detector, cfg.detection.window_h))
+            api.attach(Backend(db, insights, nominator, detector, drift, cfg.detection.window_h))
             try:
                 if await pipeline.start(ctx.stopping):
-                    await capture_and_detect(ctx, pipeline, detector)
+                    await capture_and_detect(ctx, pipeline, detector, drift)
             finally:
                 api.detach()
                 await pipeline.close()
@@ -53,14 +55,16 @@ async def main(ctx: ServiceContext, api: ServiceApi[Backend]) -> None:
 
 
 async def capture_and_detect(
-    ctx: ServiceContext, pipeline: CapturePipeline, detector: CandidateDetector
+    ctx: ServiceContext, pipeline: CapturePipeline, detector: CandidateDetector, drift: DriftWatch
 ) -> None:
-    """Run capture and detection side by side until SIGTERM or until one of them crashes."""
+    """Run capture, detection and the drift watch side by side until SIGTERM or one of them crashes."""
     db = pipeline.store
     ctx.log.info("collector.started", clickhouse=db.dsn.split("://")[0], database=db.database)
     tasks = [asyncio.create_task(pipeline.run(), name="capture")]
     if ctx.config.collector.detection.enabled:
         tasks.append(asyncio.create_task(detector.run(ctx.stopping), name="detection"))
+    if ctx.config.collector.drift.enabled:
+        tasks.append(asyncio.create_task(drift.run(ctx.stopping), name="drift"))
     stop = asyncio.create_task(ctx.stopping.wait())
     done, _ = await asyncio.wait([*tasks, stop], return_when=asyncio.FIRST_COMPLETED)
     pipeline.stop()

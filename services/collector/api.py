@@ -14,6 +14,7 @@ process owns the data directory, so nothing else may open it.
 - ``GET  /api/v1/capture?workflow=``             row/event counts per table, rows inserted, capture lag
 - ``GET  /api/v1/adapters?workflow=&limit=100``                  latest version of each adapter, newest first
 - ``GET  /api/v1/rollouts?workflow=&window_h=&limit=20``  transitions, traffic share and judge pass rate
+- ``GET  /api/v1/drift?workflow=&limit=50``  the last drift check of each promoted workflow, signals announced
 - ``GET  /dashboard`` (and ``/``)                                the dashboard page (static/dashboard.html)
 
 Errors answer ``{"error": ..., "fix": ...}`` with the error's HTTP status; 503 while starting.
@@ -32,8 +33,9 @@ from aiohttp import web
 from cumulus.errors import InvalidArgument, NotFound
 from cumulus.logs import get_logger
 from cumulus.service import ServiceApi, ServiceContext
-from services.collector import learning, rollout_views, sufficiency
+from services.collector import drift_sql, learning, rollout_views, sufficiency
 from services.collector.detection import CandidateDetector, evidence_of
+from services.collector.drift import DriftWatch
 from services.collector.insights import Insights
 from services.collector.nomination import Nominator
 from services.collector.rows import CAPTURES
@@ -69,6 +71,7 @@ class Backend:
     insights: Insights
     nominator: Nominator
     detector: CandidateDetector
+    drift: DriftWatch
     default_window_h: float
 
 
@@ -102,6 +105,7 @@ class ReadApi:
         add.add_get("/api/v1/capture", route(self.capture))
         add.add_get("/api/v1/adapters", route(self.adapters))
         add.add_get("/api/v1/rollouts", route(self.rollouts))
+        add.add_get("/api/v1/drift", route(self.drift))
         # Served while the backend is still starting; the page shows the API's 503.
         add.add_get("/dashboard", self.dashboard)
         add.add_get("/", self.home)
@@ -201,6 +205,16 @@ class ReadApi:
         limit = int(_number(request, "limit", 20))
         found = await rollout_views.rollouts(b.db, window_h * 3600, request.query.get("workflow", ""), limit)
         return {"window_h": window_h, "rollouts": [r.to_json() for r in found]}
+
+    async def drift(self, request: web.Request, b: Backend) -> Any:
+        """The last drift check of every promoted workflow, and the signals announced so far."""
+        workflow = request.query.get("workflow", "")
+        limit = int(_number(request, "limit", 50))
+        return {
+            "checked_at": b.drift.last_checked,
+            "watched": [c.to_json() for c in b.drift.last if not workflow or c.workflow == workflow],
+            "signals": await drift_sql.history(b.db, workflow, limit),
+        }
 
     @staticmethod
     async def _tenant_of(b: Backend, workflow: str, tenant: str, window_h: float) -> str:

@@ -198,6 +198,31 @@ def rollout_row(event: events_pb2.RolloutEvent) -> Row:
     ]
 
 
+SEVERITIES = {
+    events_pb2.DRIFT_SEVERITY_NOTICE: "notice",
+    events_pb2.DRIFT_SEVERITY_WARNING: "warning",
+    events_pb2.DRIFT_SEVERITY_CRITICAL: "critical",
+}
+
+
+def drift_row(event: events_pb2.DriftSignal) -> Row:
+    meta = event.meta
+    if event.severity not in SEVERITIES:
+        raise ValueError(f"drift severity {event.severity} is not one of {sorted(SEVERITIES)}")
+    return [
+        meta.event_id,
+        meta.tenant,
+        meta.workflow,
+        event.adapter_id,
+        event.dataset_id,
+        _occurred(meta),
+        event.signal,
+        SEVERITIES[event.severity],
+        event.detail,
+        dict(event.evidence),
+    ]
+
+
 def feedback_row(event: events_pb2.FeedbackEvent) -> Row:
     meta = event.meta
     return [
@@ -238,6 +263,7 @@ CAPTURES: dict[str, Capture] = {
         Capture(topics.ADAPTERS.name, schema.ADAPTERS, adapter_row),
         Capture(topics.ROLLOUTS.name, schema.ROLLOUT_EVENTS, rollout_row),
         Capture(topics.FEEDBACK.name, schema.FEEDBACK, feedback_row),
+        Capture(topics.DRIFT.name, schema.DRIFT_SIGNALS, drift_row),
     )
 }
 """Topic name -> capture, for every topic the collector stores."""

@@ -378,6 +378,9 @@ class Router:
             paused_from=paused_from,
             step_started_ns=event.meta.occurred_at.ToNanoseconds(),
             expects_gold=event.evidence.get("expects_gold", 0.0) == 1.0,
+            state_since_ns=event.meta.occurred_at.ToNanoseconds(),
+            # A drift notice's raised audit share rides on its (promoted -> promoted) event.
+            raised_audit=event.evidence.get("audit_share", 0.0) if event.to_state == PROMOTED else 0.0,
         )
         # ``expects_gold`` rides along in every event only to be restored here; it is not evidence.
         evidence = {key: value for key, value in event.evidence.items() if key != "expects_gold"}

@@ -1,4 +1,4 @@
-"""The router's batch handler over adapters, verdicts and commands: decide, then publish the outputs.
+"""The router's batch handler over adapters, verdicts, commands and drift: decide, then publish.
 
 Driven by the consume runtime (cumulus.kafka.runtime), which commits a batch only once Kafka has
 acknowledged the route tables and rollout events it produced. Per batch: decode each record
@@ -27,13 +27,13 @@ from cumulus.kafka.runtime import Progress, Subscription, stopped_within
 from cumulus.kafka.signing import CommandSigner
 from cumulus.logs import get_logger
 from cumulus.v1 import events_pb2
-from services.router import watch
+from services.router import drift, watch
 from services.router.command_guard import CommandGuard
 from services.router.core import PRODUCER, Output, Router
 
 log = get_logger("router")
 CONSUMER = "router"
-INPUTS = (topics.ADAPTERS, topics.VERDICTS, topics.COMMANDS)
+INPUTS = (topics.ADAPTERS, topics.VERDICTS, topics.COMMANDS, topics.DRIFT)
 
 RECORDS = Counter("cumulus_router_records", "Input records by topic and outcome.", ["topic", "outcome"])
 TRANSITIONS = Counter("cumulus_router_transitions", "Rollout transitions by target state.", ["to_state"])
@@ -41,7 +41,7 @@ HELD = Gauge("cumulus_router_rollouts_held", "Rollouts holding their step for wa
 
 
 def subscription(router: RouterConfig) -> Subscription:
-    """The router's input: new adapters, the judge's verdicts and operator commands."""
+    """The router's input: new adapters, the judge's verdicts, operator commands and drift signals."""
     return Subscription(
         topics=tuple(spec.name for spec in INPUTS),
         group_id=router.group_id,
@@ -88,6 +88,8 @@ class RouterHandler:
                     if refused:
                         raise EventDecodeError(refused)
                     outputs += self.router.on_adapter(adapter)
+                elif record.topic == topics.DRIFT.name:
+                    outputs += drift.on_drift(self.router, decode_as(events_pb2.DriftSignal, record.value))
                 else:
                     # Only a command signed with the command key is acted on (cumulus/kafka/signing.py).
                     refused = self.signer.problem(record.key, record.value or b"", record.headers)

@@ -44,6 +44,10 @@ def describe(router: Router) -> list[dict[str, Any]]:
                     if rollout.last_audit
                     else None
                 ),
+                "audit_share": max(router.config.audit_share, rollout.raised_audit)
+                if rollout.state == "promoted"
+                else 0.0,
+                "drift": [{"signal": name, **acted} for name, acted in sorted(rollout.drift.items())],
                 "reason": rollout.held or (last.reason if last else ""),
                 "evidence": dict(last.evidence) if last else {},
             }

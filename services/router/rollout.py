@@ -90,6 +90,12 @@ class Rollout:
     audits: int = 0
     """Audit windows a promoted adapter has passed (or ended inconclusive) since its promotion."""
     last_audit: Transition | None = None
+    raised_audit: float = 0.0
+    """A drift notice's audit share for this promoted adapter (0: the router's ``audit_share``)."""
+    state_since_ns: int = field(default_factory=time.time_ns)
+    """When the rollout entered its state: drift signals measured before that are not about it."""
+    drift: dict[str, dict[str, object]] = field(default_factory=dict)
+    """Signal name -> the latest drift signal acted on (severity, action, detail) for the listing."""
 
     @property
     def key(self) -> WorkflowKey:
@@ -124,7 +130,7 @@ class Rollout:
         from_state = self.state
         self.state, self.step = to_state, step
         self.evidence = StepEvidence()  # every step is tested on its own verdicts
-        self.step_started_ns = self.last_verdict_ns = time.time_ns()
+        self.step_started_ns = self.last_verdict_ns = self.state_since_ns = time.time_ns()
         self.held = ""
         self.last = Transition(from_state, to_state, step, self.weight, reason, evidence)
         return self.last
@@ -169,6 +175,27 @@ class Rollout:
         self.paused_from = self.state
         return self._move(PAUSED, self.step, reason, {})
 
+    def step_back(self, reason: str, evidence: dict[str, float]) -> Transition | None:
+        """Pause a promoted adapter at the last canary step: the incumbent takes back the rest of
+        the traffic until an operator resumes it (gated again from that step) or rolls it back."""
+        if self.state != PROMOTED:
+            return None
+        self.paused_from = CANARY
+        return self._move(PAUSED, len(self.steps), reason, evidence)
+
+    def raise_audit(self, share: float, reason: str, evidence: dict[str, float]) -> Transition | None:
+        """Audit a promoted adapter at ``share`` from now on; None if it already is (or is not promoted).
+
+        Traffic's split is unchanged, so its evidence so far still counts; the transition (promoted
+        to promoted) records why the route table changed, and restores the share after a restart."""
+        if self.state != PROMOTED or self.raised_audit >= share:
+            return None
+        self.raised_audit = share
+        self.last = Transition(
+            PROMOTED, PROMOTED, self.step, self.weight, reason, {**evidence, "audit_share": share}
+        )
+        return self.last
+
     def resume(self, reason: str) -> Transition | None:
         if self.state != PAUSED:
             return None
@@ -197,9 +224,10 @@ class Rollout:
         if self.weight < 1.0:
             table.shadow.CopyFrom(self.candidate)
             table.shadow_rate = shadow_rate
-        elif self.state == PROMOTED and (audit.share or audit.min_per_hour):
+        elif self.state == PROMOTED and (audit.share or audit.min_per_hour or self.raised_audit):
             table.shadow.CopyFrom(live_target())
-            table.shadow_rate, table.audit_min_per_hour = audit.share, audit.min_per_hour
+            table.shadow_rate = max(audit.share, self.raised_audit)
+            table.audit_min_per_hour = audit.min_per_hour
         return table
 
 

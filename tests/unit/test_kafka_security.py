@@ -48,6 +48,7 @@ def test_the_grants_cover_what_each_service_consumes_and_no_more() -> None:
     writers = {p: {spec.name for spec in a.writes} for p, a in security.ACCESS.items()}
     assert [p for p, w in writers.items() if topics.COMMANDS.name in w] == ["cli"]
     assert [p for p, w in writers.items() if topics.ROUTES.name in w] == ["router"]
+    assert [p for p, w in writers.items() if topics.DRIFT.name in w] == ["collector"]
     entries = kafka_secure.acl_entries(config)
     assert (3, config.collector.capture.group_id, "User:collector", 3) in entries  # its group, Read
     assert not [e for e in entries if e[2] == "User:gateway" and e[0] == 3]  # no group for the gateway

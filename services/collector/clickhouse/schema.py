@@ -239,6 +239,27 @@ FEEDBACK = TableSpec(
     order_by="(tenant, request_id, event_id)",
 )
 
+DRIFT_SIGNALS = TableSpec(
+    "drift_signals",
+    (
+        Column("event_id", "String"),
+        Column("tenant", _LC),
+        Column("workflow", _LC),
+        Column("adapter_id", "String"),  # the promoted adapter whose traffic drifted
+        Column("dataset_id", "String"),  # what it was trained on: the reference the signal measures from
+        Column("occurred_at", _TS),
+        Column("signal", _LC),  # new_tools / template / prompt_length / output_shape / feedback
+        Column("severity", _LC),  # notice / warning / critical
+        Column("detail", "String"),
+        Column("evidence", f"Map({_LC}, Float64)"),
+        _INGESTED_AT,
+    ),
+    # Captured from cumulus.drift.v1 like every other event (the collector published it itself).
+    engine="ReplacingMergeTree",
+    order_by="(tenant, workflow, adapter_id, occurred_at, event_id)",
+    partition_by="toYYYYMM(occurred_at)",
+)
+
 CANDIDATES = TableSpec(
     "candidates",
     (
@@ -306,6 +327,7 @@ TABLES: tuple[TableSpec, ...] = (
     ROLLOUT_EVENTS,
     FEEDBACK,
     CANDIDATES,
+    DRIFT_SIGNALS,
     WORKFLOW_STATS_MINUTE,
 )
 VIEWS: tuple[ViewSpec, ...] = (WORKFLOW_STATS_MINUTE_MV,)

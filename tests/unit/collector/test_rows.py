@@ -29,6 +29,13 @@ def samples() -> dict[str, object]:
         topics.FEEDBACK.name: events_pb2.FeedbackEvent(
             meta=codec.new_meta(**META), request_id="r1", label="bad"
         ),
+        topics.DRIFT.name: events_pb2.DriftSignal(
+            meta=codec.new_meta(**META),
+            adapter_id="ad-1",
+            signal="new_tools",
+            severity=events_pb2.DRIFT_SEVERITY_WARNING,
+            evidence={"share": 0.2},
+        ),
     }
 
 
@@ -84,3 +91,9 @@ def test_feedback_without_a_score_stores_null() -> None:
 def test_unusable_records_raise_for_the_dead_letter(value: bytes) -> None:
     with pytest.raises(EventDecodeError):
         CAPTURES[topics.INFERENCE.name].row(value)
+
+
+def test_a_drift_signal_without_a_severity_is_dead_lettered() -> None:
+    signal = events_pb2.DriftSignal(meta=codec.new_meta(**META), adapter_id="ad-1", signal="template")
+    with pytest.raises(EventDecodeError, match="severity"):
+        CAPTURES[topics.DRIFT.name].row(codec.encode_event(signal))

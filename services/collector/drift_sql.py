@@ -1,0 +1,131 @@
+"""The reads the drift watch makes: promoted workflows, their window of traffic, feedback, and the
+signals already announced (services/collector/drift.py)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import TYPE_CHECKING, Any
+
+from cumulus.config import ExportConfig
+from cumulus.rollout_states import PROMOTED
+from services.collector.drift_measures import WrongShare
+from services.collector.export import FeedbackNote, is_negative
+from services.collector.insights import LIVE_ROUTES
+
+if TYPE_CHECKING:
+    from services.collector.drift import Promoted
+    from services.collector.store import ClickHouseStore
+
+# A workflow is watched while its newest rollout event (any adapter) is a promotion; it has been
+# promoted since the newest event that moved that adapter into `promoted` from another state.
+_PROMOTED_SQL = f"""
+SELECT l.tenant AS tenant, l.workflow AS workflow, l.adapter_id AS adapter_id,
+       a.dataset_id AS dataset_id, s.since AS since
+FROM (SELECT tenant, workflow, argMax(adapter_id, occurred_at) AS adapter_id,
+             argMax(to_state, occurred_at) AS state
+      FROM {{db}}.rollout_events FINAL GROUP BY tenant, workflow) AS l
+JOIN (SELECT tenant, adapter_id, max(occurred_at) AS since FROM {{db}}.rollout_events FINAL
+      WHERE to_state = '{PROMOTED}' AND from_state != '{PROMOTED}' GROUP BY tenant, adapter_id) AS s
+    ON s.tenant = l.tenant AND s.adapter_id = l.adapter_id
+JOIN (SELECT tenant, adapter_id, dataset_id FROM {{db}}.adapters FINAL) AS a
+    ON a.tenant = l.tenant AND a.adapter_id = l.adapter_id
+WHERE l.state = '{PROMOTED}' AND a.dataset_id != ''
+"""
+
+_WINDOW_SQL = """
+SELECT messages, tools, response, status = 'ok' AND adapter_id = {adapter:String} AS by_adapter
+FROM {db}.requests FINAL
+WHERE tenant = {tenant:String} AND workflow = {workflow:String} AND occurred_at >= {since:DateTime64(3)}
+ORDER BY occurred_at DESC LIMIT {limit:UInt32}
+"""
+
+# Feedback on a set of a workflow's answers, with the answer it judged (a correction that says
+# what the answer said is a confirmation).
+_FEEDBACK_SQL = f"""
+SELECT f.score AS score, f.label AS label, f.correction AS correction, r.response AS response
+FROM (SELECT request_id, argMax(score, occurred_at) AS score, argMax(label, occurred_at) AS label,
+             argMax(correction, occurred_at) AS correction
+      FROM {{db}}.feedback FINAL WHERE tenant = {{tenant:String}} GROUP BY request_id) AS f
+JOIN (SELECT request_id, response, occurred_at FROM {{db}}.requests FINAL
+      WHERE tenant = {{tenant:String}} AND workflow = {{workflow:String}} AND status = 'ok'
+        AND ({{adapter:String}} != '' AND adapter_id = {{adapter:String}}
+                AND occurred_at >= {{since:DateTime64(3)}}
+             OR {{adapter:String}} = '' AND route_mode IN {LIVE_ROUTES}
+                AND occurred_at < {{since:DateTime64(3)}})) AS r
+    ON r.request_id = f.request_id
+ORDER BY r.occurred_at DESC LIMIT {{limit:UInt32}}
+"""
+
+_ANNOUNCED_SQL = """
+SELECT tenant, adapter_id, signal,
+       max(multiIf(severity = 'critical', 3, severity = 'warning', 2, severity = 'notice', 1, 0)) AS rank
+FROM {db}.drift_signals FINAL GROUP BY tenant, adapter_id, signal
+"""
+
+
+_HISTORY_SQL = """
+SELECT tenant, workflow, adapter_id, dataset_id, occurred_at, signal, severity, detail, evidence
+FROM {db}.drift_signals FINAL
+WHERE ({workflow:String} = '' OR workflow = {workflow:String})
+ORDER BY occurred_at DESC LIMIT {limit:UInt32}
+"""
+
+
+def _sql(db: ClickHouseStore, template: str) -> str:
+    return template.replace("{db}", f"`{db.database}`")
+
+
+async def promoted(db: ClickHouseStore) -> list[dict[str, Any]]:
+    """Each promoted workflow: tenant, workflow, adapter_id, dataset_id, since."""
+    rows = await db.query(_sql(db, _PROMOTED_SQL), {})
+    return [{**r, "since": _aware(r["since"])} for r in rows]
+
+
+async def window(
+    db: ClickHouseStore, tenant: str, workflow: str, since: dt.datetime, limit: int, adapter: str = ""
+) -> list[dict[str, Any]]:
+    """The newest ``limit`` requests since ``since``; ``by_adapter``: answered (ok) by ``adapter``."""
+    params = {"tenant": tenant, "workflow": workflow, "since": since, "limit": limit, "adapter": adapter}
+    return await db.query(_sql(db, _WINDOW_SQL), params)
+
+
+async def feedback(
+    db: ClickHouseStore, p: Promoted, since: dt.datetime, cfg: ExportConfig, limit: int = 2000
+) -> tuple[WrongShare, WrongShare]:
+    """Wrong answers by feedback: the adapter's since ``since``, live's before the promotion."""
+    shares = []
+    for adapter, start in ((p.adapter_id, since), ("", p.since)):
+        params = {
+            "tenant": p.tenant,
+            "workflow": p.workflow,
+            "adapter": adapter,
+            "since": start,
+            "limit": limit,
+        }
+        rows = await db.query(_sql(db, _FEEDBACK_SQL), params)
+        wrong = sum(1 for r in rows if _wrong(r, cfg))
+        shares.append(WrongShare(len(rows), wrong))
+    return shares[0], shares[1]
+
+
+def _wrong(row: dict[str, Any], cfg: ExportConfig) -> bool:
+    correction = str(row["correction"] or "")
+    if correction.strip():
+        return " ".join(correction.split()).casefold() != " ".join(str(row["response"]).split()).casefold()
+    return is_negative(FeedbackNote(row["score"], str(row["label"] or ""), ""), cfg)
+
+
+async def announced(db: ClickHouseStore) -> dict[tuple[str, str, str], int]:
+    """(tenant, adapter, signal) -> the highest severity stored (1 notice .. 3 critical)."""
+    rows = await db.query(_sql(db, _ANNOUNCED_SQL), {})
+    return {(r["tenant"], r["adapter_id"], r["signal"]): int(r["rank"]) for r in rows}
+
+
+def _aware(value: dt.datetime) -> dt.datetime:
+    return value if value.tzinfo is not None else value.replace(tzinfo=dt.UTC)
+
+
+async def history(db: ClickHouseStore, workflow: str, limit: int) -> list[dict[str, Any]]:
+    """The signals announced (all workflows, or ``workflow``'s), newest first."""
+    rows = await db.query(_sql(db, _HISTORY_SQL), {"workflow": workflow, "limit": limit})
+    return [{**r, "occurred_at": _aware(r["occurred_at"]).isoformat(timespec="milliseconds")} for r in rows]

@@ -1,0 +1,133 @@
+"""Drift after promotion, against the real collector (Kafka, chDB, the artifact store).
+
+A workflow's live traffic is exported as a dataset; an adapter trained on it is promoted (its
+AdapterEvent and RolloutEvent reach the collector over Kafka, as the trainer's and the router's
+would); then half of the promoted adapter's requests offer a tool the dataset never had. The
+collector's drift watch must name that signal as critical, publish it once on cumulus.drift.v1
+(not again at every check), store it in drift_signals, and leave the signals that did not move at
+severity 0.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from cumulus.kafka import codec, topics
+from cumulus.v1 import common_pb2, events_pb2
+from tests.integration.collector_process import CollectorProcess, inference_event, produce, stamped
+from tests.integration.test_collector import _read_from, new_collector, partitions, send, wf
+
+pytestmark = pytest.mark.integration
+
+SETTINGS = {
+    "CUMULUS_COLLECTOR__DETECTION__ENABLED": "false",
+    "CUMULUS_COLLECTOR__EXPORT__MIN_EXAMPLES": "10",
+    "CUMULUS_COLLECTOR__DRIFT__INTERVAL_S": "1",
+    "CUMULUS_COLLECTOR__DRIFT__MIN_REQUESTS": "20",
+}
+
+
+@pytest.fixture(scope="module")
+def collector(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[CollectorProcess]:
+    process = new_collector(kafka_bootstrap, tmp_path_factory.mktemp("drift"), **SETTINGS)
+    process.start()
+    try:
+        yield process
+    finally:
+        assert process.stop() == 0, process.log_tail()
+
+
+def publish(bootstrap: str, topic: topics.TopicSpec, event: Any) -> None:
+    key = codec.encode_key(event.meta.tenant, event.meta.workflow)
+    asyncio.run(produce(bootstrap, topic.name, [(key, codec.encode_event(event))]))
+
+
+def promote(bootstrap: str, name: str, dataset_id: str, adapter_id: str) -> None:
+    """What the trainer and the router would publish for an adapter trained on ``dataset_id``."""
+    meta = {"tenant": "acme", "workflow": name}
+    adapter = events_pb2.AdapterEvent(
+        meta=codec.new_meta(**meta, producer="trainer"),
+        adapter_id=adapter_id,
+        dataset_id=dataset_id,
+        base_model="smollm2-135m",
+        status=events_pb2.ADAPTER_STATUS_READY,
+        gate_passed=True,
+    )
+    publish(bootstrap, topics.ADAPTERS, adapter)
+    promoted = events_pb2.RolloutEvent(
+        meta=codec.new_meta(**meta, producer="router"),
+        rollout_id=f"{name}/{adapter_id}",
+        adapter_id=adapter_id,
+        from_state="canary",
+        to_state="promoted",
+        weight=1.0,
+        step=5,
+        reason="non-inferior",
+    )
+    publish(bootstrap, topics.ROLLOUTS, promoted)
+
+
+def served_by(adapter_id: str, name: str, i: int, new_tool: bool) -> tuple[bytes, bytes]:
+    event = inference_event(name, 1000 + i)
+    event.route.target.CopyFrom(common_pb2.RouteTarget(model="small", adapter_id=adapter_id))
+    event.route.mode = common_pb2.ROUTE_MODE_PROMOTED
+    if new_tool:
+        event.tools.add(name="refund_order", description="Refund an order", parameters_json="{}")
+    return stamped(event)
+
+
+def drift_events(bootstrap: str, name: str) -> list[events_pb2.DriftSignal]:
+    tps = asyncio.run(partitions(bootstrap, [topics.DRIFT.name]))
+    records = asyncio.run(_read_from(bootstrap, dict.fromkeys(tps, 0)))
+    return [
+        codec.decode_as(events_pb2.DriftSignal, r.value)
+        for rs in records.values()
+        for r in rs
+        if codec.decode_key(r.key)[1] == name
+    ]
+
+
+def test_a_new_tool_after_promotion_is_announced_once_and_stored(
+    collector: CollectorProcess, kafka_bootstrap: str
+) -> None:
+    name, adapter_id = wf("drift"), f"ad-{wf('x')}"
+    send(kafka_bootstrap, [stamped(inference_event(name, i)) for i in range(60)])
+    collector.wait_for_rows(name, 60)
+    status, candidate = collector.request("POST", f"/api/v1/workflows/{name}/nominate", {"tenant": "acme"})
+    assert status == 200, candidate
+    promote(kafka_bootstrap, name, candidate["dataset_id"], adapter_id)
+    send(kafka_bootstrap, [served_by(adapter_id, name, i, new_tool=i % 2 == 0) for i in range(40)])
+
+    deadline, body = time.monotonic() + 90, {}
+    while time.monotonic() < deadline:
+        status, body = collector.get(f"/api/v1/drift?workflow={name}")
+        assert status == 200, body
+        if body["signals"]:
+            break
+        time.sleep(0.5)
+    [stored] = body["signals"]
+    assert (stored["signal"], stored["severity"], stored["adapter_id"]) == (
+        "new_tools",
+        "critical",
+        adapter_id,
+    )
+    assert stored["dataset_id"] == candidate["dataset_id"] and "refund_order" in stored["detail"]
+    assert stored["evidence"]["share"] == 0.5
+    [watched] = body["watched"]
+    measured = {s["signal"]: s["severity"] for s in watched["signals"]}
+    assert measured == {
+        "new_tools": "critical",
+        "template": "none",
+        "prompt_length": "none",
+        "output_shape": "none",
+    }
+
+    time.sleep(3)  # three more checks: the same drift is not announced again
+    [event] = drift_events(kafka_bootstrap, name)
+    assert event.severity == events_pb2.DRIFT_SEVERITY_CRITICAL and event.adapter_id == adapter_id
+    assert len(collector.get(f"/api/v1/drift?workflow={name}")[1]["signals"]) == 1
