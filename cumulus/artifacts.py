@@ -102,6 +102,12 @@ def file_digest(path: Path) -> FileDigest:
     return FileDigest(digest.hexdigest(), size)
 
 
+def read_jsonl(path: Path) -> list[dict[str, Any]]:
+    """Every line of a JSONL artifact file (a dataset's train.jsonl, holdout.jsonl), parsed."""
+    with path.open(encoding="utf-8") as handle:
+        return [json.loads(line) for line in handle if line.strip()]
+
+
 def write_json_atomically(path: Path, data: Any) -> None:
     """Write ``data`` to ``path`` as indented JSON: readers see the old file or the new one, never part.
 

@@ -18,7 +18,7 @@ import datetime as dt
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from cumulus.artifacts import ArtifactStore
+from cumulus.artifacts import ArtifactStore, read_jsonl
 from cumulus.config import DriftConfig, ExportConfig
 from cumulus.errors import ArtifactError, CumulusError
 from cumulus.kafka import codec, topics
@@ -29,7 +29,6 @@ from services.collector import drift_sql
 from services.collector.drift_measures import Profile, Served, Signal, measure, profile_of
 from services.collector.rows import SEVERITIES
 from services.collector.store import ClickHouseStore
-from services.trainer.data import read_jsonl
 
 PRODUCER = "collector"
 log = get_logger("collector")

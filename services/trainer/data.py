@@ -13,12 +13,10 @@ at 0 for each example, which is how transformers' attention keeps packed example
 
 from __future__ import annotations
 
-import json
 import random
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -45,11 +43,6 @@ class HoldoutPrompt:
     tools: list[dict[str, Any]]
     gold: str | None = None
     """The right answer by the request's feedback (a correction, or live's answer confirmed)."""
-
-
-def read_jsonl(path: Path) -> list[dict[str, Any]]:
-    with path.open(encoding="utf-8") as handle:
-        return [json.loads(line) for line in handle if line.strip()]
 
 
 def split_record(record: dict[str, Any]) -> tuple[list[dict[str, Any]], str, list[dict[str, Any]]]:

@@ -24,7 +24,14 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from cumulus.artifacts import ArtifactStore, Manifest, manifest_sha256, verify_dir, write_json_atomically
+from cumulus.artifacts import (
+    ArtifactStore,
+    Manifest,
+    manifest_sha256,
+    read_jsonl,
+    verify_dir,
+    write_json_atomically,
+)
 from cumulus.errors import CumulusError
 from cumulus.graders import GraderSettings
 from cumulus.logs import configure_logging, get_logger
@@ -89,13 +96,13 @@ def run_job(spec: JobSpec, stop_after_steps: int = 0) -> dict[str, Any]:
     config = load_recipe_config(spec.recipe)
     dataset = Path(spec.dataset_dir)
     verify_dir(dataset)
-    holdout = data.read_jsonl(dataset / "holdout.jsonl")
+    holdout = read_jsonl(dataset / "holdout.jsonl")
     model_path = ensure_model(spec.base_model, spec.models_dir)
     job_dir = Path(spec.job_dir)
     recipe = LoraRecipe(
         config,
         model_path=model_path,
-        train_records=data.read_jsonl(dataset / "train.jsonl"),
+        train_records=read_jsonl(dataset / "train.jsonl"),
         holdout_records=holdout,
         checkpoint_dir=job_dir / "checkpoint",
         progress=lambda p: emit("progress", **p, progress=p["fraction"] * _TRAIN_SHARE),
@@ -166,7 +173,7 @@ def prompt_spec(prune: tuple[str, ...], dataset: Path) -> dict[str, Any]:
     """The manifest's ``prompt`` field (cumulus.prompts.PromptSpec): how the gateway must render."""
     spec: dict[str, Any] = {"renderer": RENDERER, "prune": list(prune)}
     if "tools" in prune:
-        spec["tool_names"] = data.tool_names(data.read_jsonl(dataset / "train.jsonl"))
+        spec["tool_names"] = data.tool_names(read_jsonl(dataset / "train.jsonl"))
     return spec
 
 

@@ -18,7 +18,9 @@ from typing import Any
 import pytest
 
 from cumulus.kafka import codec, topics
+from cumulus.operators import auth_headers
 from cumulus.v1 import common_pb2, events_pb2
+from ops.stack.probes import probe_collector
 from tests.integration.collector_process import CollectorProcess, inference_event, produce, stamped
 from tests.integration.test_collector import _read_from, new_collector, partitions, send, wf
 
@@ -131,3 +133,7 @@ def test_a_new_tool_after_promotion_is_announced_once_and_stored(
     [event] = drift_events(kafka_bootstrap, name)
     assert event.severity == events_pb2.DRIFT_SEVERITY_CRITICAL and event.adapter_id == adapter_id
     assert len(collector.get(f"/api/v1/drift?workflow={name}")[1]["signals"]) == 1
+
+    # `cumulus status` names it on the collector's line.
+    probe = probe_collector("127.0.0.1", collector.port, auth_headers(collector.state_dir))
+    assert probe.healthy and f"DRIFT: {name} new_tools critical" in probe.detail, probe.detail

@@ -113,6 +113,15 @@ def _events(workflow: str, adapter_id: str) -> dict[str, list[Any]]:
         topics.ADAPTERS.name: [_at(training, 300), _at(ready, ROLLOUT_S + 6)],
         topics.ROLLOUTS.name: rollouts,
         topics.VERDICTS.name: verdicts,
+        topics.DRIFT.name: [
+            events_pb2.DriftSignal(
+                meta=meta("collector"),
+                adapter_id=adapter_id,
+                signal="template",
+                severity=events_pb2.DRIFT_SEVERITY_NOTICE,
+                detail="12% of 40 requests have a system prompt never trained on",
+            )
+        ],
     }
 
 
@@ -178,7 +187,12 @@ def seeded(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> It
         for topic, events in _events(workflow, adapter_id).items():
             records = [(codec.encode_key("acme", workflow), codec.encode_event(e)) for e in events]
             asyncio.run(produce(kafka_bootstrap, topic, records))
-        expected = {"requests": REQUESTS, "rollout_events": len(WEIGHTS), "verdicts": VERDICTS}
+        expected = {
+            "requests": REQUESTS,
+            "rollout_events": len(WEIGHTS),
+            "verdicts": VERDICTS,
+            "drift_signals": 1,
+        }
         _wait_for(collector, workflow, expected)
         status, body = collector.request("POST", f"/api/v1/workflows/{workflow}/nominate", {"reason": "demo"})
         assert status == 200, body
@@ -297,5 +311,6 @@ def test_dashboard_renders_charts_with_data_in_headless_chromium(seeded: Seeded,
     (learning,) = [a for a in dom.find("svg") if a.get("data-series") == "learning"]
     assert learning["data-points"] == "1" and len(dom.find("circle", None)) > 0
     assert "gate score by dataset size" in dom.text["learning"] and seeded.workflow in dom.text["learning"]
+    assert "template" in dom.text["drift-table"] and "never trained on" in dom.text["drift-table"]
     (rollouts,) = [a for a in dom.find("div") if a.get("id") == "rollouts"]
     assert rollouts["data-rows"] == "1"

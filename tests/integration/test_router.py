@@ -296,3 +296,40 @@ async def test_v2_rolls_out_over_v1_and_rollback_to_v1_takes_seconds_even_after_
     assert await asyncio.to_thread(cli_main, ["adapters", "history", workflow]) == 0
     printed = capsys.readouterr().out
     assert "rollback to v1 (ad-v1)" in printed and "rolled_back" in printed
+
+
+def drift(workflow: str, adapter_id: str, severity: int) -> tuple[topics.TopicSpec, events_pb2.DriftSignal]:
+    """What the collector's drift watch publishes about a promoted adapter."""
+    return topics.DRIFT, events_pb2.DriftSignal(
+        meta=codec.new_meta(tenant=TENANT, workflow=workflow, producer="collector"),
+        adapter_id=adapter_id,
+        signal="new_tools",
+        severity=severity,  # type: ignore[arg-type]
+        detail="50% of 40 requests offer tools never trained on (refund_order)",
+        evidence={"share": 0.5},
+    )
+
+
+async def test_drift_raises_the_audit_then_rolls_back_a_promoted_adapter(
+    router: RouterProcess,  # noqa: F811
+    kafka_bootstrap: str,
+    cli_env: None,  # noqa: F811
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    workflow = f"wf-{uuid.uuid4().hex[:8]}"
+    await ramp_to(router, kafka_bootstrap, workflow, "ad-d1", 0)
+    assert await asyncio.to_thread(cli_main, ["rollout", "promote", workflow]) == 0
+    await asyncio.to_thread(wait_for, router, workflow, "promoted", 5)
+
+    await publish(kafka_bootstrap, [drift(workflow, "ad-d1", events_pb2.DRIFT_SEVERITY_NOTICE)])
+    table = await newest_table(kafka_bootstrap, workflow, until=lambda t: t.shadow_rate == 0.25)
+    assert weights(table) == [1.0] and table.shadow.model == "live"  # still served, audited 5x more
+    capsys.readouterr()
+    assert await asyncio.to_thread(cli_main, ["rollout", "list"]) == 0
+    assert "drift new_tools notice -> raise_audit" in capsys.readouterr().out
+
+    await publish(kafka_bootstrap, [drift(workflow, "ad-d1", events_pb2.DRIFT_SEVERITY_CRITICAL)])
+    row = await asyncio.to_thread(wait_for, router, workflow, "rolled_back", 5)
+    assert row["reason"].startswith("drift critical: new_tools")
+    table = await newest_table(kafka_bootstrap, workflow, until=lambda t: t.rollout_state == "rolled_back")
+    assert not table.canary and table.live.model == "live"
