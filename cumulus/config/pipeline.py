@@ -72,6 +72,10 @@ class DetectionConfig(Section):
     retry_growth: float = Field(default=2.0, ge=1.0)
     """A workflow whose last candidate was rejected, failed or rolled back is nominated again once
     its successful live answers reach this multiple of what it had then (2: each time they double)."""
+    refresh_growth: float | None = Field(default=2.0, ge=1.0)
+    """A workflow served by a promoted adapter is nominated again (its next version) once its
+    successful live answers, the audit's included, reach this multiple of what it had when the
+    adapter's candidate was nominated. None: only by hand (`cumulus nominate`)."""
     min_examples_per_label: int = Field(default=8, ge=1)
     """Label-shaped workflows: labelled examples (feedback that gives the right answer) wanted per
     label; the candidates API says how many more would reach it (services/collector/sufficiency.py)."""

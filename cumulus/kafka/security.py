@@ -54,6 +54,7 @@ ACCESS: dict[str, Access] = {
             topics.ADAPTERS,
             topics.ROLLOUTS,
             topics.DRIFT,
+            topics.SHADOW,
         ),
         writes=(topics.CANDIDATES, topics.DRIFT, topics.DEADLETTER),
         group="collector.capture",

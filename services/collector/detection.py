@@ -12,7 +12,9 @@ the thresholds in ``collector.detection`` (config):
 and it must not be busy: no rollout in shadow, canary or paused, no adapter training. A workflow
 whose last candidate was rejected at the gate, failed or was rolled back is tried again once its
 data has grown (**growth**: ``retry_growth`` times the live answers it had then, learning.py);
-any other candidate blocks it for ``cooldown_h``. A qualifying workflow is nominated
+a promoted one once its live answers (the audit's included) reach ``refresh_growth`` times what
+they were (**fresh data**: the next version is trained on them, and volume and savings are not
+asked again); any other candidate blocks it for ``cooldown_h``. A qualifying workflow is nominated
 (nomination.py) with a reason that names the numbers, which also travel as ``evidence`` in the
 CandidateEvent; one that does not says how far it is.
 """
@@ -28,7 +30,7 @@ from typing import Any
 from cumulus.config import DetectionConfig
 from cumulus.errors import CumulusError
 from cumulus.logs import get_logger
-from cumulus.rollout_states import ACTIVE
+from cumulus.rollout_states import ACTIVE, PROMOTED
 from services.collector.insights import Insights, WorkflowStats
 from services.collector.learning import (
     RETRYABLE,
@@ -133,6 +135,11 @@ def assess(
     ]
     if last is not None and last.outcome in RETRYABLE:
         checks.append(("growth", *retry_due(last, total_live, cfg.retry_growth)))
+    elif last is not None and last.outcome == PROMOTED and cfg.refresh_growth is not None:
+        # Served by its adapter now: volume and savings were settled; fresh live answers (the
+        # audit's among them) decide when the next version is trained on them.
+        checks = [check for check in checks if check[0] not in ("volume", "savings")]
+        checks.append(("fresh data", *retry_due(last, total_live, cfg.refresh_growth, "retrain")))
     elif last is not None and not busy:
         since = (now or dt.datetime.now(dt.UTC)) - _aware(last.nominated_at)
         if since < dt.timedelta(hours=cfg.cooldown_h):

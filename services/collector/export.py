@@ -2,7 +2,8 @@
 
 What goes in, newest request first, until ``max_examples``:
 
-- successful requests the live model answered (route ``live`` or ``fallback``);
+- successful requests the live model answered (route ``live`` or ``fallback``), and live's
+  answers to requests a promoted adapter served, asked in shadow by the router's audit;
 - a request with a feedback correction is kept with the correction as the answer; one with
   negative feedback (a low score or a negative label) and no correction is dropped;
 - every text (messages, tool schemas, answer) is PII-scrubbed (pii.py) before anything else looks
@@ -42,6 +43,7 @@ from cumulus.artifacts import ArtifactStore, Manifest
 from cumulus.config import ExportConfig
 from cumulus.graders import ToolSchema, parse_tool_calls, render_tool_calls
 from cumulus.graders.gold import Gold
+from cumulus.rollout_states import PROMOTED
 from services.collector.insights import LIVE_MODEL, LIVE_ROUTES
 from services.collector.pii import scrub
 from services.collector.store import ClickHouseStore
@@ -51,11 +53,23 @@ _SPACE = re.compile(r"\s+")
 _OVERFETCH = 4
 """Requests read per wanted example: duplicates and dropped feedback are skipped."""
 
+# Live's answers: those it served, and those it gave in shadow to requests a promoted adapter
+# served (the router's audit, stored apart in audit_answers): each request at most once.
 _REQUESTS_SQL = f"""
-SELECT request_id, messages, tools, response
-FROM {{db}}.requests FINAL
-WHERE tenant = {{tenant:String}} AND workflow = {{workflow:String}} AND status = 'ok'
-  AND model = '{LIVE_MODEL}' AND route_mode IN {LIVE_ROUTES}
+SELECT request_id, messages, tools, response FROM (
+    SELECT request_id, messages, tools, response, occurred_at, event_id
+    FROM {{db}}.requests FINAL
+    WHERE tenant = {{tenant:String}} AND workflow = {{workflow:String}} AND status = 'ok'
+      AND model = '{LIVE_MODEL}' AND route_mode IN {LIVE_ROUTES}
+    UNION ALL
+    SELECT r.request_id, r.messages, r.tools, a.response, r.occurred_at, r.event_id
+    FROM (SELECT request_id, messages, tools, occurred_at, event_id FROM {{db}}.requests FINAL
+          WHERE tenant = {{tenant:String}} AND workflow = {{workflow:String}}
+            AND route_mode = '{PROMOTED}') AS r
+    JOIN (SELECT request_id, response FROM {{db}}.audit_answers FINAL
+          WHERE tenant = {{tenant:String}} AND workflow = {{workflow:String}}) AS a
+        ON a.request_id = r.request_id
+)
 ORDER BY occurred_at DESC, event_id
 LIMIT {{limit:UInt32}}
 """

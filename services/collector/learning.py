@@ -41,10 +41,18 @@ ORDER BY c.occurred_at, c.candidate_id
 
 # Every successful live answer the workflow ever had: what an export can draw on. From the
 # per-minute view, so it is cheap; it can over-count an event captured in two batches (rare).
+# Live's answers to a promoted adapter's requests (its audit) count too: they are exported as well.
 _TOTAL_LIVE_SQL = f"""
-SELECT tenant, workflow, toUInt64(sum(requests) - sum(errors)) AS total_live
-FROM {{db}}.workflow_stats_minute
-WHERE route_mode IN {LIVE_ROUTES} AND ({{tenant:String}} = '' OR tenant = {{tenant:String}})
+SELECT tenant, workflow, toUInt64(sum(n)) AS total_live FROM (
+    SELECT tenant, workflow, toInt64(sum(requests)) - toInt64(sum(errors)) AS n
+    FROM {{db}}.workflow_stats_minute
+    WHERE route_mode IN {LIVE_ROUTES} AND ({{tenant:String}} = '' OR tenant = {{tenant:String}})
+    GROUP BY tenant, workflow
+    UNION ALL
+    SELECT tenant, workflow, toInt64(count()) AS n FROM {{db}}.audit_answers FINAL
+    WHERE {{tenant:String}} = '' OR tenant = {{tenant:String}}
+    GROUP BY tenant, workflow
+)
 GROUP BY tenant, workflow
 """
 
@@ -157,7 +165,7 @@ def last_attempts(history: list[Attempt]) -> dict[tuple[str, str], Attempt]:
     return {(a.tenant, a.workflow): a for a in history}  # oldest first: the newest wins
 
 
-def retry_due(last: Attempt, total_live: int, growth: float) -> tuple[bool, str]:
+def retry_due(last: Attempt, total_live: int, growth: float, verb: str = "retry") -> tuple[bool, str]:
     """Whether a workflow whose ``last`` attempt failed has grown enough to try again, and why (not).
 
     Growth is measured in successful live answers (what an export draws on) against what the
@@ -166,7 +174,7 @@ def retry_due(last: Attempt, total_live: int, growth: float) -> tuple[bool, str]
     before = last.total_live or last.examples
     needed = max(int(before * growth + 0.999999), before + 1)
     ready = total_live >= needed
-    verb = "retrying" if ready else "retry"
+    verb = f"{verb}ing" if ready else verb
     return ready, (
         f"last candidate {last.outcome} at {last.examples} examples ({last.test} score "
         f"{last.score:.2f}); {total_live} live answers now, {verb} at {needed} (x{growth:g})"

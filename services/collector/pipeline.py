@@ -189,8 +189,10 @@ class CapturePipeline:
         rows, sources, dead = [], [], []
         for record in records:
             try:
-                rows.append(capture.row(record.value))
-                sources.append(record)
+                row = capture.row(record.value)
+                if row is not None:  # e.g. a shadow pair that is not an audit's: nothing to keep
+                    rows.append(row)
+                    sources.append(record)
             except EventDecodeError as exc:
                 dead.append(self._letter(record, exc.message))
             except Exception as exc:  # any other per-record failure is that record's, not the batch's

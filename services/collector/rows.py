@@ -223,6 +223,26 @@ def drift_row(event: events_pb2.DriftSignal) -> Row:
     ]
 
 
+def audit_row(pair: events_pb2.ShadowPair) -> Row | None:
+    """The live answer of an audit pair (a promoted adapter answered, live was asked in shadow);
+    None for every other pair (a rollout's shadow copy) and for a live copy that failed."""
+    live = pair.live
+    if live.route.mode != common_pb2.ROUTE_MODE_SHADOW or live.status != common_pb2.STATUS_OK:
+        return None
+    meta = pair.meta
+    return [
+        meta.event_id,
+        meta.tenant,
+        meta.workflow,
+        pair.request_id,
+        pair.adapter_id or pair.candidate.route.target.adapter_id,
+        _occurred(meta),
+        live.text,
+        live.usage.completion_tokens,
+        live.latency_ms,
+    ]
+
+
 def feedback_row(event: events_pb2.FeedbackEvent) -> Row:
     meta = event.meta
     return [
@@ -244,10 +264,11 @@ class Capture:
 
     topic: str
     table: TableSpec
-    to_row: Callable[[Any], Row]
+    to_row: Callable[[Any], Row | None]
 
-    def row(self, value: bytes | None) -> Row:
-        """Decode and convert one record value; EventDecodeError means dead-letter it."""
+    def row(self, value: bytes | None) -> Row | None:
+        """Decode and convert one record value; None: nothing of it is stored (not an error);
+        EventDecodeError means dead-letter it."""
         event: Message = decode_event(self.topic, value)
         try:
             return self.to_row(event)
@@ -264,6 +285,7 @@ CAPTURES: dict[str, Capture] = {
         Capture(topics.ROLLOUTS.name, schema.ROLLOUT_EVENTS, rollout_row),
         Capture(topics.FEEDBACK.name, schema.FEEDBACK, feedback_row),
         Capture(topics.DRIFT.name, schema.DRIFT_SIGNALS, drift_row),
+        Capture(topics.SHADOW.name, schema.AUDIT_ANSWERS, audit_row),
     )
 }
 """Topic name -> capture, for every topic the collector stores."""

@@ -1,4 +1,5 @@
-"""Drift after promotion, against the real collector (Kafka, chDB, the artifact store).
+"""After promotion, against the real collector (Kafka, chDB, the artifact store): drift, and the
+audit's live answers as training data.
 
 A workflow's live traffic is exported as a dataset; an adapter trained on it is promoted (its
 AdapterEvent and RolloutEvent reach the collector over Kafka, as the trainer's and the router's
@@ -17,6 +18,7 @@ from typing import Any
 
 import pytest
 
+from cumulus.artifacts import ArtifactStore, read_jsonl
 from cumulus.kafka import codec, topics
 from cumulus.operators import auth_headers
 from cumulus.v1 import common_pb2, events_pb2
@@ -137,3 +139,54 @@ def test_a_new_tool_after_promotion_is_announced_once_and_stored(
     # `cumulus status` names it on the collector's line.
     probe = probe_collector("127.0.0.1", collector.port, auth_headers(collector.state_dir))
     assert probe.healthy and f"DRIFT: {name} new_tools critical" in probe.detail, probe.detail
+
+
+def audit_pair(served: tuple[bytes, bytes], live_text: str, mode: int) -> tuple[bytes, bytes]:
+    """The gateway's shadow pair for a request: an audit's (live asked in shadow) or a rollout's."""
+    event = codec.decode_as(events_pb2.InferenceEvent, served[1])
+    pair = events_pb2.ShadowPair(
+        meta=codec.new_meta(tenant="acme", workflow=event.meta.workflow, producer="gateway"),
+        pair_id=f"pair-{event.request_id}",
+        request_id=event.request_id,
+        adapter_id=event.route.target.adapter_id,
+        messages=event.messages,
+        tools=event.tools,
+        live=events_pb2.ShadowOutput(
+            route=common_pb2.Route(target=common_pb2.RouteTarget(model="live"), mode=mode),  # type: ignore[arg-type]
+            text=live_text,
+            status=common_pb2.STATUS_OK,
+        ),
+        candidate=events_pb2.ShadowOutput(
+            route=event.route, text=event.response_text, status=common_pb2.STATUS_OK
+        ),
+    )
+    return served[0], codec.encode_event(pair)
+
+
+def test_the_audits_live_answers_are_training_data_counted_once(
+    collector: CollectorProcess, kafka_bootstrap: str
+) -> None:
+    name, adapter_id = wf("audit"), f"ad-{wf('y')}"
+    send(kafka_bootstrap, [stamped(inference_event(name, i)) for i in range(20)])
+    served = [served_by(adapter_id, name, i, new_tool=False) for i in range(30)]
+    send(kafka_bootstrap, served)
+    audits = [
+        audit_pair(s, f"live says {i}", common_pb2.ROUTE_MODE_SHADOW) for i, s in enumerate(served[:20])
+    ]
+    rollout_pairs = [audit_pair(s, "incumbent", common_pb2.ROUTE_MODE_LIVE) for s in served[20:]]
+    asyncio.run(produce(kafka_bootstrap, topics.SHADOW.name, audits + rollout_pairs))
+
+    deadline = time.monotonic() + 60
+    while collector.capture_counts(name, "audit_answers")["events"] < 20 and time.monotonic() < deadline:
+        time.sleep(0.3)
+    assert collector.capture_counts(name, "audit_answers")["final"] == 20  # rollout pairs are not kept
+    assert collector.capture_counts(name)["final"] == 50  # and no request is stored twice
+
+    status, candidate = collector.request("POST", f"/api/v1/workflows/{name}/nominate", {"tenant": "acme"})
+    assert status == 200, candidate
+    assert candidate["train_examples"] + candidate["holdout_examples"] == 40  # 20 served by live, 20 audited
+    assert candidate["evidence"]["total_live_requests"] == 40
+    folder = ArtifactStore(collector.state_dir / "artifacts").path_from_uri(candidate["dataset_uri"])
+    lines = read_jsonl(folder / "train.jsonl") + read_jsonl(folder / "holdout.jsonl")
+    answers = {line["messages"][-1]["content"] for line in lines}
+    assert {f"live says {i}" for i in range(20)} <= answers and "incumbent" not in answers

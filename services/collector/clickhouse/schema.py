@@ -260,6 +260,27 @@ DRIFT_SIGNALS = TableSpec(
     partition_by="toYYYYMM(occurred_at)",
 )
 
+AUDIT_ANSWERS = TableSpec(
+    "audit_answers",
+    (
+        Column("event_id", "String"),  # the ShadowPair's
+        Column("tenant", _LC),
+        Column("workflow", _LC),
+        Column("request_id", "String"),  # the request a promoted adapter answered (in `requests`)
+        Column("adapter_id", "String"),  # that adapter
+        Column("occurred_at", _TS),
+        Column("response", "String", codec="ZSTD(3)"),  # the live model's answer to the same prompt
+        Column("completion_tokens", "UInt32"),
+        Column("latency_ms", "Float32"),
+        _INGESTED_AT,
+    ),
+    # The live side of the router's audit after promotion: fresh training data for the next
+    # version. Kept apart from `requests`, so a request is never counted twice; one per request.
+    engine="ReplacingMergeTree",
+    order_by="(tenant, workflow, request_id)",
+    partition_by="toYYYYMM(occurred_at)",
+)
+
 CANDIDATES = TableSpec(
     "candidates",
     (
@@ -328,6 +349,7 @@ TABLES: tuple[TableSpec, ...] = (
     FEEDBACK,
     CANDIDATES,
     DRIFT_SIGNALS,
+    AUDIT_ANSWERS,
     WORKFLOW_STATS_MINUTE,
 )
 VIEWS: tuple[ViewSpec, ...] = (WORKFLOW_STATS_MINUTE_MV,)

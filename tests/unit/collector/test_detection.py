@@ -112,11 +112,25 @@ def replace_cfg(**change: float) -> DetectionConfig:
 
 
 def test_any_other_attempt_waits_out_the_cooldown() -> None:
+    no_refresh = replace_cfg(refresh_growth=None)
     for status, state in (("", ""), ("ready", "promoted"), ("ready", "canary")):
-        a = assess(GOOD, CFG, last=attempt(status, state), total_live=10_000, now=NOW)
+        a = assess(GOOD, no_refresh, last=attempt(status, state), total_live=10_000, now=NOW)
         assert a.failed == ["busy"] and "cooldown 24 h" in a.reason, (status, state)
     later = NOW + dt.timedelta(hours=25)
-    assert assess(GOOD, CFG, last=attempt("ready", "promoted"), total_live=10, now=later).qualifies
+    assert assess(GOOD, no_refresh, last=attempt("ready", "promoted"), total_live=10, now=later).qualifies
+
+
+def test_a_promoted_workflow_is_retrained_once_fresh_live_answers_doubled() -> None:
+    # Its adapter serves it now: few live answers in the window, no savings left to find.
+    served = replace(GOOD, live_ok=12, est_daily_savings=0.0)
+    last = attempt("ready", "promoted", total_live=400)
+    early = assess(served, CFG, last=last, total_live=799, now=NOW)
+    assert early.failed == ["fresh data"] and "retrain at 800 (x2): 1 more" in early.reason
+    due = assess(served, CFG, last=last, total_live=800, now=NOW)
+    assert due.qualifies and "retraining at 800" in due.reason
+    # The window's shape still matters: a workflow whose answers scattered is not retrained blindly.
+    scattered = replace(served, output_consistency=0.5)
+    assert assess(scattered, CFG, last=last, total_live=800, now=NOW).failed == ["output"]
 
 
 def test_an_attempt_from_before_totals_were_kept_grows_from_its_dataset_size() -> None:

@@ -15,6 +15,22 @@ from tests.integration.collector_process import inference_event
 META = dict(tenant="acme", workflow="wf", producer="test")
 
 
+def audit_pair(live_mode: int = common_pb2.ROUTE_MODE_SHADOW) -> events_pb2.ShadowPair:
+    """A promoted adapter's answer and the live model's, asked in shadow (the router's audit)."""
+    return events_pb2.ShadowPair(
+        meta=codec.new_meta(**META),
+        pair_id="p1",
+        request_id="r1",
+        adapter_id="ad-1",
+        live=events_pb2.ShadowOutput(
+            route=common_pb2.Route(target=common_pb2.RouteTarget(model="live"), mode=live_mode),
+            text="the live answer",
+            status=common_pb2.STATUS_OK,
+        ),
+        candidate=events_pb2.ShadowOutput(text="the adapter's answer", status=common_pb2.STATUS_OK),
+    )
+
+
 def samples() -> dict[str, object]:
     return {
         topics.INFERENCE.name: inference_event("wf", 1),
@@ -29,6 +45,7 @@ def samples() -> dict[str, object]:
         topics.FEEDBACK.name: events_pb2.FeedbackEvent(
             meta=codec.new_meta(**META), request_id="r1", label="bad"
         ),
+        topics.SHADOW.name: audit_pair(),
         topics.DRIFT.name: events_pb2.DriftSignal(
             meta=codec.new_meta(**META),
             adapter_id="ad-1",
@@ -43,7 +60,7 @@ def samples() -> dict[str, object]:
 def test_every_row_matches_its_table_columns(topic: str) -> None:
     capture = CAPTURES[topic]
     row = capture.row(codec.encode_event(samples()[topic]))  # type: ignore[arg-type]
-    assert len(row) == len(capture.table.insert_columns)
+    assert row is not None and len(row) == len(capture.table.insert_columns)
     columns = dict(zip(capture.table.insert_columns, row, strict=True))
     assert columns["tenant"] == "acme" and columns["workflow"] == "wf"
 
@@ -97,3 +114,16 @@ def test_a_drift_signal_without_a_severity_is_dead_lettered() -> None:
     signal = events_pb2.DriftSignal(meta=codec.new_meta(**META), adapter_id="ad-1", signal="template")
     with pytest.raises(EventDecodeError, match="severity"):
         CAPTURES[topics.DRIFT.name].row(codec.encode_event(signal))
+
+
+def test_only_an_audits_live_answer_is_kept_from_the_shadow_topic() -> None:
+    capture = CAPTURES[topics.SHADOW.name]
+    row = capture.row(codec.encode_event(audit_pair()))
+    assert row is not None
+    kept = dict(zip(capture.table.insert_columns, row, strict=True))
+    assert (kept["request_id"], kept["adapter_id"], kept["response"]) == ("r1", "ad-1", "the live answer")
+    # A rollout's shadow pair: live served the request, the candidate was the copy.
+    assert capture.row(codec.encode_event(audit_pair(common_pb2.ROUTE_MODE_LIVE))) is None
+    failed = audit_pair()
+    failed.live.status = common_pb2.STATUS_ERROR
+    assert capture.row(codec.encode_event(failed)) is None
