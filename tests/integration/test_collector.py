@@ -18,6 +18,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from aiokafka import AIOKafkaConsumer
@@ -109,15 +110,20 @@ async def _read_from(bootstrap: str, starts: dict) -> dict:  # type: ignore[type
         await consumer.stop()
 
 
-def dead_letters(bootstrap: str, workflow: str) -> list[events_pb2.DeadLetter]:
-    tps = asyncio.run(partitions(bootstrap, [topics.DEADLETTER.name]))
+def events_of(bootstrap: str, topic: topics.TopicSpec, workflow: str) -> list[Any]:
+    """Every event on ``topic`` keyed by ``workflow``, from the start of the topic."""
+    tps = asyncio.run(partitions(bootstrap, [topic.name]))
     records = asyncio.run(_read_from(bootstrap, dict.fromkeys(tps, 0)))
     return [
-        codec.decode_as(events_pb2.DeadLetter, r.value)
+        codec.decode_as(topic.event_type, r.value)
         for rs in records.values()
         for r in rs
         if codec.decode_key(r.key)[1] == workflow
     ]
+
+
+def dead_letters(bootstrap: str, workflow: str) -> list[events_pb2.DeadLetter]:
+    return events_of(bootstrap, topics.DEADLETTER, workflow)
 
 
 def test_n_events_make_exactly_n_rows_and_poison_is_dead_lettered(

@@ -24,7 +24,7 @@ from cumulus.operators import auth_headers
 from cumulus.v1 import common_pb2, events_pb2
 from ops.stack.probes import probe_collector
 from tests.integration.collector_process import CollectorProcess, inference_event, produce, stamped
-from tests.integration.test_collector import _read_from, new_collector, partitions, send, wf
+from tests.integration.test_collector import events_of, new_collector, send, wf
 
 pytestmark = pytest.mark.integration
 
@@ -85,17 +85,6 @@ def served_by(adapter_id: str, name: str, i: int, new_tool: bool) -> tuple[bytes
     return stamped(event)
 
 
-def drift_events(bootstrap: str, name: str) -> list[events_pb2.DriftSignal]:
-    tps = asyncio.run(partitions(bootstrap, [topics.DRIFT.name]))
-    records = asyncio.run(_read_from(bootstrap, dict.fromkeys(tps, 0)))
-    return [
-        codec.decode_as(events_pb2.DriftSignal, r.value)
-        for rs in records.values()
-        for r in rs
-        if codec.decode_key(r.key)[1] == name
-    ]
-
-
 def test_a_new_tool_after_promotion_is_announced_once_and_stored(
     collector: CollectorProcess, kafka_bootstrap: str
 ) -> None:
@@ -132,7 +121,7 @@ def test_a_new_tool_after_promotion_is_announced_once_and_stored(
     }
 
     time.sleep(3)  # three more checks: the same drift is not announced again
-    [event] = drift_events(kafka_bootstrap, name)
+    [event] = events_of(kafka_bootstrap, topics.DRIFT, name)
     assert event.severity == events_pb2.DRIFT_SEVERITY_CRITICAL and event.adapter_id == adapter_id
     assert len(collector.get(f"/api/v1/drift?workflow={name}")[1]["signals"]) == 1
 

@@ -244,16 +244,22 @@ async def test_a_candidate_right_where_live_is_wrong_is_promoted_on_gold(
     assert [(w.target.adapter_id, w.weight) for w in table.canary] == [(adapter, 1.0)]
 
 
+async def promoted_by_operator(router: RouterProcess, bootstrap: str, adapter_id: str) -> str:  # noqa: F811
+    """A new workflow whose adapter an operator promoted straight from shadow; returns its name."""
+    workflow = f"wf-{uuid.uuid4().hex[:8]}"
+    await ramp_to(router, bootstrap, workflow, adapter_id, 0)
+    assert await asyncio.to_thread(cli_main, ["rollout", "promote", workflow]) == 0
+    await asyncio.to_thread(wait_for, router, workflow, "promoted", 5)
+    return workflow
+
+
 async def test_v2_rolls_out_over_v1_and_rollback_to_v1_takes_seconds_even_after_a_restart(
     router: RouterProcess,  # noqa: F811
     kafka_bootstrap: str,
     cli_env: None,  # noqa: F811
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    workflow = f"wf-{uuid.uuid4().hex[:8]}"
-    await ramp_to(router, kafka_bootstrap, workflow, "ad-v1", 0)
-    assert await asyncio.to_thread(cli_main, ["rollout", "promote", workflow]) == 0
-    await asyncio.to_thread(wait_for, router, workflow, "promoted", 5)
+    workflow = await promoted_by_operator(router, kafka_bootstrap, "ad-v1")
     await ramp_to(router, kafka_bootstrap, workflow, "ad-v2", 1)  # shadow and 1% canary over v1
     v2_table = await newest_table(kafka_bootstrap, workflow, until=lambda t: weights(t) == [0.01])
     assert v2_table.live.adapter_id == "ad-v1"  # v2 is graded against, and falls back to, v1
@@ -316,10 +322,7 @@ async def test_drift_raises_the_audit_then_rolls_back_a_promoted_adapter(
     cli_env: None,  # noqa: F811
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    workflow = f"wf-{uuid.uuid4().hex[:8]}"
-    await ramp_to(router, kafka_bootstrap, workflow, "ad-d1", 0)
-    assert await asyncio.to_thread(cli_main, ["rollout", "promote", workflow]) == 0
-    await asyncio.to_thread(wait_for, router, workflow, "promoted", 5)
+    workflow = await promoted_by_operator(router, kafka_bootstrap, "ad-d1")
 
     await publish(kafka_bootstrap, [drift(workflow, "ad-d1", events_pb2.DRIFT_SEVERITY_NOTICE)])
     table = await newest_table(kafka_bootstrap, workflow, until=lambda t: t.shadow_rate == 0.25)
