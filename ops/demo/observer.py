@@ -1,7 +1,7 @@
 """What the demo sees of the loop: the events the services publish, read straight from Kafka.
 
 The demo never asks a service how it is doing; it watches the same topics the services use to
-talk to each other (candidates, adapters, shadow pairs, verdicts, rollouts), from the moment it
+talk to each other (candidates, adapters, shadow pairs, verdicts, rollouts, drift), from the moment it
 starts, keeping only its own tenant's events. That is also what the report is computed from.
 """
 
@@ -19,7 +19,14 @@ from cumulus.errors import EventDecodeError
 from cumulus.kafka import codec, security, topics
 from cumulus.v1 import events_pb2
 
-WATCHED = (topics.CANDIDATES, topics.ADAPTERS, topics.SHADOW, topics.VERDICTS, topics.ROLLOUTS)
+WATCHED = (
+    topics.CANDIDATES,
+    topics.ADAPTERS,
+    topics.SHADOW,
+    topics.VERDICTS,
+    topics.ROLLOUTS,
+    topics.DRIFT,
+)
 
 
 @dataclass
@@ -35,6 +42,7 @@ class Seen:
     gold_verdicts: dict[str, events_pb2.Verdict] = field(default_factory=dict)
     """Gold verdicts (both models against the request's feedback) by pair id."""
     rollouts: list[tuple[float, events_pb2.RolloutEvent]] = field(default_factory=list)
+    drift: list[tuple[float, events_pb2.DriftSignal]] = field(default_factory=list)
 
     def rollout_states(self, adapter_id: str) -> list[events_pb2.RolloutEvent]:
         return [event for _, event in self.rollouts if event.adapter_id == adapter_id]
@@ -122,5 +130,7 @@ class Observer:
             (seen.gold_verdicts if event.reference == "gold" else seen.verdicts)[event.pair_id] = event
         elif isinstance(event, events_pb2.RolloutEvent):
             seen.rollouts.append((now, event))
+        elif isinstance(event, events_pb2.DriftSignal):
+            seen.drift.append((now, event))
         if self.on_event:
             self.on_event(topic, event)

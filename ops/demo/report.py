@@ -140,6 +140,22 @@ def audit_stats(seen: Seen, adapter_id: str) -> dict[str, Any]:
     }
 
 
+def drift_seen(seen: Seen, t0: float) -> list[dict[str, Any]]:
+    """The drift signals announced about the workload's adapters, in order, with when (s after start)."""
+    return [
+        {
+            "at_s": round(t - t0, 1),
+            "adapter_id": signal.adapter_id,
+            "signal": signal.signal,
+            "severity": events_pb2.DriftSeverity.Name(signal.severity)
+            .removeprefix("DRIFT_SEVERITY_")
+            .lower(),
+            "detail": signal.detail,
+        }
+        for t, signal in seen.drift
+    ]
+
+
 def targets_met(report: Mapping[str, Any], targets: Mapping[str, tuple[str, float]]) -> dict[str, bool]:
     """Each headline target of the workload, and the outcome it expects, met or not."""
     met: dict[str, bool] = {}
@@ -178,6 +194,7 @@ ROWS = (
     ("rollout_final_state", "rollout final state"),
     ("audit_verdicts", "audit verdicts after promotion"),
     ("audit_pass_rate", "audit pass rate"),
+    ("drift_signals", "drift signals seen"),
     ("max_candidate_share", "candidate max traffic share"),
     ("held_reason", "why nothing was shipped"),
     ("bad_adapter_final_state", "broken adapter final state"),
@@ -212,6 +229,8 @@ def _shown(key: str, value: Any, report: Mapping[str, Any]) -> Any:
         return f"{live} / {small} + {lora}"
     if key == "learning_curve" and isinstance(value, list):
         return ", ".join(f"{p['examples']}: {p['score']:.2f} ({p['test']})" for p in value) or None
+    if key == "drift_signals" and isinstance(value, list):
+        return ", ".join(f"{d['signal']} {d['severity']} at {d['at_s']:g} s" for d in value) or "none"
     if key == "rollout_final_state":
         steps = report.get("rollout_steps", [])
         tests = sorted({s.get("test") for s in steps if s.get("test")})

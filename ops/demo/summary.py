@@ -74,6 +74,7 @@ def final(
         "gold_verdicts": sum(v.adapter_id == good for v in seen.gold_verdicts.values()),
         "judge_pass_rate": pass_rate,
         **report.audit_stats(seen, good),
+        "drift_signals": report.drift_seen(seen, run.t0),
         **report.pair_stats(seen, good, run.items, params, workload.correct),
         "detection_to_promotion_seconds": round(promoted_at - detected_at, 1) if promoted_at else None,
         "rollout_final_state": seen.final_state(good),

@@ -169,3 +169,22 @@ def test_audit_stats_count_only_the_promoted_adapters_graded_answers() -> None:
     for pair_id in ("p1", "p2"):  # answered by the promoted adapter, copied to live for the audit
         seen.pairs[pair_id].candidate.route.mode = common_pb2.ROUTE_MODE_PROMOTED
     assert report.audit_stats(seen, "ad-1") == {"audit_verdicts": 2, "audit_pass_rate": 0.5}
+
+
+def test_the_drift_signals_seen_are_listed_and_shown() -> None:
+    seen = Seen()
+    signal = events_pb2.DriftSignal(
+        adapter_id="ad-1", signal="new_tools", severity=events_pb2.DRIFT_SEVERITY_CRITICAL, detail="50% new"
+    )
+    seen.drift.append((112.34, signal))
+    [listed] = report.drift_seen(seen, t0=100.0)
+    assert listed == {
+        "at_s": 12.3,
+        "adapter_id": "ad-1",
+        "signal": "new_tools",
+        "severity": "critical",
+        "detail": "50% new",
+    }
+    assert "drift signals seen" in report.table({"drift_signals": [listed]})
+    assert "new_tools critical at 12.3 s" in report.table({"drift_signals": [listed]})
+    assert "drift signals seen                           none" in report.table({"drift_signals": []})
