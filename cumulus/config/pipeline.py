@@ -172,6 +172,9 @@ class TrainerConfig(ServiceConfig):
     """The live model's cost per token, in the students' unit; None: estimated as compute."""
     min_cost_ratio: float = Field(default=4.0, ge=1)
     """No student is trained whose estimated cost per request is not this many times under live's."""
+    warm_start: bool = True
+    """A promoted workflow's next version starts from the promoted adapter's LoRA weights (same
+    student, rank and modules; else from scratch), not from a random init."""
     plateau_min_gain: float = Field(default=0.02, ge=0, le=1)
     """A student has plateaued when its last gate score (on more data) beat its best earlier one by
     less than this; the ladder then moves to the next student."""

@@ -150,7 +150,7 @@ class FeedbackEvent(_message.Message):
     def __init__(self, meta: _Optional[_Union[_common_pb2.EventMeta, _Mapping]] = ..., request_id: _Optional[str] = ..., score: _Optional[float] = ..., label: _Optional[str] = ..., correction: _Optional[str] = ..., comment: _Optional[str] = ...) -> None: ...
 
 class CandidateEvent(_message.Message):
-    __slots__ = ("meta", "candidate_id", "nominated_by", "reason", "evidence", "dataset_id", "dataset_uri", "train_examples", "holdout_examples", "base_model")
+    __slots__ = ("meta", "candidate_id", "nominated_by", "reason", "evidence", "dataset_id", "dataset_uri", "train_examples", "holdout_examples", "base_model", "parent_adapter_id")
     class EvidenceEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -168,6 +168,7 @@ class CandidateEvent(_message.Message):
     TRAIN_EXAMPLES_FIELD_NUMBER: _ClassVar[int]
     HOLDOUT_EXAMPLES_FIELD_NUMBER: _ClassVar[int]
     BASE_MODEL_FIELD_NUMBER: _ClassVar[int]
+    PARENT_ADAPTER_ID_FIELD_NUMBER: _ClassVar[int]
     meta: _common_pb2.EventMeta
     candidate_id: str
     nominated_by: str
@@ -178,7 +179,8 @@ class CandidateEvent(_message.Message):
     train_examples: int
     holdout_examples: int
     base_model: str
-    def __init__(self, meta: _Optional[_Union[_common_pb2.EventMeta, _Mapping]] = ..., candidate_id: _Optional[str] = ..., nominated_by: _Optional[str] = ..., reason: _Optional[str] = ..., evidence: _Optional[_Mapping[str, float]] = ..., dataset_id: _Optional[str] = ..., dataset_uri: _Optional[str] = ..., train_examples: _Optional[int] = ..., holdout_examples: _Optional[int] = ..., base_model: _Optional[str] = ...) -> None: ...
+    parent_adapter_id: str
+    def __init__(self, meta: _Optional[_Union[_common_pb2.EventMeta, _Mapping]] = ..., candidate_id: _Optional[str] = ..., nominated_by: _Optional[str] = ..., reason: _Optional[str] = ..., evidence: _Optional[_Mapping[str, float]] = ..., dataset_id: _Optional[str] = ..., dataset_uri: _Optional[str] = ..., train_examples: _Optional[int] = ..., holdout_examples: _Optional[int] = ..., base_model: _Optional[str] = ..., parent_adapter_id: _Optional[str] = ...) -> None: ...
 
 class AdapterEvent(_message.Message):
     __slots__ = ("meta", "adapter_id", "candidate_id", "dataset_id", "base_model", "status", "progress", "artifact_uri", "lora_task_id", "version", "offline_score", "gate_passed", "metrics", "error", "manifest_sha256")

@@ -45,7 +45,7 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 log = get_logger("collector")
 _CANDIDATES_SQL = """
 SELECT candidate_id, tenant, workflow, occurred_at, nominated_by, reason, evidence, dataset_id,
-       dataset_uri, train_examples, holdout_examples, base_model
+       dataset_uri, train_examples, holdout_examples, base_model, parent_adapter_id
 FROM {db}.candidates FINAL ORDER BY occurred_at DESC
 """
 
@@ -241,4 +241,5 @@ def _candidate_json(event: Any) -> dict[str, Any]:
         "train_examples": event.train_examples,
         "holdout_examples": event.holdout_examples,
         "base_model": event.base_model,
+        "parent_adapter_id": event.parent_adapter_id,
     }

@@ -17,9 +17,11 @@ from cumulus.errors import InvalidArgument, NotFound
 from cumulus.kafka import codec, topics
 from cumulus.kafka.publisher import EventPublisher
 from cumulus.logs import get_logger
+from cumulus.rollout_states import PROMOTED
 from cumulus.v1 import events_pb2
 from services.collector.clickhouse.schema import CANDIDATES
 from services.collector.export import build_dataset, read_sources, write_dataset
+from services.collector.learning import attempts, last_attempts
 from services.collector.rows import timestamp
 from services.collector.store import ClickHouseStore
 
@@ -76,6 +78,7 @@ class Nominator:
                 holdout_examples=len(dataset.holdout),
                 base_model=self.base_model,
             )
+            event.parent_adapter_id = await self._serving_adapter(tenant, workflow)
             event.candidate_id = "cand-" + event.meta.event_id[:16]
             await self.db.insert(CANDIDATES, [_row(event)], token=f"candidate:{event.candidate_id}")
             self.publisher.publish(topics.CANDIDATES, event)
@@ -92,6 +95,11 @@ class Nominator:
                 delivered=delivered,
             )
             return event
+
+    async def _serving_adapter(self, tenant: str, workflow: str) -> str:
+        """The promoted adapter of the workflow's newest attempt, if it is one: the next version's parent."""
+        last = last_attempts(await attempts(self.db, tenant, workflow)).get((tenant, workflow))
+        return last.adapter_id if last is not None and last.outcome == PROMOTED else ""
 
 
 def _row(event: events_pb2.CandidateEvent) -> list[object]:
@@ -110,4 +118,5 @@ def _row(event: events_pb2.CandidateEvent) -> list[object]:
         event.train_examples,
         event.holdout_examples,
         event.base_model,
+        event.parent_adapter_id,
     ]

@@ -35,7 +35,7 @@ from typing import Any
 
 from cumulus.artifacts import ArtifactStore
 from cumulus.config import CumulusConfig
-from cumulus.errors import CumulusError, EventDecodeError
+from cumulus.errors import ArtifactError, CumulusError, EventDecodeError
 from cumulus.kafka import codec, topics
 from cumulus.kafka.deadletter import dead_letter
 from cumulus.kafka.publisher import EventPublisher
@@ -190,6 +190,8 @@ class TrainerHandler:
             dataset_dir=str(dataset_dir),
             base_model=choice.model or "",
             student={"reason": choice.reason, "cost_ratios": choice.cost_ratios},
+            init_adapter=self._warm_start_from(candidate, choice.model or ""),
+            parent_adapter_id=candidate.parent_adapter_id,
             recipe=str(Path(self.trainer.recipe or DEFAULT_RECIPE).resolve()),
             artifacts_dir=str(self.store.root),
             models_dir=str(Path(self.config.models_dir).resolve()),
@@ -211,6 +213,22 @@ class TrainerHandler:
         )
         spec.write(job_dir / "spec.json")
         return spec
+
+    def _warm_start_from(self, candidate: events_pb2.CandidateEvent, student: str) -> str:
+        """The folder of the version this candidate replaces, where the new one may start from it:
+        ``trainer.warm_start`` on, the parent verified in the store and trained on the same student."""
+        parent, workflow = candidate.parent_adapter_id, candidate.meta.workflow
+        if not (self.trainer.warm_start and parent and student):
+            return ""
+        try:
+            manifest = self.store.verify("adapters", workflow, parent)
+        except ArtifactError as exc:
+            log.warning("job.no_warm_start", workflow=workflow, parent=parent, reason=exc.message)
+            return ""
+        if manifest.fields.get("base_model") != student:
+            log.info("job.no_warm_start", workflow=workflow, parent=parent, reason="another student")
+            return ""
+        return str(self.store.path("adapters", workflow, parent))
 
     def _progressed(self, spec: JobSpec, job: JobStatus) -> None:
         """Announce ``job``'s progress, at most once per ``progress_interval_s``."""

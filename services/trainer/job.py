@@ -69,6 +69,9 @@ class JobSpec:
     """GateSettings fields, graders as GraderSettings fields."""
     student: dict[str, Any] = field(default_factory=dict)
     """Why this base model (ladder.Choice): ``reason`` and the estimated ``cost_ratios``."""
+    init_adapter: str = ""
+    """The PEFT folder of the version this one replaces, to start from (``trainer.warm_start``)."""
+    parent_adapter_id: str = ""
 
     @classmethod
     def read(cls, path: Path) -> JobSpec:
@@ -107,6 +110,7 @@ def run_job(spec: JobSpec, stop_after_steps: int = 0) -> dict[str, Any]:
         checkpoint_dir=job_dir / "checkpoint",
         progress=lambda p: emit("progress", **p, progress=p["fraction"] * _TRAIN_SHARE),
         should_stop=lambda: _STOP["requested"] or 0 < stop_after_steps <= recipe.state.step,
+        init_adapter=Path(spec.init_adapter) if spec.init_adapter else None,
     )
     recipe.setup()
     try:
@@ -136,6 +140,7 @@ def run_job(spec: JobSpec, stop_after_steps: int = 0) -> dict[str, Any]:
         "train_loss_last": state.losses[-1],
         **({"holdout_loss_best": state.best_loss} if state.evals else {}),
         "early_stopped": float(state.early_stopped),
+        "warm_start": float(recipe.warm_started),
         "train_tokens": state.tokens,
         "train_seconds": round(state.seconds, 3),
         "train_tokens_per_s": round(state.tokens / max(state.seconds, 1e-9), 1),
@@ -156,6 +161,8 @@ def run_job(spec: JobSpec, stop_after_steps: int = 0) -> dict[str, Any]:
             "dataset_id": spec.dataset_id,
             "base_model": spec.base_model,
             "student": spec.student,
+            "parent_adapter_id": spec.parent_adapter_id,
+            "warm_started_from": spec.parent_adapter_id if recipe.warm_started else "",
             "status": "ready" if gate.passed else "rejected",
             "hyperparameters": {**config.model_dump(mode="json"), "device": str(device), "amp": str(amp)},
             "data": counts,

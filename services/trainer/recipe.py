@@ -36,6 +36,7 @@ from services.trainer import data
 from services.trainer.loss import SHAPE_BUCKET, summed_loss
 from services.trainer.recipe_config import RecipeConfig
 from services.trainer.schedule import plan
+from services.trainer.warm_start import warm_start
 
 log = get_logger("trainer")
 CHECKPOINT = "checkpoint.pt"
@@ -76,8 +77,12 @@ class LoraRecipe:
         checkpoint_dir: Path,
         progress: Progress | None = None,
         should_stop: Callable[[], bool] = lambda: False,
+        init_adapter: Path | None = None,
     ) -> None:
         self.config = config
+        self.init_adapter = init_adapter
+        """A PEFT adapter folder of the same base model (the version being replaced) to start from."""
+        self.warm_started = False
         self.model_path = model_path
         self.train_records, self.holdout_records = train_records, holdout_records
         self.checkpoint_dir = checkpoint_dir
@@ -86,7 +91,9 @@ class LoraRecipe:
         self.state = TrainState()
         self.counts: Counter[str] = Counter()
         self.fingerprint = hashlib.sha256(
-            json.dumps([config.model_dump(mode="json"), train_records, str(model_path)]).encode()
+            json.dumps(
+                [config.model_dump(mode="json"), train_records, str(model_path), str(init_adapter or "")]
+            ).encode()
         ).hexdigest()
 
     def setup(self) -> None:
@@ -114,6 +121,8 @@ class LoraRecipe:
                 task_type="CAUSAL_LM",
             ),
         ).to(self.device)
+        if self.init_adapter is not None:
+            self.warm_started = warm_start(self.model, self.init_adapter, cfg.lora)
         causal_lm: Any = self.model.get_base_model()
         self.decoder, self.lm_head = causal_lm.get_decoder(), causal_lm.get_output_embeddings()
         self.trainable = {n: p for n, p in self.model.named_parameters() if p.requires_grad}

@@ -51,13 +51,14 @@ def publish(bootstrap: str, topic: topics.TopicSpec, event: Any) -> None:
     asyncio.run(produce(bootstrap, topic.name, [(key, codec.encode_event(event))]))
 
 
-def promote(bootstrap: str, name: str, dataset_id: str, adapter_id: str) -> None:
-    """What the trainer and the router would publish for an adapter trained on ``dataset_id``."""
+def promote(bootstrap: str, name: str, candidate: dict[str, Any], adapter_id: str) -> None:
+    """What the trainer and the router would publish for an adapter trained on ``candidate``'s dataset."""
     meta = {"tenant": "acme", "workflow": name}
     adapter = events_pb2.AdapterEvent(
         meta=codec.new_meta(**meta, producer="trainer"),
         adapter_id=adapter_id,
-        dataset_id=dataset_id,
+        candidate_id=candidate["candidate_id"],
+        dataset_id=candidate["dataset_id"],
         base_model="smollm2-135m",
         status=events_pb2.ADAPTER_STATUS_READY,
         gate_passed=True,
@@ -93,7 +94,8 @@ def test_a_new_tool_after_promotion_is_announced_once_and_stored(
     collector.wait_for_rows(name, 60)
     status, candidate = collector.request("POST", f"/api/v1/workflows/{name}/nominate", {"tenant": "acme"})
     assert status == 200, candidate
-    promote(kafka_bootstrap, name, candidate["dataset_id"], adapter_id)
+    assert candidate["parent_adapter_id"] == ""  # a first adapter
+    promote(kafka_bootstrap, name, candidate, adapter_id)
     send(kafka_bootstrap, [served_by(adapter_id, name, i, new_tool=i % 2 == 0) for i in range(40)])
 
     deadline, body = time.monotonic() + 90, {}
@@ -124,6 +126,10 @@ def test_a_new_tool_after_promotion_is_announced_once_and_stored(
     [event] = events_of(kafka_bootstrap, topics.DRIFT, name)
     assert event.severity == events_pb2.DRIFT_SEVERITY_CRITICAL and event.adapter_id == adapter_id
     assert len(collector.get(f"/api/v1/drift?workflow={name}")[1]["signals"]) == 1
+
+    # The workflow's next version names the promoted one as its parent (the trainer may start from it).
+    status, again = collector.request("POST", f"/api/v1/workflows/{name}/nominate", {"tenant": "acme"})
+    assert status == 200 and again["parent_adapter_id"] == adapter_id, again
 
     # `cumulus status` names it on the collector's line.
     probe = probe_collector("127.0.0.1", collector.port, auth_headers(collector.state_dir))

@@ -296,6 +296,7 @@ CANDIDATES = TableSpec(
         Column("train_examples", "UInt32"),
         Column("holdout_examples", "UInt32"),
         Column("base_model", _LC),
+        Column("parent_adapter_id", "String"),  # the promoted version it would replace ('' for a first)
         _INGESTED_AT,
     ),
     # Written by the collector itself when it nominates (the CandidateEvent it publishes mirrors it).

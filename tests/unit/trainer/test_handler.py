@@ -41,8 +41,9 @@ def _record(value: bytes, offset: int = 0) -> Any:
     )
 
 
-def _candidate(dataset_uri: str, candidate_id: str = "cand-1") -> bytes:
+def _candidate(dataset_uri: str, candidate_id: str = "cand-1", parent: str = "") -> bytes:
     event = events_pb2.CandidateEvent(
+        parent_adapter_id=parent,
         meta=codec.new_meta(tenant="t-test", workflow=WORKFLOW, producer="test"),
         candidate_id=candidate_id,
         dataset_id="ds-test",
@@ -125,3 +126,23 @@ def test_no_student_cheap_enough_rejects_the_candidate_untrained_and_says_why(
     (outcome,) = publisher.adapter_events()  # no TRAINING event: nothing was trained
     assert outcome.status == events_pb2.ADAPTER_STATUS_REJECTED and not outcome.base_model
     assert "no student to train" in outcome.error and "tiny-llama costs 1/3.0 of live" in outcome.error
+
+
+def test_the_next_version_starts_from_the_promoted_one(
+    tmp_path: Path, dataset_dir: Path, write_recipe: Callable[..., Path]
+) -> None:
+    worker, publisher = _worker(tmp_path, write_recipe(train={"max_steps": 2}))
+    uri = ArtifactStore(tmp_path / "artifacts").uri("datasets", WORKFLOW, "ds-test")
+    assert asyncio.run(worker.handle([_record(_candidate(uri))], asyncio.Event()))
+    v1 = publisher.adapter_events()[-1]
+    assert v1.metrics["warm_start"] == 0.0
+    candidate = _candidate(uri, "cand-2", parent=v1.adapter_id)
+    assert asyncio.run(worker.handle([_record(candidate, offset=1)], asyncio.Event()))
+    v2 = publisher.adapter_events()[-1]
+    assert v2.candidate_id == "cand-2" and v2.metrics["warm_start"] == 1.0
+    manifest = ArtifactStore(tmp_path / "artifacts").verify("adapters", WORKFLOW, v2.adapter_id)
+    assert manifest.fields["warm_started_from"] == v1.adapter_id
+    # A parent that is not in the store (or of another student) is no start: trained from scratch.
+    orphan = _candidate(uri, "cand-3", parent="ad-gone")
+    assert asyncio.run(worker.handle([_record(orphan, offset=2)], asyncio.Event()))
+    assert publisher.adapter_events()[-1].metrics["warm_start"] == 0.0
