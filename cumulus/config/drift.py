@@ -58,8 +58,9 @@ class DriftConfig(Section):
     """Share of requests whose system prompt the training data never had (above the holdout's own)."""
     prompt_length: Thresholds = Thresholds(notice=0.5, warning=1.0)
     """|log2| of the median prompt length over the training data's: 1.0 is twice (or half) as long."""
-    output_shape: Thresholds = Thresholds(notice=0.1, warning=0.25, critical=0.5)
-    """Drop in the share of the adapter's answers with the training answers' dominant shape."""
+    output_shape: Thresholds = Thresholds(notice=0.2, warning=0.35, critical=0.6)
+    """Drop in the share of the adapter's answers with the training answers' dominant shape (a
+    student right 90% of the time already drops ~0.1 on its misses: that is not drift)."""
     feedback: Thresholds = Thresholds(notice=0.1, warning=0.2, critical=0.35)
     """Rise in the share of negative feedback (or corrections) on the adapter's answers over live's
     answers before the promotion."""

@@ -77,6 +77,25 @@ def promote(bootstrap: str, name: str, candidate: dict[str, Any], adapter_id: st
     publish(bootstrap, topics.ROLLOUTS, promoted)
 
 
+def transition(name: str, adapter_id: str, to_state: str) -> events_pb2.RolloutEvent:
+    return events_pb2.RolloutEvent(
+        meta=codec.new_meta(tenant="acme", workflow=name, producer="router"),
+        rollout_id=f"{name}/{adapter_id}",
+        adapter_id=adapter_id,
+        to_state=to_state,
+    )
+
+
+def wait_until_watched(collector: CollectorProcess, name: str, adapters: list[str]) -> None:
+    deadline, watched = time.monotonic() + 30, None
+    while time.monotonic() < deadline:
+        watched = [w["adapter_id"] for w in collector.get(f"/api/v1/drift?workflow={name}")[1]["watched"]]
+        if watched == adapters:
+            return
+        time.sleep(0.3)
+    raise AssertionError(f"{name}: watched {watched}, expected {adapters}")
+
+
 def served_by(adapter_id: str, name: str, i: int, new_tool: bool) -> tuple[bytes, bytes]:
     event = inference_event(name, 1000 + i)
     event.route.target.CopyFrom(common_pb2.RouteTarget(model="small", adapter_id=adapter_id))
@@ -126,6 +145,12 @@ def test_a_new_tool_after_promotion_is_announced_once_and_stored(
     [event] = events_of(kafka_bootstrap, topics.DRIFT, name)
     assert event.severity == events_pb2.DRIFT_SEVERITY_CRITICAL and event.adapter_id == adapter_id
     assert len(collector.get(f"/api/v1/drift?workflow={name}")[1]["signals"]) == 1
+
+    # While another version rolls out its own gate is in charge; once it is rolled back, the
+    # promoted one (still serving) is watched again.
+    for state, watched_adapters in (("shadow", []), ("rolled_back", [adapter_id])):
+        publish(kafka_bootstrap, topics.ROLLOUTS, transition(name, "ad-next", state))
+        wait_until_watched(collector, name, watched_adapters)
 
     # The workflow's next version names the promoted one as its parent (the trainer may start from it).
     status, again = collector.request("POST", f"/api/v1/workflows/{name}/nominate", {"tenant": "acme"})
