@@ -294,7 +294,13 @@ async def test_v2_rolls_out_over_v1_and_rollback_to_v1_takes_seconds_even_after_
         assert await asyncio.to_thread(cli_main, ["rollout", "rollback", workflow, "--to", version]) == 0
         took_s[f"{len(took_s)}:{version}"] = round(time.monotonic() - started, 1)
         assert f"{adapter} ({version}) serves all of" in capsys.readouterr().out
-        table = await newest_table(kafka_bootstrap, workflow, until=lambda t: weights(t) == [1.0])
+        # The CLI returns once the router serves it; its table may reach Kafka a moment later
+        # (and the previous version's table also routes 100%): wait for this version's.
+        table = await newest_table(
+            kafka_bootstrap,
+            workflow,
+            until=lambda t, a=adapter: [w.target.adapter_id for w in t.canary] == [a],
+        )
         assert [w.target.adapter_id for w in table.canary] == [adapter] and table.rollout_state == "promoted"
     with capsys.disabled():  # the first waits out the killed router's consumer-group session
         print(f"rollback --to took (s, CLI to served): {took_s}")
