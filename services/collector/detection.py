@@ -33,6 +33,7 @@ from cumulus.logs import get_logger
 from cumulus.rollout_states import ACTIVE, PROMOTED
 from services.collector.insights import Insights, WorkflowStats
 from services.collector.learning import (
+    ADAPTER_STATES_SQL,
     RETRYABLE,
     Attempt,
     attempts,
@@ -46,9 +47,7 @@ from services.collector.store import ClickHouseStore
 log = get_logger("collector")
 
 _BUSY_SQL = f"""
-SELECT tenant, workflow, 'rollout running' AS why FROM (
-    SELECT tenant, workflow, adapter_id, argMax(to_state, occurred_at) AS state
-    FROM {{db}}.rollout_events FINAL GROUP BY tenant, workflow, adapter_id)
+SELECT tenant, workflow, 'rollout running' AS why FROM ({ADAPTER_STATES_SQL})
 WHERE state IN {ACTIVE}
 UNION ALL
 SELECT tenant, workflow, 'adapter training' FROM {{db}}.adapters FINAL

@@ -11,17 +11,12 @@ from cumulus.rollout_states import ACTIVE, PROMOTED
 from services.collector.drift_measures import WrongShare
 from services.collector.export import FeedbackNote, is_negative
 from services.collector.insights import LIVE_ROUTES
+from services.collector.learning import ADAPTER_STATES_SQL
 
 if TYPE_CHECKING:
     from services.collector.drift import Promoted
     from services.collector.store import ClickHouseStore
 
-# Each adapter's latest state, and when it last entered `promoted` from another state.
-_STATES = f"""
-SELECT tenant, workflow, adapter_id, argMax(to_state, occurred_at) AS state,
-       maxIf(occurred_at, to_state = '{PROMOTED}' AND from_state != '{PROMOTED}') AS since
-FROM {{db}}.rollout_events FINAL GROUP BY tenant, workflow, adapter_id
-"""
 # A workflow is watched through the adapter promoted most recently among those still promoted
 # (a version superseded by a newer one has no event of its own, so the newer promotion wins; one
 # reinstated by `rollback --to` is promoted anew), unless a rollout is running on the workflow:
@@ -30,11 +25,11 @@ _PROMOTED_SQL = f"""
 SELECT p.tenant AS tenant, p.workflow AS workflow, p.adapter_id AS adapter_id,
        a.dataset_id AS dataset_id, p.promoted_at AS since
 FROM (SELECT tenant, workflow, argMax(adapter_id, since) AS adapter_id, max(since) AS promoted_at
-      FROM ({_STATES}) WHERE state = '{PROMOTED}' GROUP BY tenant, workflow) AS p
+      FROM ({ADAPTER_STATES_SQL}) WHERE state = '{PROMOTED}' GROUP BY tenant, workflow) AS p
 JOIN (SELECT tenant, adapter_id, dataset_id FROM {{db}}.adapters FINAL) AS a
     ON a.tenant = p.tenant AND a.adapter_id = p.adapter_id
 WHERE a.dataset_id != '' AND (p.tenant, p.workflow) NOT IN (
-    SELECT tenant, workflow FROM ({_STATES}) WHERE state IN {ACTIVE})
+    SELECT tenant, workflow FROM ({ADAPTER_STATES_SQL}) WHERE state IN {ACTIVE})
 """
 
 _WINDOW_SQL = """

@@ -18,24 +18,32 @@ from collections import defaultdict
 from dataclasses import dataclass
 from typing import Any
 
+from cumulus.rollout_states import PROMOTED
 from services.collector.insights import LIVE_ROUTES
 from services.collector.store import ClickHouseStore
 
-_ATTEMPTS_SQL = """
+ADAPTER_STATES_SQL = f"""
+SELECT tenant, workflow, adapter_id, argMax(to_state, occurred_at) AS state,
+       maxIf(occurred_at, to_state = '{PROMOTED}' AND from_state != '{PROMOTED}') AS since
+FROM {{db}}.rollout_events FINAL GROUP BY tenant, workflow, adapter_id
+"""
+"""Each adapter's latest rollout state, and when it last entered ``promoted`` from another state
+(detection's busy check, the attempts below and the drift watch read rollouts through it)."""
+
+_ATTEMPTS_SQL = f"""
 SELECT c.tenant AS tenant, c.workflow AS workflow, c.candidate_id AS candidate_id,
        c.occurred_at AS nominated_at, c.base_model AS student,
        toUInt64(c.train_examples + c.holdout_examples) AS examples,
        c.evidence['total_live_requests'] AS total_live,
        a.adapter_id AS adapter_id, a.status AS status, a.offline_score AS offline_score,
        a.metrics AS metrics, r.state AS rollout_state
-FROM (SELECT * FROM {db}.candidates FINAL) AS c
-LEFT JOIN (SELECT * FROM {db}.adapters FINAL) AS a
+FROM (SELECT * FROM {{db}}.candidates FINAL) AS c
+LEFT JOIN (SELECT * FROM {{db}}.adapters FINAL) AS a
     ON a.tenant = c.tenant AND a.workflow = c.workflow AND a.candidate_id = c.candidate_id
-LEFT JOIN (SELECT tenant, adapter_id, argMax(to_state, occurred_at) AS state
-           FROM {db}.rollout_events FINAL GROUP BY tenant, adapter_id) AS r
+LEFT JOIN ({ADAPTER_STATES_SQL}) AS r
     ON r.tenant = a.tenant AND r.adapter_id = a.adapter_id
-WHERE ({tenant:String} = '' OR c.tenant = {tenant:String})
-  AND ({workflow:String} = '' OR c.workflow = {workflow:String})
+WHERE ({{tenant:String}} = '' OR c.tenant = {{tenant:String}})
+  AND ({{workflow:String}} = '' OR c.workflow = {{workflow:String}})
 ORDER BY c.occurred_at, c.candidate_id
 """
 
