@@ -10,6 +10,14 @@ from pydantic import Field, model_validator
 from cumulus.config.infrastructure import Section
 
 SEVERITIES = ("notice", "warning", "critical")
+"""Severity 1, 2, 3 by name (the DriftSignal enum's values, and the ranks thresholds give)."""
+
+
+def severity_name(rank: int) -> str:
+    """``notice``, ``warning`` or ``critical`` for 1..3; ``none`` for anything else (0: nothing fired)."""
+    return SEVERITIES[rank - 1] if 1 <= rank <= len(SEVERITIES) else "none"
+
+
 DriftAction = Literal["record", "raise_audit", "pause", "rollback"]
 
 

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from cumulus.artifacts import write_json_atomically
+from cumulus.config.drift import severity_name
 from cumulus.v1 import common_pb2, events_pb2
 from ops.demo.observer import Seen
 
@@ -147,9 +148,7 @@ def drift_seen(seen: Seen, t0: float) -> list[dict[str, Any]]:
             "at_s": round(t - t0, 1),
             "adapter_id": signal.adapter_id,
             "signal": signal.signal,
-            "severity": events_pb2.DriftSeverity.Name(signal.severity)
-            .removeprefix("DRIFT_SEVERITY_")
-            .lower(),
+            "severity": severity_name(signal.severity),
             "detail": signal.detail,
         }
         for t, signal in seen.drift

@@ -42,6 +42,7 @@ from services.collector.learning import (
     total_live_answers,
 )
 from services.collector.nomination import Nominator
+from services.collector.rows import aware
 from services.collector.store import ClickHouseStore
 
 log = get_logger("collector")
@@ -140,7 +141,7 @@ def assess(
         checks = [check for check in checks if check[0] not in ("volume", "savings")]
         checks.append(("fresh data", *retry_due(last, total_live, cfg.refresh_growth, "retrain")))
     elif last is not None and not busy:
-        since = (now or dt.datetime.now(dt.UTC)) - _aware(last.nominated_at)
+        since = (now or dt.datetime.now(dt.UTC)) - aware(last.nominated_at)
         if since < dt.timedelta(hours=cfg.cooldown_h):
             busy = f"nominated {since.total_seconds() / 3600:.1f} h ago (cooldown {cfg.cooldown_h:g} h)"
     failed = [name for name, ok, _ in checks if not ok]
@@ -153,10 +154,6 @@ def assess(
         reason = f"small-model candidate: {details}"
     evidence = {**evidence_of(s), "total_live_requests": float(total_live)}
     return Assessment(s.tenant, s.workflow, not failed, reason, failed, evidence)
-
-
-def _aware(value: dt.datetime) -> dt.datetime:
-    return value if value.tzinfo is not None else value.replace(tzinfo=dt.UTC)
 
 
 class CandidateDetector:

@@ -20,6 +20,7 @@ from typing import Any
 
 from cumulus.artifacts import ArtifactStore, read_jsonl
 from cumulus.config import DriftConfig, ExportConfig
+from cumulus.config.drift import severity_name
 from cumulus.errors import ArtifactError, CumulusError
 from cumulus.kafka import codec, topics
 from cumulus.kafka.publisher import EventPublisher
@@ -27,7 +28,6 @@ from cumulus.logs import get_logger
 from cumulus.v1 import events_pb2
 from services.collector import drift_sql
 from services.collector.drift_measures import Profile, Served, Signal, measure, profile_of
-from services.collector.rows import SEVERITIES
 from services.collector.store import ClickHouseStore
 
 PRODUCER = "collector"
@@ -60,10 +60,6 @@ class WorkflowDrift:
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
-
-
-def _severity_name(rank: int) -> str:
-    return SEVERITIES.get(rank, "none")  # type: ignore[call-overload, no-any-return]
 
 
 class DriftWatch:
@@ -115,10 +111,12 @@ class DriftWatch:
         window = [
             served
             for r in rows
-            for served in [
-                Served.from_row(r["messages"], r["tools"], r["response"] if r["by_adapter"] else None)
-            ]
-            if served is not None
+            if (
+                served := Served.from_row(
+                    r["messages"], r["tools"], r["response"] if r["by_adapter"] else None
+                )
+            )
+            is not None
         ]
         feedback = await drift_sql.feedback(self.db, p, since, self.export)
         signals = await asyncio.to_thread(measure, profile, window, feedback, self.cfg)
@@ -129,7 +127,7 @@ class DriftWatch:
             p.dataset_id,
             dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
             len(window),
-            [{**asdict(s), "severity": _severity_name(s.severity)} for s in signals],
+            [{**asdict(s), "severity": severity_name(s.severity)} for s in signals],
         )
         for signal in signals:
             key = (p.tenant, p.adapter_id, signal.signal)
@@ -168,7 +166,7 @@ class DriftWatch:
             workflow=p.workflow,
             adapter=p.adapter_id,
             signal=signal.signal,
-            severity=_severity_name(signal.severity),
+            severity=severity_name(signal.severity),
             detail=signal.detail,
             delivered=delivered,
         )

@@ -7,11 +7,13 @@ import datetime as dt
 from typing import TYPE_CHECKING, Any
 
 from cumulus.config import ExportConfig
+from cumulus.config.drift import SEVERITIES
 from cumulus.rollout_states import ACTIVE, PROMOTED
 from services.collector.drift_measures import WrongShare
-from services.collector.export import FeedbackNote, is_negative
+from services.collector.export import FeedbackNote, is_wrong
 from services.collector.insights import LIVE_ROUTES
 from services.collector.learning import ADAPTER_STATES_SQL
+from services.collector.rows import aware
 
 if TYPE_CHECKING:
     from services.collector.drift import Promoted
@@ -56,10 +58,9 @@ JOIN (SELECT request_id, response, occurred_at FROM {{db}}.requests FINAL
 ORDER BY r.occurred_at DESC LIMIT {{limit:UInt32}}
 """
 
-_ANNOUNCED_SQL = """
-SELECT tenant, adapter_id, signal,
-       max(multiIf(severity = 'critical', 3, severity = 'warning', 2, severity = 'notice', 1, 0)) AS rank
-FROM {db}.drift_signals FINAL GROUP BY tenant, adapter_id, signal
+_ANNOUNCED_SQL = f"""
+SELECT tenant, adapter_id, signal, max(indexOf({list(SEVERITIES)}, severity)) AS rank
+FROM {{db}}.drift_signals FINAL GROUP BY tenant, adapter_id, signal
 """
 
 
@@ -78,7 +79,7 @@ def _sql(db: ClickHouseStore, template: str) -> str:
 async def promoted(db: ClickHouseStore) -> list[dict[str, Any]]:
     """Each promoted workflow: tenant, workflow, adapter_id, dataset_id, since."""
     rows = await db.query(_sql(db, _PROMOTED_SQL), {})
-    return [{**r, "since": _aware(r["since"])} for r in rows]
+    return [{**r, "since": aware(r["since"])} for r in rows]
 
 
 async def window(
@@ -103,16 +104,13 @@ async def feedback(
             "limit": limit,
         }
         rows = await db.query(_sql(db, _FEEDBACK_SQL), params)
-        wrong = sum(1 for r in rows if _wrong(r, cfg))
+        wrong = sum(is_wrong(_note(r), str(r["response"]), cfg) for r in rows)
         shares.append(WrongShare(len(rows), wrong))
     return shares[0], shares[1]
 
 
-def _wrong(row: dict[str, Any], cfg: ExportConfig) -> bool:
-    correction = str(row["correction"] or "")
-    if correction.strip():
-        return " ".join(correction.split()).casefold() != " ".join(str(row["response"]).split()).casefold()
-    return is_negative(FeedbackNote(row["score"], str(row["label"] or ""), ""), cfg)
+def _note(row: dict[str, Any]) -> FeedbackNote:
+    return FeedbackNote(row["score"], str(row["label"] or ""), str(row["correction"] or ""))
 
 
 async def announced(db: ClickHouseStore) -> dict[tuple[str, str, str], int]:
@@ -121,11 +119,7 @@ async def announced(db: ClickHouseStore) -> dict[tuple[str, str, str], int]:
     return {(r["tenant"], r["adapter_id"], r["signal"]): int(r["rank"]) for r in rows}
 
 
-def _aware(value: dt.datetime) -> dt.datetime:
-    return value if value.tzinfo is not None else value.replace(tzinfo=dt.UTC)
-
-
 async def history(db: ClickHouseStore, workflow: str, limit: int) -> list[dict[str, Any]]:
     """The signals announced (all workflows, or ``workflow``'s), newest first."""
     rows = await db.query(_sql(db, _HISTORY_SQL), {"workflow": workflow, "limit": limit})
-    return [{**r, "occurred_at": _aware(r["occurred_at"]).isoformat(timespec="milliseconds")} for r in rows]
+    return [{**r, "occurred_at": aware(r["occurred_at"]).isoformat(timespec="milliseconds")} for r in rows]

@@ -125,6 +125,14 @@ def is_negative(note: FeedbackNote, cfg: ExportConfig) -> bool:
     )
 
 
+def is_wrong(note: FeedbackNote, answer: str, cfg: ExportConfig) -> bool:
+    """Whether ``note`` says ``answer`` was wrong: a correction that says something else (one that
+    says what the answer said is a confirmation), or negative feedback (``is_negative``)."""
+    if note.correction.strip():
+        return _folded(note.correction) != _folded(answer)
+    return is_negative(note, cfg)
+
+
 def _scrub_values(value: Any, found: Counter[str]) -> Any:
     """Scrub every string inside parsed JSON (not the JSON text: escapes like \\n would hide PII)."""
     if isinstance(value, str):

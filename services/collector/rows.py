@@ -16,6 +16,7 @@ from typing import Any
 from google.protobuf.message import Message
 from google.protobuf.timestamp_pb2 import Timestamp
 
+from cumulus.config.drift import SEVERITIES, severity_name
 from cumulus.errors import EventDecodeError
 from cumulus.kafka import topics
 from cumulus.kafka.codec import decode_event
@@ -53,6 +54,11 @@ def timestamp(ts: Timestamp) -> dt.datetime:
     if not _DATETIME64_MIN <= value < _DATETIME64_END:
         raise ValueError(f"timestamp {value.isoformat()} is outside 1900-2299")
     return value
+
+
+def aware(value: dt.datetime) -> dt.datetime:
+    """A datetime read back from ClickHouse as UTC (clickhouse-connect may hand it back naive)."""
+    return value if value.tzinfo is not None else value.replace(tzinfo=dt.UTC)
 
 
 def _occurred(meta: common_pb2.EventMeta) -> dt.datetime:
@@ -198,17 +204,11 @@ def rollout_row(event: events_pb2.RolloutEvent) -> Row:
     ]
 
 
-SEVERITIES = {
-    events_pb2.DRIFT_SEVERITY_NOTICE: "notice",
-    events_pb2.DRIFT_SEVERITY_WARNING: "warning",
-    events_pb2.DRIFT_SEVERITY_CRITICAL: "critical",
-}
-
-
 def drift_row(event: events_pb2.DriftSignal) -> Row:
     meta = event.meta
-    if event.severity not in SEVERITIES:
-        raise ValueError(f"drift severity {event.severity} is not one of {sorted(SEVERITIES)}")
+    severity = severity_name(event.severity)
+    if severity == "none":
+        raise ValueError(f"drift severity {event.severity} is not one of 1..{len(SEVERITIES)}")
     return [
         meta.event_id,
         meta.tenant,
@@ -217,7 +217,7 @@ def drift_row(event: events_pb2.DriftSignal) -> Row:
         event.dataset_id,
         _occurred(meta),
         event.signal,
-        SEVERITIES[event.severity],
+        severity,
         event.detail,
         dict(event.evidence),
     ]

@@ -20,7 +20,7 @@ replayed batch, a version since rolled back) changes nothing.
 
 from __future__ import annotations
 
-from cumulus.config.drift import SEVERITIES
+from cumulus.config.drift import severity_name
 from cumulus.logs import get_logger
 from cumulus.rollout_states import PROMOTED
 from cumulus.v1 import events_pb2
@@ -39,7 +39,7 @@ def on_drift(router: Router, signal: events_pb2.DriftSignal) -> list[Output]:
         rollout is None
         or rollout.adapter_id != signal.adapter_id
         or rollout.state != PROMOTED
-        or not 1 <= severity <= len(SEVERITIES)
+        or severity_name(severity) == "none"
         or signal.meta.occurred_at.ToNanoseconds() < rollout.state_since_ns
     ):
         log.info(
@@ -52,7 +52,7 @@ def on_drift(router: Router, signal: events_pb2.DriftSignal) -> list[Output]:
             state=rollout.state if rollout else "",
         )
         return []
-    name = SEVERITIES[severity - 1]
+    name = severity_name(severity)
     action = router.config.drift.action(severity)
     reason = f"drift {name}: {signal.signal}: {signal.detail}"
     evidence = {f"drift_{k}": float(v) for k, v in signal.evidence.items()} | {

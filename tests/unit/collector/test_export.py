@@ -14,6 +14,7 @@ from services.collector.export import (
     SourceRequest,
     build_dataset,
     holdout_bucket,
+    is_wrong,
     normalised_prompt,
     write_dataset,
 )
@@ -213,3 +214,13 @@ def test_a_correction_that_repeats_live_counts_as_live_being_right() -> None:
     feedback = {f"r{i}": FeedbackNote(None, "", " Billing ") for i in range(25)}
     data = build_dataset(requests, feedback, CFG)
     assert len(data.train + data.holdout) == 30 and data.live_reviewed_accuracy is None
+
+
+def test_feedback_calls_an_answer_wrong_by_a_different_correction_or_a_negative_note() -> None:
+    cfg = ExportConfig()
+    assert is_wrong(FeedbackNote(None, "", "billing"), "tech", cfg)
+    assert not is_wrong(FeedbackNote(None, "", "  Billing "), "billing", cfg)  # says what it said
+    assert is_wrong(FeedbackNote(0.1, "", ""), "tech", cfg) and is_wrong(
+        FeedbackNote(None, "wrong", ""), "x", cfg
+    )
+    assert not is_wrong(FeedbackNote(0.9, "", ""), "tech", cfg)
