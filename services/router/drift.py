@@ -35,11 +35,12 @@ def on_drift(router: Router, signal: events_pb2.DriftSignal) -> list[Output]:
     key = WorkflowKey.of(signal.meta)
     rollout = router.rollouts.get(key)
     severity = int(signal.severity)
+    name = severity_name(severity)
     if (
         rollout is None
         or rollout.adapter_id != signal.adapter_id
         or rollout.state != PROMOTED
-        or severity_name(severity) == "none"
+        or name == "none"
         or signal.meta.occurred_at.ToNanoseconds() < rollout.state_since_ns
     ):
         log.info(
@@ -52,7 +53,6 @@ def on_drift(router: Router, signal: events_pb2.DriftSignal) -> list[Output]:
             state=rollout.state if rollout else "",
         )
         return []
-    name = severity_name(severity)
     action = router.config.drift.action(severity)
     reason = f"drift {name}: {signal.signal}: {signal.detail}"
     evidence = {f"drift_{k}": float(v) for k, v in signal.evidence.items()} | {

@@ -12,6 +12,7 @@ from typing import Any
 from aiohttp import web
 
 from cumulus.errors import InvalidArgument
+from cumulus.rollout_states import PROMOTED
 from cumulus.service import RouteSetup, ServiceApi, ServiceContext
 from services.router.core import Router
 from services.router.paired import GoldCounts
@@ -44,9 +45,8 @@ def describe(router: Router) -> list[dict[str, Any]]:
                     if rollout.last_audit
                     else None
                 ),
-                "audit_share": max(router.config.audit_share, rollout.raised_audit)
-                if rollout.state == "promoted"
-                else 0.0,
+                # What the table in force audits (a drift notice may have raised it).
+                "audit_share": table.shadow_rate if table is not None and rollout.state == PROMOTED else 0.0,
                 "drift": [{"signal": name, **acted} for name, acted in sorted(rollout.drift.items())],
                 "reason": rollout.held or (last.reason if last else ""),
                 "evidence": dict(last.evidence) if last else {},
