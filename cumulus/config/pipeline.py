@@ -309,6 +309,11 @@ class RouterConfig(ServiceConfig):
     audit_min_per_hour: int = Field(default=20, ge=0)
     """Besides ``audit_share``, at least this many audited requests an hour on each gateway, so a
     quiet promoted workflow is still watched."""
+    anchor_share: float = Field(default=0.1, ge=0, le=1)
+    """While a version is rolled out over another (v2 over v1), the share of the workflow's
+    requests also sent to the live model: both versions' answers are graded against live as well,
+    and a candidate that agrees with live by more than ``margin`` less than its incumbent does is
+    rolled back. 0: v2 is graded against v1 only."""
     drift: DriftResponse = DriftResponse()
     """What a promoted workflow's drift signal does, by severity (services/router/drift.py)."""
     heartbeat_s: float = Field(default=15.0, gt=0)

@@ -224,7 +224,7 @@ class AdapterEvent(_message.Message):
     def __init__(self, meta: _Optional[_Union[_common_pb2.EventMeta, _Mapping]] = ..., adapter_id: _Optional[str] = ..., candidate_id: _Optional[str] = ..., dataset_id: _Optional[str] = ..., base_model: _Optional[str] = ..., status: _Optional[_Union[AdapterStatus, str]] = ..., progress: _Optional[float] = ..., artifact_uri: _Optional[str] = ..., lora_task_id: _Optional[int] = ..., version: _Optional[str] = ..., offline_score: _Optional[float] = ..., gate_passed: _Optional[bool] = ..., metrics: _Optional[_Mapping[str, float]] = ..., error: _Optional[str] = ..., manifest_sha256: _Optional[str] = ...) -> None: ...
 
 class Verdict(_message.Message):
-    __slots__ = ("meta", "verdict_id", "pair_id", "adapter_id", "grader", "score", "passed", "details_json", "live_latency_ms", "candidate_latency_ms", "candidate_error", "reference", "live_score", "live_passed", "request_id")
+    __slots__ = ("meta", "verdict_id", "pair_id", "adapter_id", "grader", "score", "passed", "details_json", "live_latency_ms", "candidate_latency_ms", "candidate_error", "reference", "live_score", "live_passed", "request_id", "reference_adapter_id")
     META_FIELD_NUMBER: _ClassVar[int]
     VERDICT_ID_FIELD_NUMBER: _ClassVar[int]
     PAIR_ID_FIELD_NUMBER: _ClassVar[int]
@@ -240,6 +240,7 @@ class Verdict(_message.Message):
     LIVE_SCORE_FIELD_NUMBER: _ClassVar[int]
     LIVE_PASSED_FIELD_NUMBER: _ClassVar[int]
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    REFERENCE_ADAPTER_ID_FIELD_NUMBER: _ClassVar[int]
     meta: _common_pb2.EventMeta
     verdict_id: str
     pair_id: str
@@ -255,7 +256,8 @@ class Verdict(_message.Message):
     live_score: float
     live_passed: bool
     request_id: str
-    def __init__(self, meta: _Optional[_Union[_common_pb2.EventMeta, _Mapping]] = ..., verdict_id: _Optional[str] = ..., pair_id: _Optional[str] = ..., adapter_id: _Optional[str] = ..., grader: _Optional[str] = ..., score: _Optional[float] = ..., passed: _Optional[bool] = ..., details_json: _Optional[str] = ..., live_latency_ms: _Optional[float] = ..., candidate_latency_ms: _Optional[float] = ..., candidate_error: _Optional[bool] = ..., reference: _Optional[str] = ..., live_score: _Optional[float] = ..., live_passed: _Optional[bool] = ..., request_id: _Optional[str] = ...) -> None: ...
+    reference_adapter_id: str
+    def __init__(self, meta: _Optional[_Union[_common_pb2.EventMeta, _Mapping]] = ..., verdict_id: _Optional[str] = ..., pair_id: _Optional[str] = ..., adapter_id: _Optional[str] = ..., grader: _Optional[str] = ..., score: _Optional[float] = ..., passed: _Optional[bool] = ..., details_json: _Optional[str] = ..., live_latency_ms: _Optional[float] = ..., candidate_latency_ms: _Optional[float] = ..., candidate_error: _Optional[bool] = ..., reference: _Optional[str] = ..., live_score: _Optional[float] = ..., live_passed: _Optional[bool] = ..., request_id: _Optional[str] = ..., reference_adapter_id: _Optional[str] = ...) -> None: ...
 
 class WeightedTarget(_message.Message):
     __slots__ = ("target", "weight")
@@ -266,7 +268,7 @@ class WeightedTarget(_message.Message):
     def __init__(self, target: _Optional[_Union[_common_pb2.RouteTarget, _Mapping]] = ..., weight: _Optional[float] = ...) -> None: ...
 
 class RouteTable(_message.Message):
-    __slots__ = ("meta", "version", "live", "canary", "shadow", "shadow_rate", "rollout_state", "audit_min_per_hour")
+    __slots__ = ("meta", "version", "live", "canary", "shadow", "shadow_rate", "rollout_state", "anchor", "anchor_rate", "audit_min_per_hour")
     META_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
     LIVE_FIELD_NUMBER: _ClassVar[int]
@@ -274,6 +276,8 @@ class RouteTable(_message.Message):
     SHADOW_FIELD_NUMBER: _ClassVar[int]
     SHADOW_RATE_FIELD_NUMBER: _ClassVar[int]
     ROLLOUT_STATE_FIELD_NUMBER: _ClassVar[int]
+    ANCHOR_FIELD_NUMBER: _ClassVar[int]
+    ANCHOR_RATE_FIELD_NUMBER: _ClassVar[int]
     AUDIT_MIN_PER_HOUR_FIELD_NUMBER: _ClassVar[int]
     meta: _common_pb2.EventMeta
     version: int
@@ -282,8 +286,10 @@ class RouteTable(_message.Message):
     shadow: _common_pb2.RouteTarget
     shadow_rate: float
     rollout_state: str
+    anchor: _common_pb2.RouteTarget
+    anchor_rate: float
     audit_min_per_hour: int
-    def __init__(self, meta: _Optional[_Union[_common_pb2.EventMeta, _Mapping]] = ..., version: _Optional[int] = ..., live: _Optional[_Union[_common_pb2.RouteTarget, _Mapping]] = ..., canary: _Optional[_Iterable[_Union[WeightedTarget, _Mapping]]] = ..., shadow: _Optional[_Union[_common_pb2.RouteTarget, _Mapping]] = ..., shadow_rate: _Optional[float] = ..., rollout_state: _Optional[str] = ..., audit_min_per_hour: _Optional[int] = ...) -> None: ...
+    def __init__(self, meta: _Optional[_Union[_common_pb2.EventMeta, _Mapping]] = ..., version: _Optional[int] = ..., live: _Optional[_Union[_common_pb2.RouteTarget, _Mapping]] = ..., canary: _Optional[_Iterable[_Union[WeightedTarget, _Mapping]]] = ..., shadow: _Optional[_Union[_common_pb2.RouteTarget, _Mapping]] = ..., shadow_rate: _Optional[float] = ..., rollout_state: _Optional[str] = ..., anchor: _Optional[_Union[_common_pb2.RouteTarget, _Mapping]] = ..., anchor_rate: _Optional[float] = ..., audit_min_per_hour: _Optional[int] = ...) -> None: ...
 
 class RolloutCommand(_message.Message):
     __slots__ = ("meta", "action", "adapter_id", "operator", "reason", "operator_token_id", "to_adapter_id")

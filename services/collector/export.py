@@ -43,7 +43,6 @@ from cumulus.artifacts import ArtifactStore, Manifest
 from cumulus.config import ExportConfig
 from cumulus.graders import ToolSchema, parse_tool_calls, render_tool_calls
 from cumulus.graders.gold import Gold
-from cumulus.rollout_states import PROMOTED
 from services.collector.insights import LIVE_MODEL, LIVE_ROUTES
 from services.collector.pii import scrub
 from services.collector.store import ClickHouseStore
@@ -53,8 +52,9 @@ _SPACE = re.compile(r"\s+")
 _OVERFETCH = 4
 """Requests read per wanted example: duplicates and dropped feedback are skipped."""
 
-# Live's answers: those it served, and those it gave in shadow to requests a promoted adapter
-# served (the router's audit, stored apart in audit_answers): each request at most once.
+# Live's answers: those it served, and those it gave in shadow to requests an adapter served (a
+# promoted adapter's audit, or v1's answers while v2 is rolled out over it, graded against live;
+# stored apart in audit_answers): each request at most once.
 _REQUESTS_SQL = f"""
 SELECT request_id, messages, tools, response FROM (
     SELECT request_id, messages, tools, response, occurred_at, event_id
@@ -65,7 +65,7 @@ SELECT request_id, messages, tools, response FROM (
     SELECT r.request_id, r.messages, r.tools, a.response, r.occurred_at, r.event_id
     FROM (SELECT request_id, messages, tools, occurred_at, event_id FROM {{db}}.requests FINAL
           WHERE tenant = {{tenant:String}} AND workflow = {{workflow:String}}
-            AND route_mode = '{PROMOTED}') AS r
+            AND model != '{LIVE_MODEL}') AS r
     JOIN (SELECT request_id, response FROM {{db}}.audit_answers FINAL
           WHERE tenant = {{tenant:String}} AND workflow = {{workflow:String}}) AS a
         ON a.request_id = r.request_id

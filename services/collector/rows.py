@@ -224,8 +224,9 @@ def drift_row(event: events_pb2.DriftSignal) -> Row:
 
 
 def audit_row(pair: events_pb2.ShadowPair) -> Row | None:
-    """The live answer of an audit pair (a promoted adapter answered, live was asked in shadow);
-    None for every other pair (a rollout's shadow copy) and for a live copy that failed."""
+    """The live answer of a pair against the live model asked in shadow (the anchor: a promoted
+    adapter's audit, v1 and v2 graded against live); None for every other pair (a candidate's
+    shadow copy against the answer the user got) and for a live copy that failed."""
     live = pair.live
     if live.route.mode != common_pb2.ROUTE_MODE_SHADOW or live.status != common_pb2.STATUS_OK:
         return None

@@ -4,7 +4,7 @@ Both front doors (cumulus.v1.Gateway and the KServe v2 drop-in) admit a request 
 and hand it here, so quotas, routing and capture are identical for both:
 
 0. the tenant's quota admits the request or refuses it, before any work (quotas.py);
-1. a shadow copy starts beside the request when its route plan has one (shadow.py);
+1. shadow copies start beside the request when its route plan has them (shadow.py);
 2. the primary target answers (targets.py: the prompt its adapter was trained on, the LoRA
    resend); when it is a canary candidate and fails before any output (its prompt spec
    included), the live model answers instead (mode FALLBACK) and the candidate's error is
@@ -56,7 +56,7 @@ class Dispatcher:
         outcome = Outcome(route=plan.primary)
         call.outcome = outcome
         try:
-            shadow = self.shadows.start(call, plan.shadow) if plan.shadow is not None else None
+            shadow = self.shadows.start(call, plan.shadow, plan.anchor)
         except BaseException:
             lease.release()
             raise

@@ -41,7 +41,8 @@ CANDIDATE_ERRORS = Counter(
 )
 SHADOW = Counter(
     "cumulus_gateway_shadow_total",
-    "Shadow copies by outcome: ok, error, timeout, skipped (all slots busy), lost (crashed).",
+    "Shadow copies by outcome: ok, error, timeout (copies to a candidate; anchor_ok, anchor_error, "
+    "anchor_timeout: copies to the live model), skipped (slots busy), lost (crashed).",
     ["outcome"],
 )
 SHADOW_IN_FLIGHT = Gauge("cumulus_gateway_shadow_in_flight", "Shadow copies running now.")

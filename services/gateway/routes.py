@@ -34,14 +34,18 @@ _HASH_SCALE = float(2**64)
 
 @dataclass(frozen=True)
 class RoutePlan:
-    """Where one request goes: the answering route, the live fallback, and an optional shadow copy."""
+    """Where one request goes: the answering route, the live fallback, and optional copies."""
 
     primary: common_pb2.Route
     live: common_pb2.RouteTarget
     """Answers when the primary is a candidate that fails (mode FALLBACK)."""
     shadow: common_pb2.RouteTarget | None
+    """A candidate adapter the request is also copied to (graded against the primary's answer)."""
     table_version: int
     """Version of the route table used; 0 for the default route."""
+    anchor: common_pb2.RouteTarget | None = None
+    """The live model, also asked while an adapter answers or is shadowed: its answer is what the
+    adapters' answers are graded against (a promoted adapter's audit; v2 and v1 both vs live)."""
 
     @property
     def is_candidate(self) -> bool:
@@ -154,11 +158,17 @@ class RouteBook:
                 primary = _route(weighted.target, mode)
                 break
         shadow = None
-        if table.shadow.model and table.shadow != primary.target:
-            sampled = split_point(workflow, split_key, salt="shadow") < table.shadow_rate
-            if sampled or self._audit_due((tenant, workflow), table, primary):
-                shadow = table.shadow
-        return RoutePlan(primary, live, shadow, table.version)
+        anchor, anchor_rate = _anchor_of(table)
+        copied = table.shadow.adapter_id and table.shadow != primary.target
+        if copied and split_point(workflow, split_key, salt="shadow") < table.shadow_rate:
+            shadow = table.shadow
+        if anchor is not None and (primary.target.adapter_id or shadow is not None):
+            sampled = split_point(workflow, split_key, salt="anchor") < anchor_rate
+            if not (sampled or self._audit_due((tenant, workflow), table, primary)):
+                anchor = None
+        else:
+            anchor = None
+        return RoutePlan(primary, live, shadow, table.version, anchor)
 
     def _audit_due(
         self, key: tuple[str, str], table: events_pb2.RouteTable, primary: common_pb2.Route
@@ -174,6 +184,16 @@ class RouteBook:
         return True
 
 
+def _anchor_of(table: events_pb2.RouteTable) -> tuple[common_pb2.RouteTarget | None, float]:
+    """The table's copy to the live model and its share; a router from before ``anchor`` wrote a
+    promoted adapter's audit as a shadow copy to the live model (a target with no adapter)."""
+    if table.anchor.model:
+        return table.anchor, table.anchor_rate
+    if table.shadow.model and not table.shadow.adapter_id:
+        return table.shadow, table.shadow_rate
+    return None, 0.0
+
+
 def _route(target: common_pb2.RouteTarget, mode: common_pb2.RouteMode) -> common_pb2.Route:
     return common_pb2.Route(target=target, mode=mode)
 
@@ -187,7 +207,8 @@ def restricted_to_model(plan: RoutePlan, model: str) -> RoutePlan:
     live = plan.live if plan.live.model == model else common_pb2.RouteTarget(model=model)
     primary = plan.primary if plan.primary.target.model == model else _route(live, common_pb2.ROUTE_MODE_LIVE)
     shadow = plan.shadow if plan.shadow is not None and plan.shadow.model == model else None
-    return RoutePlan(primary, live, shadow, plan.table_version)
+    anchor = plan.anchor if plan.anchor is not None and plan.anchor.model == model else None
+    return RoutePlan(primary, live, shadow, plan.table_version, anchor)
 
 
 def _weights(table: events_pb2.RouteTable) -> dict[str, float]:

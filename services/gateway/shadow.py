@@ -1,16 +1,24 @@
-"""Shadow traffic: a fire-and-forget copy of a request to a candidate adapter, graded later.
+"""Shadow traffic: fire-and-forget copies of a request, graded later.
 
-After promotion the roles turn: the adapter answers the user and an audit sample is copied to
-the live model. The pair is still written with the live model's answer as ``live`` and the
-adapter's as ``candidate`` (so the judge and the router need not care which one answered), and
-when the live copy fails there is nothing to grade the adapter against: no pair is written.
+A request may be copied to two targets beside the one that answers it (its route plan says which):
 
-The copy goes to its target the way a canary request would (targets.py). It runs beside the
-live request in its own task and is never awaited by it: the client's response is neither
-delayed, changed nor failed by the candidate, whatever it does. Concurrency is bounded by a fixed
-number of slots; when all are busy the copy is skipped (and counted), never queued, so a slow or
-hanging candidate cannot pile up work. A copy that takes longer than the shadow timeout is
-abandoned and graded as a candidate error. Once both sides have finished, one ShadowPair goes to
+- ``shadow``, a candidate adapter: its answer is paired with the answer the user got;
+- ``anchor``, the live model, asked while an adapter answers or is shadowed: its answer is the
+  reference of a pair with the answer the user got (a promoted adapter's audit, or v1's answer
+  while v2 is rolled out over it) and of a pair with the shadow copy's (v2 against live as well as
+  against v1). When the live copy fails there is nothing to grade against: those pairs are not
+  written.
+
+Every pair is written with the reference answer as ``live`` and the graded one as ``candidate``
+(so the judge and the router need not care which one answered the user); the reference side's
+route names the adapter that gave it, if any.
+
+A copy goes to its target the way a canary request would (targets.py). Copies run beside the
+request in their own task and are never awaited by it: the client's response is neither delayed,
+changed nor failed by them, whatever they do. Concurrency is bounded by a fixed number of slots
+(one per copy); when they are busy the copies are skipped (and counted), never queued, so a slow
+or hanging candidate cannot pile up work. A copy that takes longer than the shadow timeout is
+abandoned and graded as a candidate error. Once every side has finished, the pairs go to
 cumulus.shadow.v1 for the judge.
 """
 
@@ -53,15 +61,20 @@ class ShadowRunner:
         self.in_flight = 0
         self._tasks: set[asyncio.Task[None]] = set()
 
-    def start(self, call: Call, target: common_pb2.RouteTarget) -> ShadowHandle | None:
-        """Start a copy of ``call`` to ``target`` now, or skip it when every slot is busy."""
-        if self.in_flight >= self.concurrency:
-            metrics.SHADOW.labels("skipped").inc()
+    def start(
+        self, call: Call, shadow: common_pb2.RouteTarget | None, anchor: common_pb2.RouteTarget | None = None
+    ) -> ShadowHandle | None:
+        """Start the copies of ``call`` now, or skip them when the slots are busy (None: no copy)."""
+        copies = int(shadow is not None) + int(anchor is not None)
+        if not copies:
             return None
-        self.in_flight += 1
-        metrics.SHADOW_IN_FLIGHT.inc()
+        if self.in_flight + copies > self.concurrency:
+            metrics.SHADOW.labels("skipped").inc(copies)
+            return None
+        self.in_flight += copies
+        metrics.SHADOW_IN_FLIGHT.inc(copies)
         handle = ShadowHandle()
-        task = asyncio.create_task(self._run(call, target, handle), name=f"shadow-{call.request_id}")
+        task = asyncio.create_task(self._run(call, shadow, anchor, handle), name=f"shadow-{call.request_id}")
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         return handle
@@ -75,65 +88,76 @@ class ShadowRunner:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
 
-    async def _run(self, call: Call, target: common_pb2.RouteTarget, handle: ShadowHandle) -> None:
-        audit = is_audit(call, target)
-        copy = Outcome(route=common_pb2.Route(target=target, mode=common_pb2.ROUTE_MODE_SHADOW))
-        outcome_label = "ok"
+    async def _run(
+        self,
+        call: Call,
+        shadow: common_pb2.RouteTarget | None,
+        anchor: common_pb2.RouteTarget | None,
+        handle: ShadowHandle,
+    ) -> None:
+        copies = {
+            role: self._copy(call, target, candidate=role == "shadow")
+            for role, target in (("shadow", shadow), ("anchor", anchor))
+            if target is not None
+        }
         try:
-            try:
-                await asyncio.wait_for(self._collect(call, target, copy, audit), self.timeout_s)
-            except TimeoutError:
-                copy.error = DeadlineExceeded(
-                    f"shadow copy to {target.adapter_id or target.model} took over {self.timeout_s}s"
-                )
-                outcome_label = "timeout"
-            except Exception as exc:  # the candidate's failure is data for the judge, nothing more
-                copy.error = exc
-                outcome_label = "error"
-            copy.latency_ms = call.elapsed_ms()
+            done = dict(zip(copies, await asyncio.gather(*copies.values()), strict=True))
             answered = await asyncio.wait_for(handle.live, self.timeout_s)
-            if audit:
-                outcome_label = f"audit_{outcome_label}"
-                if copy.error is None:
-                    self.sink.publish(topics.SHADOW, shadow_pair(call, copy, audited(call, answered)))
-                metrics.SHADOW.labels(outcome_label).inc()
-                return
-            candidate = copy
-            self.sink.publish(topics.SHADOW, shadow_pair(call, answered, candidate))
-            metrics.SHADOW.labels(outcome_label).inc()
-            if candidate.error is not None:
-                log.info(
-                    "shadow.candidate_failed",
-                    workflow=call.workflow.name,
-                    adapter=target.adapter_id,
-                    request_id=call.request_id,
-                    error=str(candidate.error)[:300],
-                )
+            candidate, reference = done.get("shadow"), done.get("anchor")
+            if candidate is not None:
+                self.sink.publish(topics.SHADOW, shadow_pair(call, answered, candidate))
+                self._log_failure(call, candidate)
+            if reference is not None and reference.error is None:
+                if call.plan.primary.target.adapter_id:  # the answer the user got, against live
+                    self.sink.publish(topics.SHADOW, shadow_pair(call, reference, audited(call, answered)))
+                if candidate is not None:  # the candidate against live as well
+                    self.sink.publish(topics.SHADOW, shadow_pair(call, reference, candidate))
         except Exception:
-            metrics.SHADOW.labels("lost").inc()
-            log.exception(
-                "shadow.lost",
-                workflow=call.workflow.name,
-                adapter=target.adapter_id,
-                request_id=call.request_id,
-            )
+            metrics.SHADOW.labels("lost").inc(len(copies))
+            log.exception("shadow.lost", workflow=call.workflow.name, request_id=call.request_id)
         finally:
-            self.in_flight -= 1
-            metrics.SHADOW_IN_FLIGHT.dec()
+            self.in_flight -= len(copies)
+            metrics.SHADOW_IN_FLIGHT.dec(len(copies))
 
-    async def _collect(self, call: Call, target: common_pb2.RouteTarget, copy: Outcome, audit: bool) -> None:
-        async for _ in self.caller.stream(call, target, copy, candidate=not audit, timeout_s=self.timeout_s):
+    async def _copy(self, call: Call, target: common_pb2.RouteTarget, *, candidate: bool) -> Outcome:
+        """One copy's outcome: its answer, or the error or timeout it ended with."""
+        copy = Outcome(route=common_pb2.Route(target=target, mode=common_pb2.ROUTE_MODE_SHADOW))
+        label = "ok"
+        try:
+            await asyncio.wait_for(self._collect(call, target, copy, candidate), self.timeout_s)
+        except TimeoutError:
+            copy.error = DeadlineExceeded(
+                f"shadow copy to {target.adapter_id or target.model} took over {self.timeout_s}s"
+            )
+            label = "timeout"
+        except Exception as exc:  # the copy's failure is data for the judge, nothing more
+            copy.error = exc
+            label = "error"
+        copy.latency_ms = call.elapsed_ms()
+        metrics.SHADOW.labels(label if candidate else f"anchor_{label}").inc()
+        return copy
+
+    async def _collect(
+        self, call: Call, target: common_pb2.RouteTarget, copy: Outcome, candidate: bool
+    ) -> None:
+        async for _ in self.caller.stream(call, target, copy, candidate=candidate, timeout_s=self.timeout_s):
             pass
 
-
-def is_audit(call: Call, target: common_pb2.RouteTarget) -> bool:
-    """A copy to the live model of a request a promoted adapter answers (the router's audit)."""
-    primary = call.plan.primary
-    return primary.mode == common_pb2.ROUTE_MODE_PROMOTED and not target.adapter_id
+    @staticmethod
+    def _log_failure(call: Call, copy: Outcome) -> None:
+        if copy.error is not None:
+            log.info(
+                "shadow.candidate_failed",
+                workflow=call.workflow.name,
+                adapter=copy.route.target.adapter_id,
+                request_id=call.request_id,
+                error=str(copy.error)[:300],
+            )
 
 
 def audited(call: Call, answered: Outcome) -> Outcome:
-    """The adapter's side of an audit pair: its answer, or its failure where live answered instead."""
+    """The adapter's side of a pair against live: its answer, or its failure where live answered
+    instead (a canary's fallback)."""
     if not answered.candidate_error:
         return answered
     failed = Outcome(route=call.plan.primary, latency_ms=answered.latency_ms)

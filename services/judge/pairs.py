@@ -90,6 +90,7 @@ def gold_verdict(pair: events_pb2.ShadowPair, grade: GoldGrade) -> events_pb2.Ve
         live_score=min(1.0, max(0.0, grade.live.score)),
         live_passed=grade.live.passed,
         request_id=pair.request_id,
+        reference_adapter_id=pair.live.route.target.adapter_id,
     )
 
 
@@ -128,8 +129,9 @@ class Graded:
             live_latency_ms=pair.live.latency_ms,
             candidate_latency_ms=pair.candidate.latency_ms,
             candidate_error=candidate_failed(pair),
-            reference="live",
+            reference="incumbent" if pair.live.route.target.adapter_id else "live",
             request_id=pair.request_id,
+            reference_adapter_id=pair.live.route.target.adapter_id,
         )
 
     def rows(self) -> list[GradeRow]:

@@ -78,7 +78,7 @@ class Router:
         self.serving_model = serving_model
         """The Triton model serving adapters of a base model (CumulusConfig.triton_model_for)."""
         self.policy = gate_policy(config)
-        self.audit = Audit(config.audit_share, config.audit_min_per_hour)
+        self.audit = Audit(config.audit_share, config.audit_min_per_hour, config.anchor_share)
         self.rollouts: dict[WorkflowKey, Rollout] = {}
         self.tables: dict[WorkflowKey, events_pb2.RouteTable] = {}
         self.versions = VersionBook()
@@ -128,17 +128,27 @@ class Router:
     def on_verdict(self, verdict: events_pb2.Verdict) -> None:
         """Count a verdict toward its rollout's current step.
 
-        Ignored: other adapters' verdicts, verdicts while paused or finished, and verdicts that
-        occurred before the step began (a new consumer group replaying the topic, or verdicts that
-        arrive in the same batch as the command that resumed the step, must not count twice).
+        The step is decided on the candidate's verdicts against its reference (the incumbent
+        version, or live: ``Rollout.reference_adapter``). Rolled out over an earlier version, the
+        verdicts of both versions against the live model (the table's anchor) are counted apart,
+        for the live check of services/router/gates.py. Ignored: other adapters' verdicts,
+        verdicts while paused or finished, and verdicts that occurred before the step began (a new
+        consumer group replaying the topic, or verdicts that arrive in the same batch as the
+        command that resumed the step, must not count twice).
         """
         rollout = self.rollouts.get(WorkflowKey.of(verdict.meta))
         if (
             rollout is None
-            or rollout.adapter_id != verdict.adapter_id
             or rollout.state not in GRADED
             or verdict.meta.occurred_at.ToNanoseconds() < rollout.step_started_ns
         ):
+            return
+        reference = rollout.reference_adapter
+        against_live = not verdict.reference_adapter_id and verdict.reference != "gold"
+        if reference and against_live and verdict.adapter_id in (rollout.adapter_id, reference):
+            rollout.evidence.live_check.add(verdict.adapter_id == rollout.adapter_id, verdict.passed)
+            return
+        if rollout.adapter_id != verdict.adapter_id or verdict.reference_adapter_id != reference:
             return
         if rollout.heard(time.time_ns()):
             log.info("rollout.verdicts_returned", **rollout.log_fields())
@@ -398,4 +408,6 @@ def _shape(table: events_pb2.RouteTable) -> tuple[object, ...]:
         tuple((w.target.SerializeToString(deterministic=True), round(w.weight, 9)) for w in table.canary),
         table.shadow.SerializeToString(deterministic=True),
         round(table.shadow_rate, 9),
+        table.anchor.SerializeToString(deterministic=True),
+        round(table.anchor_rate, 9),
     )

@@ -18,6 +18,13 @@ that has seen any gold, or whose adapter was gated on gold offline, never rolls 
 disagreement alone: it holds for gold (a candidate that is right where live is wrong disagrees
 with live). The decision's evidence says which test decided (``test``: 1 gold, 0 agreement).
 
+Rolled out over an earlier version, the step is decided on agreement with that incumbent, and
+both versions are also graded against the live model on the table's anchor share (``LiveCheck``):
+once each has ``guardrail_min_samples`` such verdicts, a candidate shown (at ``alpha``) to agree
+with live less than the incumbent's lower confidence bound less the margin rolls back, so a chain
+of versions each close to the one before cannot drift away from live unnoticed. Like disagreement,
+it never rolls back a step that has gold or an adapter gated on gold: gold may part from live.
+
 Sample sizes at the defaults (margin 0.1, alpha 0.05; ``NonInferiorityTest.samples_to_pass``),
 verdicts one step needs when a share r of them pass: r=1.0: 43, 0.99: 66, 0.98: 85, 0.97: 120,
 0.95: 255; below 0.9 it never advances. With ``min_samples`` 100 an equal candidate (agreement
@@ -67,6 +74,44 @@ class GatePolicy:
 
 
 @dataclass
+class LiveCheck:
+    """Agreement with the live model of a candidate and of the incumbent version it is rolled out
+    over, during one step (both from the anchor's copies to live)."""
+
+    candidate_n: int = 0
+    candidate_agreed: int = 0
+    incumbent_n: int = 0
+    incumbent_agreed: int = 0
+
+    def add(self, of_candidate: bool, agreed: bool) -> None:
+        if of_candidate:
+            self.candidate_n += 1
+            self.candidate_agreed += int(agreed)
+        else:
+            self.incumbent_n += 1
+            self.incumbent_agreed += int(agreed)
+
+    def verdict(self, policy: GatePolicy) -> tuple[bool, dict[str, float]]:
+        """Whether the candidate is shown to agree with live by more than the margin less than the
+        incumbent does (see the module docstring), and the numbers."""
+        if not self.candidate_n and not self.incumbent_n:
+            return False, {}
+        test = policy.test
+        floor = test.lower_bound(self.incumbent_n, self.incumbent_agreed) - policy.margin
+        numbers = {
+            "live_check_candidate_n": float(self.candidate_n),
+            "live_check_candidate_rate": self.candidate_agreed / max(self.candidate_n, 1),
+            "live_check_incumbent_n": float(self.incumbent_n),
+            "live_check_incumbent_rate": self.incumbent_agreed / max(self.incumbent_n, 1),
+            "live_check_floor": floor,
+        }
+        if min(self.candidate_n, self.incumbent_n) < policy.guardrail_min_samples or floor <= 0:
+            return False, numbers
+        log_e = float(log_e_inferior(self.candidate_n, self.candidate_agreed, floor))
+        return log_e >= test.log_threshold, numbers
+
+
+@dataclass
 class StepEvidence:
     """Verdicts of the candidate seen during the current step."""
 
@@ -76,6 +121,7 @@ class StepEvidence:
     candidate_latency_ms: list[float] = field(default_factory=list)
     live_latency_ms: list[float] = field(default_factory=list)
     gold: GoldCounts = field(default_factory=GoldCounts)
+    live_check: LiveCheck = field(default_factory=LiveCheck)
     _gold_seen: set[str] = field(default_factory=set)
 
     def add_gold(self, verdict_id: str, candidate_right: bool, live_right: bool) -> None:
@@ -144,6 +190,17 @@ def evaluate(evidence: StepEvidence, policy: GatePolicy, *, expects_gold: bool =
                 f"{live_p95:.0f} ms",
                 numbers,
             )
+    drifted, live_numbers = evidence.live_check.verdict(policy)
+    numbers.update(live_numbers)
+    if drifted and not (expects_gold or evidence.gold.n):  # gold may rightly part from live
+        return GateDecision(
+            "rollback",
+            f"against live: candidate agrees with live {numbers['live_check_candidate_rate']:.3f} "
+            f"(n={evidence.live_check.candidate_n}) vs the incumbent's "
+            f"{numbers['live_check_incumbent_rate']:.3f} (n={evidence.live_check.incumbent_n}), "
+            f"below its floor {numbers['live_check_floor']:.3f} at alpha={policy.alpha}",
+            numbers,
+        )
     gold = evidence.gold
     numbers.update(policy.gold_test.evidence(gold), test=0.0)
     if gold.n >= policy.min_gold_samples:

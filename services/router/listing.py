@@ -46,7 +46,7 @@ def describe(router: Router) -> list[dict[str, Any]]:
                     else None
                 ),
                 # What the table in force audits (a drift notice may have raised it).
-                "audit_share": table.shadow_rate if table is not None and rollout.state == PROMOTED else 0.0,
+                "audit_share": table.anchor_rate if table is not None and rollout.state == PROMOTED else 0.0,
                 "drift": [{"signal": name, **acted} for name, acted in sorted(rollout.drift.items())],
                 "reason": rollout.held or (last.reason if last else ""),
                 "evidence": dict(last.evidence) if last else {},

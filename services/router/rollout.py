@@ -29,10 +29,13 @@ def live_target() -> common_pb2.RouteTarget:
 
 
 class Audit(NamedTuple):
-    """How a promoted adapter keeps being watched (router.audit_share, router.audit_min_per_hour)."""
+    """How the live model keeps being asked beside adapters (router.audit_share,
+    router.audit_min_per_hour: a promoted adapter's audit; router.anchor_share: a version rolled
+    out over another is graded against live too)."""
 
     share: float
     min_per_hour: int
+    anchor_share: float = 0.0
 
 
 NO_AUDIT = Audit(0.0, 0)
@@ -213,8 +216,9 @@ class Rollout:
     def route_table(self, version: int, shadow_rate: float, audit: Audit = NO_AUDIT) -> events_pb2.RouteTable:
         """The RouteTable this rollout's state means (``meta`` is stamped by the caller).
 
-        Promoted, it carries the audit: a share of requests (and a floor an hour) also go to the
-        live model in shadow, and their pairs are graded as before with the roles kept."""
+        The live model is asked beside adapters (the table's ``anchor``): promoted, a share of
+        requests (and a floor an hour) is the audit; rolled out over an earlier version, a share is
+        copied to live so that both versions are graded against it as well as each other."""
         table = events_pb2.RouteTable(version=version, rollout_state=self.state)
         table.live.CopyFrom(self.incumbent)
         if self.state == ROLLED_BACK:
@@ -224,11 +228,20 @@ class Rollout:
         if self.weight < 1.0:
             table.shadow.CopyFrom(self.candidate)
             table.shadow_rate = shadow_rate
+            if self.incumbent.adapter_id and audit.anchor_share:
+                table.anchor.CopyFrom(live_target())
+                table.anchor_rate = audit.anchor_share
         elif self.state == PROMOTED and (audit.share or audit.min_per_hour or self.raised_audit):
-            table.shadow.CopyFrom(live_target())
-            table.shadow_rate = max(audit.share, self.raised_audit)
+            table.anchor.CopyFrom(live_target())
+            table.anchor_rate = max(audit.share, self.raised_audit)
             table.audit_min_per_hour = audit.min_per_hour
         return table
+
+    @property
+    def reference_adapter(self) -> str:
+        """The adapter whose answers this rollout's agreement is measured against ('' : the live
+        model): the incumbent version while rolled out over one, live once promoted (the audit)."""
+        return "" if self.state == PROMOTED else self.incumbent.adapter_id
 
 
 def candidate_target(event: events_pb2.AdapterEvent, model: str) -> common_pb2.RouteTarget:

@@ -224,15 +224,17 @@ def weights(table: events_pb2.RouteTable) -> list[float]:
 
 
 async def ramp_to(
-    router: RouterProcess, bootstrap: str, workflow: str, adapter_id: str, step: int
+    router: RouterProcess, bootstrap: str, workflow: str, adapter_id: str, step: int, over: str = ""
 ) -> dict[str, Any]:
     """Announce ``adapter_id`` ready, then pass ``step`` canary steps on verdicts; the router's row there.
 
-    ``step`` 0 stops at the shadow stage, before any verdict.
+    ``step`` 0 stops at the shadow stage, before any verdict. ``over``: the promoted version it is
+    rolled out over, which the step's verdicts are graded against (else live).
     """
+    against = {"reference": "incumbent", "reference_adapter_id": over} if over else {}
     await publish(bootstrap, [(topics.ADAPTERS, adapter_ready(workflow, adapter_id))])
     row = await asyncio.to_thread(wait_for, router, workflow, "shadow", 0)
     for canary_step in range(1, step + 1):
-        await publish(bootstrap, verdicts(workflow, adapter_id, STEP_VERDICTS))
+        await publish(bootstrap, verdicts(workflow, adapter_id, STEP_VERDICTS, **against))
         row = await asyncio.to_thread(wait_for, router, workflow, "canary", canary_step)
     return row

@@ -260,9 +260,10 @@ async def test_v2_rolls_out_over_v1_and_rollback_to_v1_takes_seconds_even_after_
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     workflow = await promoted_by_operator(router, kafka_bootstrap, "ad-v1")
-    await ramp_to(router, kafka_bootstrap, workflow, "ad-v2", 1)  # shadow and 1% canary over v1
+    await ramp_to(router, kafka_bootstrap, workflow, "ad-v2", 1, over="ad-v1")  # shadow, 1% canary
     v2_table = await newest_table(kafka_bootstrap, workflow, until=lambda t: weights(t) == [0.01])
     assert v2_table.live.adapter_id == "ad-v1"  # v2 is graded against, and falls back to, v1
+    assert v2_table.anchor.model == "live" and v2_table.anchor_rate > 0  # and against live as well
 
     # While v2's rollout holds the workflow, --to names it and says how to end it; nothing is sent.
     capsys.readouterr()
@@ -310,6 +311,25 @@ async def test_v2_rolls_out_over_v1_and_rollback_to_v1_takes_seconds_even_after_
     assert "rollback to v1 (ad-v1)" in printed and "rolled_back" in printed
 
 
+async def test_a_v2_that_copies_v1_but_parts_from_live_rolls_back_to_v1(
+    router: RouterProcess,  # noqa: F811
+    kafka_bootstrap: str,
+    cli_env: None,  # noqa: F811
+) -> None:
+    workflow = await promoted_by_operator(router, kafka_bootstrap, "ad-p1")
+    await ramp_to(router, kafka_bootstrap, workflow, "ad-p2", 0, over="ad-p1")
+    # What the judge makes of the anchor's copies to live (v1 agrees with live, v2 mostly not),
+    # and of v2's shadow pairs against v1 (it agrees: too few yet to advance the step).
+    against_v1 = {"reference": "incumbent", "reference_adapter_id": "ad-p1"}
+    events = verdicts(workflow, "ad-p1", 30) + verdicts(workflow, "ad-p2", 25, passed=False)
+    events += verdicts(workflow, "ad-p2", 5) + verdicts(workflow, "ad-p2", 10, **against_v1)
+    await publish(kafka_bootstrap, events)
+    row = await asyncio.to_thread(wait_for, router, workflow, "rolled_back", 0)
+    assert row["reason"].startswith("against live: candidate agrees with live 0.167"), row["reason"]
+    table = await newest_table(kafka_bootstrap, workflow, until=lambda t: t.rollout_state == "rolled_back")
+    assert table.live.adapter_id == "ad-p1" and not table.canary  # v1 serves all again
+
+
 def drift(workflow: str, adapter_id: str, severity: int) -> tuple[topics.TopicSpec, events_pb2.DriftSignal]:
     """What the collector's drift watch publishes about a promoted adapter."""
     return topics.DRIFT, events_pb2.DriftSignal(
@@ -331,8 +351,8 @@ async def test_drift_raises_the_audit_then_rolls_back_a_promoted_adapter(
     workflow = await promoted_by_operator(router, kafka_bootstrap, "ad-d1")
 
     await publish(kafka_bootstrap, [drift(workflow, "ad-d1", events_pb2.DRIFT_SEVERITY_NOTICE)])
-    table = await newest_table(kafka_bootstrap, workflow, until=lambda t: t.shadow_rate == 0.25)
-    assert weights(table) == [1.0] and table.shadow.model == "live"  # still served, audited 5x more
+    table = await newest_table(kafka_bootstrap, workflow, until=lambda t: t.anchor_rate == 0.25)
+    assert weights(table) == [1.0] and table.anchor.model == "live"  # still served, audited 5x more
     capsys.readouterr()
     assert await asyncio.to_thread(cli_main, ["rollout", "list"]) == 0
     assert "drift new_tools notice -> raise_audit" in capsys.readouterr().out

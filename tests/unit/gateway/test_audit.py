@@ -21,8 +21,8 @@ def promote(gateway: Harness, share: float = 1.0, per_hour: int = 0, workflow: s
         workflow,
         live=LIVE,
         canary=[events_pb2.WeightedTarget(target=ADAPTER, weight=1.0)],
-        shadow=LIVE,
-        shadow_rate=share,
+        anchor=LIVE,
+        anchor_rate=share,
         audit_min_per_hour=per_hour,
         rollout_state="promoted",
     )
@@ -69,13 +69,51 @@ def test_the_floor_audits_a_quiet_workflow_whatever_the_share() -> None:
             version=1,
             live=LIVE,
             canary=[events_pb2.WeightedTarget(target=ADAPTER, weight=1.0)],
-            shadow=LIVE,
-            shadow_rate=0.0,
+            anchor=LIVE,
+            anchor_rate=0.0,
             audit_min_per_hour=3600,  # one a second
             rollout_state="promoted",
         )
     )
-    audited = [book.plan("acme", "quiet", f"k-{i}").shadow is not None for i in range(50)]
+    audited = [book.plan("acme", "quiet", f"k-{i}").anchor is not None for i in range(50)]
     assert audited[0] and sum(audited) == 1  # the first is due; the next is a second away
     time.sleep(1.05)
-    assert book.plan("acme", "quiet", "k-late").shadow == LIVE
+    assert book.plan("acme", "quiet", "k-late").anchor == LIVE
+
+
+def test_a_table_from_a_router_before_anchors_is_still_audited() -> None:
+    book = RouteBook()
+    book.apply(
+        events_pb2.RouteTable(
+            meta=common_pb2.EventMeta(tenant="acme", workflow="old"),
+            version=1,
+            live=LIVE,
+            canary=[events_pb2.WeightedTarget(target=ADAPTER, weight=1.0)],
+            shadow=LIVE,  # the audit as it was written: a shadow copy to the live model
+            shadow_rate=1.0,
+            rollout_state="promoted",
+        )
+    )
+    plan = book.plan("acme", "old", "k")
+    assert plan.anchor == LIVE and plan.shadow is None
+
+
+async def test_v2_over_v1_is_graded_against_v1_and_live_and_v1_against_live(gateway: Harness) -> None:
+    v1, v2 = adapter("ad-v1", task_id=7), adapter("ad-v2", task_id=8)
+    gateway.route("tickets", live=v1, shadow=v2, shadow_rate=1.0, anchor=LIVE, anchor_rate=1.0)
+    reply = await gateway.stub.Generate(ask("route me", workflow="tickets"), metadata=gateway.auth())
+    assert reply.route.target.adapter_id == "ad-v1"  # v1 still answers the user
+    pairs = await wait_for_pairs(gateway, 3)
+    graded = {(p.live.route.target.adapter_id or p.live.route.target.model, p.adapter_id) for p in pairs}
+    assert graded == {("ad-v1", "ad-v2"), ("live", "ad-v2"), ("live", "ad-v1")}
+    v1_vs_live = next(p for p in pairs if p.adapter_id == "ad-v1")
+    assert v1_vs_live.candidate.text == reply.text  # the answer the user got, against live's
+    assert {p.request_id for p in pairs} == {pairs[0].request_id} and len({p.pair_id for p in pairs}) == 3
+
+
+async def test_without_the_anchor_v2_is_graded_against_v1_only(gateway: Harness) -> None:
+    gateway.route("tickets", live=adapter("ad-v1", task_id=7), shadow=ADAPTER, shadow_rate=1.0)
+    await gateway.stub.Generate(ask("route me", workflow="tickets"), metadata=gateway.auth())
+    [pair] = await wait_for_pairs(gateway, 1)
+    assert (pair.live.route.target.adapter_id, pair.adapter_id) == ("ad-v1", "ad-1")
+    assert await wait_for_pairs(gateway, 2, timeout_s=0.3) == [pair]

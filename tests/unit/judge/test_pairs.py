@@ -83,6 +83,15 @@ def test_the_published_grade_becomes_the_verdict_and_every_grade_a_store_row() -
     assert [(r.grader, r.consistent) for r in rows] == [("semantic", None), ("pairwise", True)]
 
 
+def test_a_pair_against_an_incumbent_version_says_so_in_its_verdict() -> None:
+    grade = Grade("label", 1.0, True, {})
+    assert pairs.Graded(_pair(), (grade,)).verdict().reference == "live"
+    v1 = common_pb2.Route(target=common_pb2.RouteTarget(model="small", adapter_id="ad-v1"))
+    incumbent = _pair(live=events_pb2.ShadowOutput(text="yes", route=v1, status=common_pb2.STATUS_OK))
+    verdict = pairs.Graded(incumbent, (grade,)).verdict()
+    assert (verdict.reference, verdict.reference_adapter_id) == ("incumbent", "ad-v1")
+
+
 def test_feedback_rows_keep_a_digest_of_the_correction_only() -> None:
     event = events_pb2.FeedbackEvent(
         meta=codec.new_meta(tenant="t", workflow="wf", producer="test"), request_id="r1", correction="Billing"

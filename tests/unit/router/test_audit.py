@@ -38,7 +38,7 @@ def test_a_regression_in_the_audit_rolls_back_to_live() -> None:
     assert isinstance(event, events_pb2.RolloutEvent) and isinstance(table, events_pb2.RouteTable)
     assert (event.from_state, event.to_state) == (PROMOTED, ROLLED_BACK)
     assert event.reason.startswith("audit after promotion: inferior")
-    assert not table.canary and table.live.model == "live" and not table.shadow.model
+    assert not table.canary and table.live.model == "live" and not table.anchor.model
 
 
 def test_a_regression_of_v2_returns_to_v1_not_to_live() -> None:
@@ -74,4 +74,4 @@ def test_no_audit_when_turned_off() -> None:
     router = Router(RouterConfig(min_samples_per_step=50, audit_share=0, audit_min_per_hour=0))
     router.on_adapter(adapter_event())
     router.on_command(command(events_pb2.ROLLOUT_ACTION_PROMOTE))
-    assert not router.tables[KEY].shadow.model
+    assert not router.tables[KEY].anchor.model

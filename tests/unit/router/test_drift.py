@@ -41,10 +41,10 @@ def promoted(config: RouterConfig = CONFIG) -> Router:
 def test_a_notice_raises_the_audit_share_and_says_why() -> None:
     router = promoted()
     before = router.tables[KEY]
-    assert before.shadow_rate == pytest.approx(CONFIG.audit_share)
+    assert before.anchor_rate == pytest.approx(CONFIG.audit_share)
     table, event = (o.event for o in on_drift(router, signal(events_pb2.DRIFT_SEVERITY_NOTICE)))
     assert isinstance(table, events_pb2.RouteTable) and isinstance(event, events_pb2.RolloutEvent)
-    assert table.shadow.model == "live" and table.shadow_rate == pytest.approx(0.25)
+    assert table.anchor.model == "live" and table.anchor_rate == pytest.approx(0.25)
     assert [w.weight for w in table.canary] == [1.0] and table.version == before.version + 1
     assert (event.from_state, event.to_state) == (PROMOTED, PROMOTED)
     assert event.reason.startswith("drift notice: new_tools") and event.evidence["audit_share"] == 0.25

@@ -34,8 +34,14 @@ def adapter_event(
 
 
 def verdict(
-    passed: bool = True, *, error: bool = False, adapter_id: str = "ad-1", tenant: str = TENANT
+    passed: bool = True,
+    *,
+    error: bool = False,
+    adapter_id: str = "ad-1",
+    tenant: str = TENANT,
+    against: str = "",
 ) -> events_pb2.Verdict:
+    """A verdict of ``adapter_id`` against the live model, or against adapter ``against``."""
     return events_pb2.Verdict(
         meta=codec.new_meta(tenant=tenant, workflow=WORKFLOW, producer="judge"),
         adapter_id=adapter_id,
@@ -43,6 +49,8 @@ def verdict(
         candidate_error=error,
         live_latency_ms=100.0,
         candidate_latency_ms=0.0 if error else 40.0,
+        reference="incumbent" if against else "live",
+        reference_adapter_id=against,
     )
 
 
@@ -53,6 +61,10 @@ def command(action: int, tenant: str = TENANT) -> events_pb2.RolloutCommand:
 
 
 def feed(router: Router, n: int, **kwargs: Any) -> list[object]:
+    """``n`` verdicts, then one evaluation; by default against what the rollout steps on (its
+    incumbent version, or live), as the judge grades the step's shadow pairs."""
+    rollout = router.rollouts.get(WorkflowKey(kwargs.get("tenant", TENANT), WORKFLOW))
+    kwargs.setdefault("against", rollout.reference_adapter if rollout is not None else "")
     for _ in range(n):
         router.on_verdict(verdict(**kwargs))
     return list(router.evaluate())
@@ -100,8 +112,8 @@ def test_a_good_candidate_walks_every_step_to_promotion_with_monotonic_versions(
     table = router.tables[KEY]
     assert [(w.target.adapter_id, w.weight) for w in table.canary] == [("ad-1", 1.0)]
     # ... and it stays watched: an audit share (and a floor an hour) also goes to the live model
-    assert (table.shadow.model, table.shadow.adapter_id) == ("live", "")
-    assert (table.shadow_rate, table.audit_min_per_hour) == (0.05, 20)
+    assert (table.anchor.model, table.anchor.adapter_id) == ("live", "") and not table.shadow.model
+    assert (table.anchor_rate, table.audit_min_per_hour) == (0.05, 20)
     event = router.rollouts[KEY].last
     assert event is not None and event.evidence["n"] == 50 and event.evidence["lower_bound"] > 0.9
 
