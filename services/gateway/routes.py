@@ -159,7 +159,7 @@ class RouteBook:
                 break
         shadow = None
         anchor, anchor_rate = _anchor_of(table)
-        copied = table.shadow.adapter_id and table.shadow != primary.target
+        copied = table.shadow.model and table.shadow != primary.target and table.shadow != anchor
         if copied and split_point(workflow, split_key, salt="shadow") < table.shadow_rate:
             shadow = table.shadow
         if anchor is not None and (primary.target.adapter_id or shadow is not None):
@@ -189,7 +189,7 @@ def _anchor_of(table: events_pb2.RouteTable) -> tuple[common_pb2.RouteTarget | N
     promoted adapter's audit as a shadow copy to the live model (a target with no adapter)."""
     if table.anchor.model:
         return table.anchor, table.anchor_rate
-    if table.shadow.model and not table.shadow.adapter_id:
+    if table.rollout_state == PROMOTED and table.shadow.model and not table.shadow.adapter_id:
         return table.shadow, table.shadow_rate
     return None, 0.0
 
