@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from cumulus.config import ExportConfig
 from cumulus.config.drift import SEVERITIES
-from cumulus.rollout_states import ACTIVE, PROMOTED
+from cumulus.rollout_states import ACTIVE, PAUSED, PROMOTED
 from services.collector.drift_measures import WrongShare
 from services.collector.export import FeedbackNote, is_wrong
 from services.collector.insights import LIVE_ROUTES
@@ -21,17 +21,20 @@ if TYPE_CHECKING:
 
 # A workflow is watched through the adapter promoted most recently among those still promoted
 # (a version superseded by a newer one has no event of its own, so the newer promotion wins; one
-# reinstated by `rollback --to` is promoted anew), unless a rollout is running on the workflow:
-# that rollout's own gate is in charge until it ends.
+# reinstated by `rollback --to` is promoted anew), or paused straight from promoted (a drift
+# warning stepped it back: it still serves, and worse drift must still roll it back), unless
+# another rollout is running on the workflow: that rollout's own gate is in charge until it ends.
+_STEPPED_BACK = f"state = '{PAUSED}' AND came_from = '{PROMOTED}'"
 _PROMOTED_SQL = f"""
 SELECT p.tenant AS tenant, p.workflow AS workflow, p.adapter_id AS adapter_id,
        a.dataset_id AS dataset_id, p.promoted_at AS since
 FROM (SELECT tenant, workflow, argMax(adapter_id, since) AS adapter_id, max(since) AS promoted_at
-      FROM ({ADAPTER_STATES_SQL}) WHERE state = '{PROMOTED}' GROUP BY tenant, workflow) AS p
+      FROM ({ADAPTER_STATES_SQL}) WHERE state = '{PROMOTED}' OR {_STEPPED_BACK}
+      GROUP BY tenant, workflow) AS p
 JOIN (SELECT tenant, adapter_id, dataset_id FROM {{db}}.adapters FINAL) AS a
     ON a.tenant = p.tenant AND a.adapter_id = p.adapter_id
 WHERE a.dataset_id != '' AND (p.tenant, p.workflow) NOT IN (
-    SELECT tenant, workflow FROM ({ADAPTER_STATES_SQL}) WHERE state IN {ACTIVE})
+    SELECT tenant, workflow FROM ({ADAPTER_STATES_SQL}) WHERE state IN {ACTIVE} AND NOT ({_STEPPED_BACK}))
 """
 
 _WINDOW_SQL = """

@@ -24,11 +24,13 @@ from services.collector.store import ClickHouseStore
 
 ADAPTER_STATES_SQL = f"""
 SELECT tenant, workflow, adapter_id, argMax(to_state, occurred_at) AS state,
+       argMax(from_state, occurred_at) AS came_from,
        maxIf(occurred_at, to_state = '{PROMOTED}' AND from_state != '{PROMOTED}') AS since
 FROM {{db}}.rollout_events FINAL GROUP BY tenant, workflow, adapter_id
 """
-"""Each adapter's latest rollout state, and when it last entered ``promoted`` from another state
-(detection's busy check, the attempts below and the drift watch read rollouts through it)."""
+"""Each adapter's latest rollout state (and the state it came from), and when it last entered
+``promoted`` from another state (detection's busy check, the attempts below and the drift watch
+read rollouts through it)."""
 
 _ATTEMPTS_SQL = f"""
 SELECT c.tenant AS tenant, c.workflow AS workflow, c.candidate_id AS candidate_id,

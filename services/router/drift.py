@@ -13,21 +13,28 @@ announces a signal when its severity rises (services/collector/drift.py). By sev
 ``record`` only notes the signal. Every action is a RolloutEvent whose reason names the signal,
 so `cumulus rollout list`, the dashboard and the history say what was done and why.
 
-A signal counts only for the adapter it names, while that adapter is promoted, and only if it
-was measured after the adapter entered that state: a signal about an earlier promotion (a
-replayed batch, a version since rolled back) changes nothing.
+A signal counts only for the adapter it names, while that adapter is promoted (or paused by a
+drift warning, where only a rollback is left to do: drift that keeps growing must not wait for an
+operator), and only if it was measured after the adapter entered that state: a signal about an
+earlier promotion (a replayed batch, a version since rolled back) changes nothing.
 """
 
 from __future__ import annotations
 
 from cumulus.config.drift import severity_name
 from cumulus.logs import get_logger
-from cumulus.rollout_states import PROMOTED
+from cumulus.rollout_states import PAUSED, PROMOTED
 from cumulus.v1 import events_pb2
 from services.router.core import Output, Router
-from services.router.rollout import Transition, WorkflowKey
+from services.router.rollout import Rollout, Transition, WorkflowKey
 
 log = get_logger("router")
+
+
+def stepped_back(rollout: Rollout) -> bool:
+    """Paused straight from promoted (a drift warning's step back, or an operator's pause): it
+    still serves its share."""
+    return rollout.state == PAUSED and rollout.last is not None and rollout.last.from_state == PROMOTED
 
 
 def on_drift(router: Router, signal: events_pb2.DriftSignal) -> list[Output]:
@@ -39,7 +46,7 @@ def on_drift(router: Router, signal: events_pb2.DriftSignal) -> list[Output]:
     if (
         rollout is None
         or rollout.adapter_id != signal.adapter_id
-        or rollout.state != PROMOTED
+        or not (rollout.state == PROMOTED or stepped_back(rollout))
         or name == "none"
         or signal.meta.occurred_at.ToNanoseconds() < rollout.state_since_ns
     ):

@@ -160,6 +160,22 @@ def test_a_new_tool_after_promotion_is_announced_once_and_stored(
     probe = probe_collector("127.0.0.1", collector.port, auth_headers(collector.state_dir))
     assert probe.healthy and f"DRIFT: {name} new_tools critical" in probe.detail, probe.detail
 
+    # Paused straight from promoted (a drift warning's step back) it still serves its share, so it
+    # is still watched; paused from a step of its rollout, the rollout holds the workflow.
+    for adapter, from_state, watched_adapters in (
+        (adapter_id, "promoted", [adapter_id]),
+        ("ad-next", "canary", []),
+    ):
+        before = collector.capture_counts(name, "rollout_events")["events"]
+        paused = transition(name, adapter, "paused")
+        paused.from_state = from_state
+        publish(kafka_bootstrap, topics.ROLLOUTS, paused)
+        deadline = time.monotonic() + 30
+        while collector.capture_counts(name, "rollout_events")["events"] == before:
+            assert time.monotonic() < deadline, "the pause never reached rollout_events"
+            time.sleep(0.3)
+        wait_until_watched(collector, name, watched_adapters)
+
 
 def audit_pair(served: tuple[bytes, bytes], live_text: str, mode: int) -> tuple[bytes, bytes]:
     """The gateway's shadow pair for a request: an audit's (live asked in shadow) or a rollout's."""

@@ -81,6 +81,17 @@ def test_a_warning_pauses_at_the_last_canary_step_until_an_operator_resumes() ->
     assert router.rollouts[KEY].state == PROMOTED  # gated again from that step
 
 
+def test_drift_that_keeps_growing_after_the_pause_rolls_back_without_an_operator() -> None:
+    router = promoted()
+    on_drift(router, signal(events_pb2.DRIFT_SEVERITY_WARNING))
+    time.sleep(0.001)  # measured after the pause
+    assert on_drift(router, signal(events_pb2.DRIFT_SEVERITY_NOTICE)) == []  # nothing left to raise
+    outputs = on_drift(router, signal(events_pb2.DRIFT_SEVERITY_CRITICAL))
+    event = next(o.event for o in outputs if isinstance(o.event, events_pb2.RolloutEvent))
+    assert (event.from_state, event.to_state) == (PAUSED, ROLLED_BACK)
+    assert event.reason.startswith("drift critical: new_tools")
+
+
 def test_a_critical_signal_rolls_back_to_the_previous_version() -> None:
     router = promoted()
     promote_all(router, "ad-2")
