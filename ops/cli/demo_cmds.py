@@ -47,6 +47,12 @@ def register(sub: Any) -> None:
         type=Path,
         help="where to write the JSON reports, demo-report[-WORKLOAD].json (default <state_dir>)",
     )
+    demo.add_argument(
+        "--drift",
+        action="store_true",
+        help="bfcl only: after promotion the app's traffic moves to other tools; watch drift, the "
+        "rollback, fresh data and the next version",
+    )
     demo.add_argument("--down", action="store_true", help="stop the stack afterwards if the demo started it")
     add_stack_flags(demo)
     demo.set_defaults(handler=cmd_demo)
@@ -59,6 +65,8 @@ def _say(line: str) -> None:
 def cmd_demo(args: argparse.Namespace, config: CumulusConfig) -> int:
     profile = PROFILES[args.profile]
     chosen_workloads = _workloads(args.workload)  # a misspelt name fails before the stack starts
+    if args.drift and "bfcl" not in {w.name for w in chosen_workloads}:
+        raise CumulusError("--drift follows the bfcl workload's adapter", fix="add --workload bfcl")
     stack = LocalStack(config, progress=_say)
     running = [name for name in COMPONENTS if stack.table.alive(name)]
     started = False
@@ -80,7 +88,8 @@ def cmd_demo(args: argparse.Namespace, config: CumulusConfig) -> int:
     outcomes: dict[str, bool] = {}
     try:
         for chosen in chosen_workloads:
-            outcomes[chosen.name] = _run_one(config, profile, chosen, args.report_dir or config.state_dir)
+            folder = args.report_dir or config.state_dir
+            outcomes[chosen.name] = _run_one(config, profile, chosen, folder, args.drift)
     finally:
         if started and args.down:
             _say(f"stopped: {', '.join(stack.down())}")
@@ -103,13 +112,17 @@ def _workloads(spec: str) -> list[Workload]:
     return [workload(name) for name in names]
 
 
-def _run_one(config: CumulusConfig, profile: DemoProfile, chosen: Workload, folder: Path) -> bool:
+def _run_one(
+    config: CumulusConfig, profile: DemoProfile, chosen: Workload, folder: Path, drift: bool = False
+) -> bool:
     """One workload's demo and its report; whether it met its targets (a stopped one did not)."""
     suffix = "" if chosen.name == "bfcl" else f"-{chosen.name}"
     path = folder / f"demo-report{suffix}.json"
     _say(f"=== workload {chosen.name}: {chosen.summary}")
     try:
-        body = asyncio.run(DemoRun(config, profile, chosen, say=_say).run())
+        body = asyncio.run(
+            DemoRun(config, profile, chosen, say=_say, drift=drift and chosen.name == "bfcl").run()
+        )
     except DemoFailed as exc:
         report.write(exc.report, path)
         _say(f"{chosen.name}: stopped in its {exc.report['stopped_in']} stage ({exc}); see {path}")

@@ -42,6 +42,8 @@ class DemoProfile:
             "CUMULUS_COLLECTOR__DETECTION__MIN_REQUESTS": str(self.capture_requests),
             "CUMULUS_COLLECTOR__DETECTION__MIN_DAILY_SAVINGS": "0",
             "CUMULUS_COLLECTOR__EXPORT__HOLDOUT_FRACTION": "0.12",
+            # Drift (`--drift`): a check every 10 s instead of every minute.
+            "CUMULUS_COLLECTOR__DRIFT__INTERVAL_S": "10",
             # Training and the offline gate: the short recipe, a small holdout answered.
             "CUMULUS_TRAINER__RECIPE": str(DEMO_RECIPE),
             # Two rungs under the 4x cost bound against live Qwen2.5-Coder-0.5B once prompts are

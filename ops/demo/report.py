@@ -198,6 +198,7 @@ ROWS = (
     ("held_reason", "why nothing was shipped"),
     ("bad_adapter_final_state", "broken adapter final state"),
     ("bad_adapter_max_weight", "broken adapter max traffic share"),
+    ("drift", "after the traffic changed (--drift)"),
     ("total_seconds", "demo wall time seconds"),
 )
 
@@ -230,12 +231,26 @@ def _shown(key: str, value: Any, report: Mapping[str, Any]) -> Any:
         return ", ".join(f"{p['examples']}: {p['score']:.2f} ({p['test']})" for p in value) or None
     if key == "drift_signals" and isinstance(value, list):
         return ", ".join(f"{d['signal']} {d['severity']} at {d['at_s']:g} s" for d in value) or "none"
+    if key == "drift" and isinstance(value, dict):
+        return _drift_line(value)
     if key == "rollout_final_state":
         steps = report.get("rollout_steps", [])
         tests = sorted({s.get("test") for s in steps if s.get("test")})
         decided = f", decided on {'/'.join(tests)}" if tests else ""
         return f"{value or 'never rolled out'} after {len(steps)} transitions{decided}"
     return value
+
+
+def _drift_line(drift: Mapping[str, Any]) -> str:
+    v2, accuracy = drift.get("v2", {}), drift.get("gold_accuracy", {})
+    rolled = drift.get("rollback_seconds")
+    parts = [
+        f"rolled back after {rolled:g} s" if rolled is not None else "never rolled back",
+        f"{drift.get('degraded_answers_served')} wrong of {drift.get('answers_by_promoted_adapter')} served",
+        f"v2 {v2.get('final_state') or v2.get('status') or 'not trained'}",
+        f"gold live {accuracy.get('live', {}).get('accuracy')} / v2 {accuracy.get('v2', {}).get('accuracy')}",
+    ]
+    return "; ".join(parts)
 
 
 def _with_interval(value: Any, interval: Any) -> str:

@@ -12,7 +12,9 @@
    with the reason the services gave (the gate's numbers, the retry the collector plans);
 5. for the BFCL workload, a broken adapter (random weights) is pushed into the same loop and
    must be rolled back;
-6. the report: ``<state_dir>/demo-report[-WORKLOAD].json`` and a table.
+6. with ``--drift`` (BFCL), the application's traffic then changes under the promoted adapter:
+   drift, rollback, fresh data, the next version (ops/demo/drift_stage.py);
+7. the report: ``<state_dir>/demo-report[-WORKLOAD].json`` and a table.
 
 The demo only sends traffic and feedback, and watches Kafka and the collector's read API: every
 decision is the services' own.
@@ -38,6 +40,7 @@ from cumulus.kafka.publisher import EventPublisher
 from cumulus.v1 import events_pb2
 from ops.demo import broken, collector_api, summary
 from ops.demo.client import Answer, WorkloadClient
+from ops.demo.drift_stage import run_drift
 from ops.demo.narration import Narrator
 from ops.demo.observer import Observer
 from ops.demo.profile import DemoProfile
@@ -74,19 +77,27 @@ class DemoRun:
     """What the collector's read API said about the workflow (learning curve, sufficiency)."""
     t0: float = field(default_factory=time.time)
     workflow: str = ""
+    drift: bool = False
+    """After promotion, run the drift stage (ops/demo/drift_stage.py; the BFCL workload only)."""
+    api_key: str = ""
 
     def __post_init__(self) -> None:
         self.tenant = self.tenant or f"demo-{self.workload.name}-{dt.datetime.now(dt.UTC):%Y%m%d-%H%M%S}"
+
+    def client_for(self, workload: Workload) -> WorkloadClient:
+        """A client sending ``workload``'s requests as this run's tenant."""
+        cfg = self.config
+        target = f"{cfg.gateway.host}:{cfg.gateway.grpc_port}"
+        return WorkloadClient(
+            target, self.api_key, workload, concurrency=self.profile.concurrency, tls=cfg.gateway_client_tls
+        )
 
     async def run(self) -> dict[str, Any]:
         cfg = self.config
         p = self.profile
         train, held_out = self.workload.items(p.capture_requests, p.held_out)
-        key = ApiKeyStore(cfg.api_keys_path).issue(self.tenant)
-        target = f"{cfg.gateway.host}:{cfg.gateway.grpc_port}"
-        client = WorkloadClient(
-            target, key, self.workload, concurrency=p.concurrency, tls=cfg.gateway_client_tls
-        )
+        self.api_key = ApiKeyStore(cfg.api_keys_path).issue(self.tenant)
+        client = self.client_for(self.workload)
         observer = Observer(cfg.kafka.bootstrap_servers, self.tenant, on_event=Narrator(self.say))
         await observer.start()
         try:
@@ -102,7 +113,7 @@ class DemoRun:
         seen, timeout, workload = observer.seen, self.profile.phase_timeout_s, self.workload
         self.say(f"[capture] {workload.name}: {workload.summary}")
         self.say(f"[capture] {len(train)} requests through the gateway as tenant {self.tenant}")
-        answers = await self._timed("capture", client.replay(train, "capture", self._counter(len(train))))
+        answers = await self.timed("capture", client.replay(train, "capture", self._counter(len(train))))
         failed = [a for a in answers if a.error]
         if len(failed) > len(answers) // 10:
             raise CumulusError(f"{len(failed)} of {len(answers)} requests failed, e.g. {failed[0].error}")
@@ -110,17 +121,17 @@ class DemoRun:
         self.say(f"[capture] done: workflow {self.workflow}, {len(failed)} failed requests")
 
         self.say("[detect] waiting for the collector to nominate the workflow")
-        await self._timed("detect", self._until(lambda: bool(seen.candidates), timeout, self._nudge()))
+        await self.timed("detect", self._until(lambda: bool(seen.candidates), timeout, self._nudge()))
         detected_at = seen.candidates[0][0]
 
         self.say("[train] waiting for the trainer's adapter")
-        await self._timed("train", self._until(lambda: self._adapter_outcome(seen) is not None, timeout))
+        await self.timed("train", self._until(lambda: self._adapter_outcome(seen) is not None, timeout))
         adapter = self._adapter_outcome(seen)
         assert adapter is not None
         passed = adapter.status == events_pb2.ADAPTER_STATUS_READY and adapter.gate_passed
         if not passed and workload.expected == "held":
             self.say(f"[held] {adapter.adapter_id} stopped at the offline gate: {adapter.error}")
-            held_reason = await self._timed("held", self._held_reason(adapter))
+            held_reason = await self.timed("held", self._held_reason(adapter))
             return summary.final(self, observer, client, adapter.adapter_id, "", detected_at, held_reason)
         if not passed:
             raise CumulusError(
@@ -131,9 +142,9 @@ class DemoRun:
 
         self.say(f"[rollout] adapter {adapter.adapter_id} in shadow; held-out questions keep coming")
         good = adapter.adapter_id
-        await self._timed(
+        await self.timed(
             "rollout",
-            self._traffic_until(client, held_out, "rollout", lambda: seen.final_state(good) in FINAL),
+            self.traffic_until(client, held_out, "rollout", lambda: seen.final_state(good) in FINAL),
         )
 
         bad = ""
@@ -141,27 +152,42 @@ class DemoRun:
             bad = f"ad-broken-{self.tenant.removeprefix('demo-')}"
             self.say(f"[broken] pushing {bad} (random weights) past the offline gate")
             await self._push_broken(bad)
-            await self._timed(
+            await self.timed(
                 "broken",
-                self._traffic_until(client, held_out, "broken", lambda: seen.final_state(bad) in FINAL),
+                self.traffic_until(client, held_out, "broken", lambda: seen.final_state(bad) in FINAL),
             )
         held_reason = "" if seen.final_state(good) == "promoted" else seen.rollout_states(good)[-1].reason
         self.learned = await collector_api.learned(self.config, self.tenant, self.workflow)
-        return summary.final(self, observer, client, good, bad, detected_at, held_reason)
+        body = summary.final(self, observer, client, good, bad, detected_at, held_reason)
+        if self.drift and seen.final_state(good) == "promoted":
+            body["drift"] = await run_drift(self, seen, good)
+        return body
 
     # --- stages -----------------------------------------------------------------------------------
-    async def _traffic_until(
-        self, client: WorkloadClient, items: list[Any], prefix: str, done: Callable[[], bool]
+    async def traffic_until(
+        self,
+        client: WorkloadClient,
+        items: list[Any],
+        prefix: str,
+        done: Callable[[], bool],
+        answers: list[Answer] | None = None,
     ) -> None:
+        """Send ``items`` round and round until ``done()`` (or the phase timeout); each answer is
+        also appended to ``answers`` when given."""
         deadline = time.monotonic() + self.profile.phase_timeout_s
         source = cycle(items)
 
         def stop() -> bool:
             return done() or time.monotonic() > deadline
 
+        def on_answer(answer: Answer) -> None:
+            self._remember(answer)
+            if answers is not None:
+                answers.append(answer)
+
         while not stop():
             batch = [next(source) for _ in range(self.profile.concurrency)]
-            await client.replay(batch, prefix, self._remember, stop)
+            await client.replay(batch, prefix, on_answer, stop)
         if not done():
             raise CumulusError(f"{prefix}: no final rollout state after {self.profile.phase_timeout_s:.0f}s")
 
@@ -209,6 +235,10 @@ class DemoRun:
         return "; ".join(parts)
 
     # --- helpers ----------------------------------------------------------------------------------
+    async def wait(self, phase: str, done: Callable[[], bool]) -> None:
+        """Wait (timed as ``phase``) until ``done()``, at most the profile's phase timeout."""
+        await self.timed(phase, self._until(done, self.profile.phase_timeout_s))
+
     async def _until(self, done: Callable[[], bool], timeout_s: float, helper: Any = None) -> None:
         task = asyncio.ensure_future(helper) if helper is not None else None
         try:
@@ -221,7 +251,7 @@ class DemoRun:
             if task:
                 task.cancel()
 
-    async def _timed(self, phase: str, work: Any) -> Any:
+    async def timed(self, phase: str, work: Any) -> Any:
         start = time.monotonic()
         try:
             return await work
