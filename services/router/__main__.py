@@ -18,6 +18,7 @@ from services.router.command_guard import CommandGuard
 from services.router.core import Router
 from services.router.handler import RouterHandler, adapter_problem, subscription
 from services.router.listing import mount
+from services.router.restore import restore
 from services.router.state import load_state
 
 API = ServiceApi[Router]("router")
@@ -41,7 +42,7 @@ async def main(ctx: ServiceContext) -> None:
         handler = RouterHandler(kafka.publisher, router, signer, guard, artifacts)
         # A version is one only if it could have started a rollout: in the store, and pinned.
         versions = [a for a in state.adapters if adapter_problem(a, artifacts) is None]
-        handler.publish(router.restore(state.tables, state.events, versions))
+        handler.publish(restore(router, state.tables, state.events, versions))
         API.attach(router)
         watching = asyncio.create_task(handler.watch(ctx.stopping, config.router.heartbeat_s))
         try:

@@ -4,8 +4,7 @@
 table, both keyed by (tenant, workflow): tenants may name their workflows alike, and one tenant's
 adapters, verdicts and commands never touch another's rollout. Handlers return ``Output``s (a
 topic and an event); the worker publishes them, waits for Kafka to acknowledge them, then commits
-the inputs. ``restore`` rebuilds the same state from the compacted route tables and the rollout
-events, which is how a restarted router resumes.
+the inputs. A restarted router rebuilds the same state from the topics (services/router/restore.py).
 """
 
 from __future__ import annotations
@@ -21,8 +20,8 @@ from cumulus.errors import Conflict
 from cumulus.kafka import codec, topics
 from cumulus.kafka.topics import TopicSpec
 from cumulus.logs import get_logger
-from cumulus.rollout_states import ACTIVE, GRADED, PAUSED, PROMOTED, ROLLED_BACK, SHADOW
-from cumulus.v1 import events_pb2
+from cumulus.rollout_states import ACTIVE, GRADED, PROMOTED, ROLLED_BACK, SHADOW
+from cumulus.v1 import common_pb2, events_pb2
 from services.router import gates
 from services.router.rollout import (
     Audit,
@@ -174,14 +173,58 @@ class Router:
                 rollout.next_audit_window(decision.reason, decision.evidence)
             elif rollout.state == PROMOTED and decision.action == "rollback":
                 reason = f"audit after promotion: {decision.reason}"
-                move = rollout.rollback(reason, decision.evidence)
-                outputs += self.outputs_of(rollout, move) if move else []
+                outputs += self.roll_back(rollout, reason, decision.evidence)
             elif decision.action == "advance":
                 outputs += self.outputs_of(rollout, rollout.advance(decision.reason, decision.evidence))
             elif decision.action in ("rollback", "inconclusive"):
-                move = rollout.rollback(decision.reason, decision.evidence)
-                outputs += self.outputs_of(rollout, move) if move else []
+                outputs += self.roll_back(rollout, decision.reason, decision.evidence)
         return outputs
+
+    def roll_back(
+        self, rollout: Rollout, reason: str, evidence: dict[str, float] | None = None
+    ) -> list[Output]:
+        """Roll ``rollout`` back to what served before it, whoever decided so (a gate, the audit, the
+        live check, starvation, drift, an operator); [] if it already was.
+
+        Over an earlier adapter version, that version is reinstated as the workflow's promoted
+        rollout (its audit resumes, drift about it is acted on, a regression of it falls back to
+        live), rather than left serving from the table's ``live`` slot where nothing watches it."""
+        move = rollout.rollback(reason, evidence)
+        if move is None:
+            return []
+        previous = rollout.incumbent
+        if not previous.adapter_id:
+            return self.outputs_of(rollout, move)
+        version = self.versions.find(rollout.key, previous.adapter_id)
+        named = f"v{version.number} ({previous.adapter_id})" if version else previous.adapter_id
+        stepped_down = Output(topics.ROLLOUTS, self._event(rollout, move))  # its table is replaced at once
+        again = f"{rollout.adapter_id} rolled back ({reason}): {named} serves again"
+        gold = gated_on_gold(version.event) if version else False
+        return [stepped_down, *self._reinstate(rollout.key, previous, PROMOTED, again, gold, move.evidence)]
+
+    def _reinstate(
+        self,
+        key: WorkflowKey,
+        target: common_pb2.RouteTarget,
+        state: str,
+        reason: str,
+        expects_gold: bool,
+        evidence: dict[str, float] | None = None,
+    ) -> list[Output]:
+        """Serve ``target`` (an earlier version, in ``state`` until now) to all traffic as the
+        workflow's promoted rollout; should it regress, the workflow falls back to live."""
+        reinstated = Rollout(
+            tenant=key.tenant,
+            workflow=key.workflow,
+            adapter_id=target.adapter_id,
+            candidate=target,
+            incumbent=incumbent_of(None),
+            steps=self.config.canary_steps,
+            state=state,
+            expects_gold=expects_gold,
+        )
+        self.rollouts[key] = reinstated
+        return self.outputs_of(reinstated, reinstated.reinstate(reason, evidence))
 
     def on_command(self, command: events_pb2.RolloutCommand) -> list[Output]:
         rollout = self.rollouts.get(WorkflowKey.of(command.meta))
@@ -199,10 +242,11 @@ class Router:
             events_pb2.ROLLOUT_ACTION_PAUSE: rollout.pause,
             events_pb2.ROLLOUT_ACTION_RESUME: rollout.resume,
             events_pb2.ROLLOUT_ACTION_PROMOTE: rollout.promote,
-            events_pb2.ROLLOUT_ACTION_ROLLBACK: rollout.rollback,
         }
         if command.action == events_pb2.ROLLOUT_ACTION_ROLLBACK and command.to_adapter_id:
             return self._rollback_to(rollout, command.to_adapter_id, reason)
+        if command.action == events_pb2.ROLLOUT_ACTION_ROLLBACK:
+            return self.roll_back(rollout, reason)
         act = actions.get(command.action)
         move = act(reason) if act else None
         if move is None:
@@ -235,23 +279,15 @@ class Router:
         stepped_down = current.rollback(reason) if current.adapter_id != version.adapter_id else None
         if stepped_down is not None:  # its event only: the next table replaces its route at once
             outputs.append(Output(topics.ROLLOUTS, self._event(current, stepped_down)))
-        reinstated = Rollout(
-            tenant=key.tenant,
-            workflow=key.workflow,
-            adapter_id=version.adapter_id,
-            candidate=candidate_target(version.event, self.serving_model(version.event.base_model)),
-            incumbent=incumbent_of(None),
-            steps=self.config.canary_steps,
-            state=current.state if current.adapter_id == version.adapter_id else ROLLED_BACK,
-            expects_gold=gated_on_gold(version.event),
-        )
-        self.rollouts[key] = reinstated
-        return outputs + self.outputs_of(reinstated, reinstated.reinstate(reason))
+        target = candidate_target(version.event, self.serving_model(version.event.base_model))
+        state = current.state if current.adapter_id == version.adapter_id else ROLLED_BACK
+        gold = gated_on_gold(version.event)
+        return outputs + self._reinstate(key, target, state, reason, gold)
 
     # --- outputs ------------------------------------------------------------------------------
     def outputs_of(self, rollout: Rollout, move: Transition) -> list[Output]:
         """The route table then the rollout event of ``move`` (restore trusts the event's state)."""
-        table = self._next_table(rollout)
+        table = self.next_table(rollout)
         return [Output(topics.ROUTES, table), Output(topics.ROLLOUTS, self._event(rollout, move, table))]
 
     def _event(
@@ -288,7 +324,7 @@ class Router:
         )
         return event
 
-    def _next_table(self, rollout: Rollout) -> events_pb2.RouteTable:
+    def next_table(self, rollout: Rollout) -> events_pb2.RouteTable:
         """The table of ``rollout``'s state, one version above the workflow's current table."""
         previous = self.tables.get(rollout.key)
         table = rollout.route_table(
@@ -298,116 +334,3 @@ class Router:
         table.meta.CopyFrom(meta)
         self.tables[rollout.key] = table
         return table
-
-    # --- restart ------------------------------------------------------------------------------
-    def restore(
-        self,
-        tables: list[events_pb2.RouteTable],
-        events: list[events_pb2.RolloutEvent],
-        adapters: list[events_pb2.AdapterEvent] | None = None,
-    ) -> list[Output]:
-        """Rebuild from the newest table per (tenant, workflow) and the rollout events, oldest first;
-        the version book from the adapter events and those rollout events.
-
-        Returns tables to republish where the one in force does not match the rollout's state
-        (the router died between publishing a table and its rollout event).
-        """
-        for table in tables:
-            self.tables[WorkflowKey.of(table.meta)] = table
-        for adapter in adapters or []:
-            self.versions.note_adapter(adapter)
-        for event in events:
-            self.versions.note_transition(
-                WorkflowKey.of(event.meta),
-                event.adapter_id,
-                event.to_state,
-                event.reason,
-                event.meta.occurred_at.ToNanoseconds(),
-                event.parent,
-            )
-        latest: dict[WorkflowKey, events_pb2.RolloutEvent] = {}
-        paused_from: dict[WorkflowKey, str] = {}
-        for event in events:
-            key = WorkflowKey.of(event.meta)
-            latest[key] = event
-            if event.to_state == PAUSED:
-                paused_from[key] = event.from_state
-        repairs: list[Output] = []
-        for key, event in latest.items():
-            in_force = self.tables.get(key)
-            rollout = self._rebuild(event, in_force, paused_from.get(key, ""))
-            if rollout is None:
-                continue
-            self.rollouts[key] = rollout
-            expected = rollout.route_table(0, self.config.shadow_rate, self.audit)
-            if in_force is None or _shape(in_force) != _shape(expected):
-                log.warning(
-                    "rollout.route_repaired",
-                    tenant=key.tenant,
-                    workflow=key.workflow,
-                    adapter=rollout.adapter_id,
-                )
-                repairs.append(Output(topics.ROUTES, self._next_table(rollout)))
-            log.info(
-                "rollout.restored",
-                tenant=key.tenant,
-                workflow=key.workflow,
-                adapter=rollout.adapter_id,
-                state=rollout.state,
-                step=rollout.step,
-                weight=rollout.weight,
-            )
-        return repairs
-
-    def _rebuild(
-        self, event: events_pb2.RolloutEvent, table: events_pb2.RouteTable | None, paused_from: str
-    ) -> Rollout | None:
-        workflow = event.meta.workflow
-        candidate = None
-        if table is not None:
-            targets = [w.target for w in table.canary] + [table.shadow]
-            candidate = next((t for t in targets if t.adapter_id == event.adapter_id), None)
-        if candidate is None and event.to_state != ROLLED_BACK:
-            log.error(
-                "rollout.unrestorable",
-                tenant=event.meta.tenant,
-                workflow=workflow,
-                adapter=event.adapter_id,
-                reason="no table",
-            )
-            return None
-        rollout = Rollout(
-            tenant=event.meta.tenant,
-            workflow=workflow,
-            adapter_id=event.adapter_id,
-            candidate=candidate or candidate_target(events_pb2.AdapterEvent(adapter_id=event.adapter_id), ""),
-            incumbent=table.live if table is not None else incumbent_of(None),
-            steps=self.config.canary_steps,
-            state=event.to_state,
-            step=event.step,
-            paused_from=paused_from,
-            step_started_ns=event.meta.occurred_at.ToNanoseconds(),
-            expects_gold=event.evidence.get("expects_gold", 0.0) == 1.0,
-            state_since_ns=event.meta.occurred_at.ToNanoseconds(),
-            # A drift notice's raised audit share rides on its (promoted -> promoted) event.
-            raised_audit=event.evidence.get("audit_share", 0.0) if event.to_state == PROMOTED else 0.0,
-        )
-        # ``expects_gold`` rides along in every event only to be restored here; it is not evidence.
-        evidence = {key: value for key, value in event.evidence.items() if key != "expects_gold"}
-        rollout.last = Transition(
-            event.from_state, event.to_state, event.step, event.weight, event.reason, evidence
-        )
-        return rollout
-
-
-def _shape(table: events_pb2.RouteTable) -> tuple[object, ...]:
-    """What a table routes, without its version and metadata."""
-    return (
-        table.rollout_state,
-        table.live.SerializeToString(deterministic=True),
-        tuple((w.target.SerializeToString(deterministic=True), round(w.weight, 9)) for w in table.canary),
-        table.shadow.SerializeToString(deterministic=True),
-        round(table.shadow_rate, 9),
-        table.anchor.SerializeToString(deterministic=True),
-        round(table.anchor_rate, 9),
-    )

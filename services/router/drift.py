@@ -71,8 +71,8 @@ def on_drift(router: Router, signal: events_pb2.DriftSignal) -> list[Output]:
         move = rollout.raise_audit(share, f"{reason}; audit share raised to {share:.0%}", evidence)
     elif action == "pause":
         move = rollout.step_back(f"{reason}; paused at the last canary step", evidence)
-    elif action == "rollback":
-        move = rollout.rollback(reason, evidence)
     rollout.drift[signal.signal] = {"severity": name, "action": action, "detail": signal.detail}
     log.warning("drift.acted", **rollout.log_fields(), signal=signal.signal, severity=name, action=action)
+    if action == "rollback":
+        return router.roll_back(rollout, reason, evidence)
     return router.outputs_of(rollout, move) if move is not None else []

@@ -7,7 +7,8 @@ States and steps (``step`` is what a RolloutEvent carries):
 
 Gates move a rollout forward one step at a time (or roll it back); operator commands may pause,
 resume (to the state it was paused from, with fresh evidence), promote, or roll back. Rolling back
-restores the route in force before the rollout: the ``incumbent`` target serving all traffic.
+restores the route in force before the rollout: the ``incumbent`` target serving all traffic
+(an earlier adapter version becomes the workflow's promoted rollout again: Router.roll_back).
 Every transition yields a ``Transition`` (the router publishes it as a RolloutEvent) and a new
 RouteTable. Nothing here touches Kafka, so it is tested directly.
 """
@@ -209,9 +210,10 @@ class Rollout:
             return None
         return self._move(PROMOTED, self.promoted_step, reason, {})
 
-    def reinstate(self, reason: str) -> Transition:
-        """Serve this (earlier) version to all traffic at once: an operator's ``rollback --to``."""
-        return self._move(PROMOTED, self.promoted_step, reason, {})
+    def reinstate(self, reason: str, evidence: dict[str, float] | None = None) -> Transition:
+        """Serve this (earlier) version to all traffic at once: an operator's ``rollback --to``, or
+        its successor rolled back (``evidence``: what that rollback was decided on)."""
+        return self._move(PROMOTED, self.promoted_step, reason, evidence or {})
 
     def route_table(self, version: int, shadow_rate: float, audit: Audit = NO_AUDIT) -> events_pb2.RouteTable:
         """The RouteTable this rollout's state means (``meta`` is stamped by the caller).

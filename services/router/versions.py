@@ -111,6 +111,9 @@ class VersionBook:
     def history(self, key: WorkflowKey) -> list[AdapterVersion]:
         return sorted(self._versions.get(key, {}).values(), key=lambda v: v.number)
 
+    def find(self, key: WorkflowKey, adapter_id: str) -> AdapterVersion | None:
+        return self._versions.get(key, {}).get(adapter_id)
+
     def resolve(self, key: WorkflowKey, ref: str) -> AdapterVersion:
         """The version ``ref`` names (an adapter id, ``v2`` or ``2``) among ``key``'s, servable.
 

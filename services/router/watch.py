@@ -37,8 +37,7 @@ def silent(router: Router, now_ns: int | None = None) -> list[Output]:
         silent_s = (now_ns - rollout.last_verdict_ns) / 1e9
         if rollback_s is not None and silent_s >= rollback_s:
             reason = f"no verdict for {silent_s:.0f} s (router.verdict_rollback_after_s {rollback_s:g})"
-            move = rollout.rollback(reason, {"silent_s": round(silent_s, 1)})
-            outputs += router.outputs_of(rollout, move) if move else []
+            outputs += router.roll_back(rollout, reason, {"silent_s": round(silent_s, 1)})
         elif silent_s >= hold_s and not rollout.held:
             since = time.strftime("%H:%M:%S", time.gmtime(rollout.last_verdict_ns / 1e9))
             rollout.hold(

@@ -324,10 +324,15 @@ async def test_a_v2_that_copies_v1_but_parts_from_live_rolls_back_to_v1(
     events = verdicts(workflow, "ad-p1", 30) + verdicts(workflow, "ad-p2", 25, passed=False)
     events += verdicts(workflow, "ad-p2", 5) + verdicts(workflow, "ad-p2", 10, **against_v1)
     await publish(kafka_bootstrap, events)
-    row = await asyncio.to_thread(wait_for, router, workflow, "rolled_back", 0)
-    assert row["reason"].startswith("against live: candidate agrees with live 0.167"), row["reason"]
-    table = await newest_table(kafka_bootstrap, workflow, until=lambda t: t.rollout_state == "rolled_back")
-    assert table.live.adapter_id == "ad-p1" and not table.canary  # v1 serves all again
+    # v2 rolls back, and v1 serves all again as the promoted rollout: audited, watched for drift.
+    row = await asyncio.to_thread(wait_for, router, workflow, "promoted", 5)
+    assert row["adapter_id"] == "ad-p1", row
+    assert row["reason"].startswith("ad-p2 rolled back (against live: candidate agrees with live 0.167")
+    assert row["evidence"]["live_check_incumbent_rate"] == 1.0
+    table = await newest_table(
+        kafka_bootstrap, workflow, until=lambda t: [w.target.adapter_id for w in t.canary] == ["ad-p1"]
+    )
+    assert table.rollout_state == "promoted" and weights(table) == [1.0] and table.anchor.model == "live"
 
 
 def drift(workflow: str, adapter_id: str, severity: int) -> tuple[topics.TopicSpec, events_pb2.DriftSignal]:

@@ -41,14 +41,29 @@ def test_a_regression_in_the_audit_rolls_back_to_live() -> None:
     assert not table.canary and table.live.model == "live" and not table.anchor.model
 
 
-def test_a_regression_of_v2_returns_to_v1_not_to_live() -> None:
+def test_a_regression_of_v2_returns_to_v1_not_to_live_and_v1_is_watched_again() -> None:
     router = promoted()
     promote_all(router, "ad-2")
     outputs = feed(router, 20, adapter_id="ad-2", error=True)  # the guardrail: it errs on every request
+    moves = [
+        (o.event.adapter_id, o.event.from_state, o.event.to_state)
+        for o in outputs
+        if o.topic is topics.ROLLOUTS
+    ]
+    assert moves == [("ad-2", PROMOTED, ROLLED_BACK), ("ad-1", PROMOTED, PROMOTED)]
     table = next(o.event for o in outputs if o.topic is topics.ROUTES)
     assert isinstance(table, events_pb2.RouteTable)
-    assert table.live.adapter_id == "ad-1" and router.rollouts[KEY].state == ROLLED_BACK
-    assert router.rollouts[KEY].last is not None and "guardrail" in router.rollouts[KEY].last.reason
+    assert [(w.target.adapter_id, w.weight) for w in table.canary] == [("ad-1", 1.0)]
+    assert table.anchor.model == "live"  # v1's audit resumes
+    v1 = router.rollouts[KEY]
+    assert (v1.adapter_id, v1.state) == ("ad-1", PROMOTED)
+    assert v1.last is not None and "ad-2 rolled back (audit after promotion: " in v1.last.reason
+    assert "guardrail" in v1.last.reason and v1.last.reason.endswith("v1 (ad-1) serves again")
+    outputs = feed(router, 10, adapter_id="ad-1", passed=False)  # and a regression of v1 goes to live
+    table = next(o.event for o in outputs if o.topic is topics.ROUTES)
+    assert isinstance(table, events_pb2.RouteTable)
+    assert not table.canary and table.live.model == "live" and not table.live.adapter_id
+    assert router.rollouts[KEY].state == ROLLED_BACK
 
 
 def test_an_inconclusive_window_starts_another_instead_of_rolling_back() -> None:

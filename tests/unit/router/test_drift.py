@@ -15,7 +15,8 @@ from cumulus.v1 import events_pb2
 from services.router.core import Router
 from services.router.drift import on_drift
 from services.router.listing import describe
-from tests.unit.router.test_rollout import CONFIG, KEY, TENANT, WORKFLOW, command, feed
+from services.router.restore import restore
+from tests.unit.router.test_rollout import CONFIG, KEY, TENANT, WORKFLOW, adapter_event, command, feed
 from tests.unit.router.test_versions import promote_all
 
 
@@ -62,7 +63,7 @@ def test_the_raised_share_survives_a_restart() -> None:
     published = on_drift(router, signal(events_pb2.DRIFT_SEVERITY_NOTICE))
     events = [o.event for o in published if o.topic is topics.ROLLOUTS]
     restarted = Router(CONFIG)
-    assert restarted.restore([router.tables[KEY]], events) == []  # the table in force matches
+    assert restore(restarted, [router.tables[KEY]], events) == []  # the table in force matches
     assert restarted.rollouts[KEY].raised_audit == 0.25
 
 
@@ -98,9 +99,24 @@ def test_a_critical_signal_rolls_back_to_the_previous_version() -> None:
     outputs = on_drift(router, signal(events_pb2.DRIFT_SEVERITY_CRITICAL, adapter_id="ad-2"))
     table = next(o.event for o in outputs if o.topic is topics.ROUTES)
     assert isinstance(table, events_pb2.RouteTable)
-    assert table.live.adapter_id == "ad-1" and not table.canary
-    assert router.rollouts[KEY].state == ROLLED_BACK
-    assert router.versions.history(KEY)[-1].state == ROLLED_BACK
+    assert [(w.target.adapter_id, w.weight) for w in table.canary] == [("ad-1", 1.0)]
+    assert (router.rollouts[KEY].adapter_id, router.rollouts[KEY].state) == ("ad-1", PROMOTED)
+    assert [v.state for v in router.versions.history(KEY)] == [PROMOTED, ROLLED_BACK]
+
+
+def test_drift_about_a_version_that_serves_again_after_its_successor_failed_is_acted_on() -> None:
+    """v2 fails its shadow step over v1; v1 serves again as the promoted rollout, so a critical
+    drift signal about v1 (measured afterwards) rolls the workflow back to live."""
+    router = promoted()
+    router.on_adapter(adapter_event("ad-2"))
+    feed(router, 50, adapter_id="ad-2", passed=False)
+    assert (router.rollouts[KEY].adapter_id, router.rollouts[KEY].state) == ("ad-1", PROMOTED)
+    time.sleep(0.001)
+    outputs = on_drift(router, signal(events_pb2.DRIFT_SEVERITY_CRITICAL, adapter_id="ad-1"))
+    table = next(o.event for o in outputs if o.topic is topics.ROUTES)
+    assert isinstance(table, events_pb2.RouteTable)
+    assert not table.canary and table.live.model == "live" and not table.live.adapter_id
+    assert (router.rollouts[KEY].adapter_id, router.rollouts[KEY].state) == ("ad-1", ROLLED_BACK)
 
 
 @pytest.mark.parametrize(

@@ -12,6 +12,7 @@ from cumulus.v1 import events_pb2
 from services.router import gates
 from services.router.core import Router
 from services.router.paired import GoldCounts, PairedGoldTest
+from services.router.restore import restore
 from services.router.rollout import WorkflowKey
 from tests.unit.router.test_rollout import KEY, TENANT, WORKFLOW, adapter_event, verdict
 
@@ -143,7 +144,7 @@ def test_a_restarted_router_still_waits_for_gold() -> None:
         evidence={"expects_gold": 1.0},
     )
     restarted = Router(router.config)
-    restarted.restore([table], [event])
+    restore(restarted, [table], [event])
     assert restarted.rollouts[WorkflowKey(TENANT, WORKFLOW)].expects_gold
 
 

@@ -53,12 +53,13 @@ def test_a_v2_that_agrees_with_v1_but_parts_from_live_rolls_back_to_v1() -> None
     for i in range(30):
         router.on_verdict(verdict(adapter_id="ad-v1"))  # v1 agrees with live
         router.on_verdict(verdict(adapter_id="ad-v2", passed=i % 3 == 0))  # v2 mostly does not
-    feed(router, 10, adapter_id="ad-v2")  # while agreeing with v1 (too few to advance yet)
-    rollout = router.rollouts[KEY]
-    assert rollout.state == ROLLED_BACK
-    assert rollout.last is not None and rollout.last.reason.startswith("against live")
-    assert rollout.last.evidence["live_check_incumbent_rate"] == 1.0
-    assert router.tables[KEY].live.adapter_id == "ad-v1"
+    outputs = feed(router, 10, adapter_id="ad-v2")  # while agreeing with v1 (too few to advance yet)
+    [rolled_back, served_again] = [o.event for o in outputs if isinstance(o.event, events_pb2.RolloutEvent)]
+    assert (rolled_back.adapter_id, rolled_back.to_state) == ("ad-v2", ROLLED_BACK)
+    assert rolled_back.reason.startswith("against live")
+    assert rolled_back.evidence["live_check_incumbent_rate"] == 1.0
+    assert (served_again.adapter_id, served_again.to_state) == ("ad-v1", PROMOTED)
+    assert [w.target.adapter_id for w in router.tables[KEY].canary] == ["ad-v1"]
 
 
 def test_the_live_check_needs_evidence_on_both_sides_and_yields_to_gold() -> None:
@@ -82,4 +83,4 @@ def test_promoted_the_audit_is_against_live_whatever_it_was_rolled_out_over() ->
     assert router.rollouts[KEY].state == PROMOTED and router.rollouts[KEY].reference_adapter == ""
     outputs = feed(router, 10, adapter_id="ad-v2", passed=False)
     moved = [o.event for o in outputs if isinstance(o.event, events_pb2.RolloutEvent)]
-    assert [(m.from_state, m.to_state) for m in moved] == [(PROMOTED, ROLLED_BACK)]
+    assert [(m.adapter_id, m.to_state) for m in moved] == [("ad-v2", ROLLED_BACK), ("ad-v1", PROMOTED)]

@@ -11,6 +11,7 @@ from cumulus.kafka import codec, topics
 from cumulus.rollout_states import CANARY, PAUSED, PROMOTED, ROLLED_BACK, SHADOW
 from cumulus.v1 import events_pb2
 from services.router.core import Router
+from services.router.restore import restore
 from services.router.rollout import WorkflowKey
 
 TENANT, WORKFLOW = "acme", "tickets"
@@ -202,7 +203,7 @@ def test_a_restarted_router_resumes_at_the_same_step_and_weight() -> None:
     tables = [o.event for o in published if o.topic is topics.ROUTES]
     events = [o.event for o in published if o.topic is topics.ROLLOUTS]
     restarted = Router(CONFIG)
-    repairs = restarted.restore([router.tables[KEY]], events)  # compacted: only the newest table
+    repairs = restore(restarted, [router.tables[KEY]], events)  # compacted: only the newest table
     assert repairs == [] and tables
     rollout = restarted.rollouts[KEY]
     assert (rollout.state, rollout.step, rollout.weight) == (PAUSED, 2, 0.05)
@@ -217,7 +218,7 @@ def test_restore_republishes_a_table_that_lags_its_rollout_event() -> None:
     outputs = feed(router, 50)  # advanced to 1%; pretend its table never reached Kafka
     events = [o.event for o in outputs if o.topic is topics.ROLLOUTS]
     restarted = Router(CONFIG)
-    repairs = restarted.restore([first_table], events)
+    repairs = restore(restarted, [first_table], events)
     assert [r.topic for r in repairs] == [topics.ROUTES]
     table = repairs[0].event
     assert isinstance(table, events_pb2.RouteTable)

@@ -14,6 +14,7 @@ from cumulus.rollout_states import CANARY, PROMOTED, ROLLED_BACK, SHADOW
 from cumulus.v1 import events_pb2
 from services.router.core import Router
 from services.router.listing import describe
+from services.router.restore import restore
 from services.router.watch import heartbeat, silent
 from tests.unit.router.test_rollout import KEY, adapter_event, command, feed, verdict
 
@@ -110,7 +111,7 @@ def test_a_restored_rollout_gets_a_full_window_after_the_restart() -> None:
     ]
     events[0].meta.occurred_at.FromNanoseconds(time.time_ns() - int(2 * ROLLBACK_S) * S)  # long ago
     restarted = Router(router.config)
-    restarted.restore(published, events)  # type: ignore[arg-type]
+    restore(restarted, published, events)  # type: ignore[arg-type]
     assert silent(restarted) == []  # the router was down, not the judge
     assert restarted.rollouts[KEY].state == CANARY and not restarted.rollouts[KEY].held
 

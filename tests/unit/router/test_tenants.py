@@ -7,6 +7,7 @@ from cumulus.rollout_states import CANARY, PAUSED, ROLLED_BACK, SHADOW
 from cumulus.v1 import events_pb2
 from services.router.core import Output, Router
 from services.router.listing import describe
+from services.router.restore import restore
 from services.router.rollout import WorkflowKey
 from tests.unit.router.test_rollout import CONFIG, WORKFLOW, adapter_event, command, feed, verdict
 
@@ -78,7 +79,7 @@ def test_restore_rebuilds_both_tenants_rollouts() -> None:
     events = [o.event for o in published if o.topic is topics.ROLLOUTS]
     assert isinstance(events[0], events_pb2.RolloutEvent)
     restarted = Router(CONFIG)
-    assert restarted.restore(list(router.tables.values()), events) == []  # nothing to repair
+    assert restore(restarted, list(router.tables.values()), events) == []  # nothing to repair
     assert {k: (r.adapter_id, r.state, r.step, r.weight) for k, r in restarted.rollouts.items()} == {
         ACME: ("ad-acme", CANARY, 1, 0.01),
         GLOBEX: ("ad-globex", PAUSED, 0, 0.0),

@@ -17,6 +17,7 @@ from services.router.command_guard import CommandGuard
 from services.router.core import Output, Router
 from services.router.handler import RouterHandler
 from services.router.listing import versions_of
+from services.router.restore import restore
 from tests.unit.router.test_rollout import CONFIG, KEY, TENANT, WORKFLOW, adapter_event, command, feed
 from tests.unit.router.test_signed_commands import Publisher, command_record, operator_command
 
@@ -105,7 +106,7 @@ def test_versions_and_rollback_to_survive_a_restart() -> None:
     adapters = [adapter_event("ad-v1"), adapter_event("ad-v2")]
     events = [o.event for o in published if o.topic is topics.ROLLOUTS]
     restarted = Router(CONFIG)
-    restarted.restore([router.tables[KEY]], events, adapters)  # type: ignore[arg-type]
+    restore(restarted, [router.tables[KEY]], events, adapters)  # type: ignore[arg-type]
     rows = versions_of(restarted, TENANT, WORKFLOW)["versions"]
     assert [(r["version"], r["state"], r["parent"]) for r in rows] == [
         ("v1", "superseded", "live"),
