@@ -36,7 +36,6 @@ if TYPE_CHECKING:
     from ops.demo.runner import DemoRun
 
 DRIFT_CATEGORY = "live_simple"
-FINAL = (PROMOTED, ROLLED_BACK)
 
 
 class DriftedBfcl(BfclWorkload):
@@ -83,30 +82,16 @@ async def run_drift(run: DemoRun, seen: Seen, adapter_id: str) -> dict[str, Any]
     )
     candidate_id = seen.candidates[-1][1].candidate_id
     say(f"[drift] nominated again ({candidate_id}); waiting for the trainer's next version")
-    await run.wait("drift_train", lambda: outcome(seen, candidate_id) is not None)
-    v2 = outcome(seen, candidate_id)
+    await run.wait("drift_train", lambda: seen.outcome(candidate_id) is not None)
+    v2 = seen.outcome(candidate_id)
     assert v2 is not None
     if v2.status == events_pb2.ADAPTER_STATUS_READY and v2.gate_passed:
         say(f"[drift] {v2.adapter_id} passed its gate and rolls out; the new traffic keeps coming")
         await run.timed(
             "drift_rollout",
-            run.traffic_until(
-                client, later, "drift-rollout", lambda: seen.final_state(v2.adapter_id) in FINAL, answers
-            ),
+            run.traffic_until(client, later, "drift-rollout", lambda: seen.finished(v2.adapter_id), answers),
         )
     return drift_report(seen, started, adapter_id, v2, answers, workload.correct)
-
-
-def outcome(seen: Seen, candidate_id: str) -> events_pb2.AdapterEvent | None:
-    """The trainer's final word on the adapter of ``candidate_id`` (ready, rejected or failed)."""
-    finished = (
-        events_pb2.ADAPTER_STATUS_READY,
-        events_pb2.ADAPTER_STATUS_REJECTED,
-        events_pb2.ADAPTER_STATUS_FAILED,
-    )
-    return next(
-        (a for a in seen.adapters.values() if a.candidate_id == candidate_id and a.status in finished), None
-    )
 
 
 def drift_report(

@@ -17,6 +17,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from cumulus.errors import EventDecodeError
 from cumulus.kafka import codec, security, topics
+from cumulus.rollout_states import PROMOTED, ROLLED_BACK
 from cumulus.v1 import events_pb2
 
 WATCHED = (
@@ -26,6 +27,11 @@ WATCHED = (
     topics.VERDICTS,
     topics.ROLLOUTS,
     topics.DRIFT,
+)
+TRAINED = (
+    events_pb2.ADAPTER_STATUS_READY,
+    events_pb2.ADAPTER_STATUS_REJECTED,
+    events_pb2.ADAPTER_STATUS_FAILED,
 )
 
 
@@ -50,6 +56,22 @@ class Seen:
     def final_state(self, adapter_id: str) -> str:
         states = self.rollout_states(adapter_id)
         return states[-1].to_state if states else ""
+
+    def finished(self, adapter_id: str) -> bool:
+        """The adapter's rollout ended: promoted or rolled back."""
+        return self.final_state(adapter_id) in (PROMOTED, ROLLED_BACK)
+
+    def outcome(self, candidate_id: str = "") -> events_pb2.AdapterEvent | None:
+        """The trainer's final word (ready, rejected or failed) on the adapter of ``candidate_id``
+        ('': of any nominated candidate; the demo's forced adapter has none)."""
+        return next(
+            (
+                a
+                for a in self.adapters.values()
+                if a.status in TRAINED and a.candidate_id and candidate_id in ("", a.candidate_id)
+            ),
+            None,
+        )
 
     def state_reached_at(self, adapter_id: str, state: str) -> float | None:
         return next((t for t, e in self.rollouts if e.adapter_id == adapter_id and e.to_state == state), None)

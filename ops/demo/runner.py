@@ -46,13 +46,6 @@ from ops.demo.observer import Observer
 from ops.demo.profile import DemoProfile
 from ops.demo.workloads.base import Workload
 
-FINAL = ("promoted", "rolled_back")
-_OUTCOMES = (
-    events_pb2.ADAPTER_STATUS_READY,
-    events_pb2.ADAPTER_STATUS_REJECTED,
-    events_pb2.ADAPTER_STATUS_FAILED,
-)
-
 
 class DemoFailed(CumulusError):
     """A stage did not finish; ``report`` says how far the loop got, for the report file."""
@@ -125,8 +118,8 @@ class DemoRun:
         detected_at = seen.candidates[0][0]
 
         self.say("[train] waiting for the trainer's adapter")
-        await self.timed("train", self._until(lambda: self._adapter_outcome(seen) is not None, timeout))
-        adapter = self._adapter_outcome(seen)
+        await self.timed("train", self._until(lambda: seen.outcome() is not None, timeout))
+        adapter = seen.outcome()
         assert adapter is not None
         passed = adapter.status == events_pb2.ADAPTER_STATUS_READY and adapter.gate_passed
         if not passed and workload.expected == "held":
@@ -144,7 +137,7 @@ class DemoRun:
         good = adapter.adapter_id
         await self.timed(
             "rollout",
-            self.traffic_until(client, held_out, "rollout", lambda: seen.final_state(good) in FINAL),
+            self.traffic_until(client, held_out, "rollout", lambda: seen.finished(good)),
         )
 
         bad = ""
@@ -154,7 +147,7 @@ class DemoRun:
             await self._push_broken(bad)
             await self.timed(
                 "broken",
-                self.traffic_until(client, held_out, "broken", lambda: seen.final_state(bad) in FINAL),
+                self.traffic_until(client, held_out, "broken", lambda: seen.finished(bad)),
             )
         held_reason = "" if seen.final_state(good) == "promoted" else seen.rollout_states(good)[-1].reason
         self.learned = await collector_api.learned(self.config, self.tenant, self.workflow)
@@ -272,7 +265,3 @@ class DemoRun:
         self.items[answer.request_id] = answer.item
         if answer.workflow and not self.workflow:
             self.workflow = answer.workflow
-
-    @staticmethod
-    def _adapter_outcome(seen: Any) -> events_pb2.AdapterEvent | None:
-        return next((a for a in seen.adapters.values() if a.status in _OUTCOMES and a.candidate_id), None)

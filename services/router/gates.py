@@ -96,16 +96,19 @@ class LiveCheck:
         incumbent does (see the module docstring), and the numbers."""
         if not self.candidate_n and not self.incumbent_n:
             return False, {}
-        test = policy.test
-        floor = test.lower_bound(self.incumbent_n, self.incumbent_agreed) - policy.margin
         numbers = {
             "live_check_candidate_n": float(self.candidate_n),
             "live_check_candidate_rate": self.candidate_agreed / max(self.candidate_n, 1),
             "live_check_incumbent_n": float(self.incumbent_n),
             "live_check_incumbent_rate": self.incumbent_agreed / max(self.incumbent_n, 1),
-            "live_check_floor": floor,
         }
-        if min(self.candidate_n, self.incumbent_n) < policy.guardrail_min_samples or floor <= 0:
+        if min(self.candidate_n, self.incumbent_n) < policy.guardrail_min_samples:
+            return False, numbers  # the bound below is a bisection: not worth it every second yet
+        test = policy.test
+        floor = numbers["live_check_floor"] = (
+            test.lower_bound(self.incumbent_n, self.incumbent_agreed) - policy.margin
+        )
+        if floor <= 0:
             return False, numbers
         log_e = float(log_e_inferior(self.candidate_n, self.candidate_agreed, floor))
         return log_e >= test.log_threshold, numbers

@@ -10,7 +10,7 @@ import pytest
 from cumulus.kafka import codec
 from cumulus.v1 import events_pb2
 from ops.demo.client import Answer
-from ops.demo.drift_stage import DriftedBfcl, drift_report, outcome
+from ops.demo.drift_stage import DriftedBfcl, drift_report
 from ops.demo.observer import Seen
 from ops.demo.workloads.bfcl import BfclWorkload
 
@@ -74,7 +74,8 @@ def test_the_report_counts_degraded_answers_times_and_each_models_gold_accuracy(
     def correct(_: Any, text: str) -> bool:
         return text == "right"
 
-    assert outcome(seen, "c-2") is v2 and outcome(seen, "c-1") is None
+    assert seen.outcome("c-2") is seen.outcome() is v2 and seen.outcome("c-1") is None
+    assert seen.finished("ad-v2") and not seen.finished("ad-v3")
     body = drift_report(seen, 100.0, "ad-v1", v2, answers, correct)
     assert (body["rollback_seconds"], body["renominated_seconds"]) == (30.0, 200.0)
     assert (body["degraded_answers_served"], body["answers_by_promoted_adapter"]) == (7, 10)
