@@ -32,7 +32,7 @@ def register(sub: Any) -> None:
         default="bfcl",
         help="the application(s) to replay, one after the other on one stack: a name, a comma-"
         "separated list, or `all` (default bfcl). "
-        + "; ".join(f"{name}: {w.summary}" for name, w in sorted(WORKLOADS.items())),
+        + "; ".join(f"{name}: {w.summary}" for name, w in sorted(WORKLOADS.items())).replace("%", "%%"),
     )
     size = demo.add_mutually_exclusive_group()
     size.add_argument(
