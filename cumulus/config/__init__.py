@@ -7,8 +7,9 @@ lists and mappings as JSON: ``CUMULUS_ROUTER__CANARY_STEPS="[0.1, 0.5]"``).
 Unknown keys are refused, so a typo never silently falls back to a default.
 
 The sections live in :mod:`cumulus.config.infrastructure` (Kafka, Triton, ClickHouse, gateway) and
-:mod:`cumulus.config.pipeline` (collector, trainer, judge, router); the whole config and its loading in
-:mod:`cumulus.config.loading`. Import them from here.
+:mod:`cumulus.config.pipeline` (collector, trainer, judge, router), privacy in
+:mod:`cumulus.config.privacy`; the whole config and its loading in :mod:`cumulus.config.loading`.
+Import them from here.
 """
 
 from cumulus.config.drift import DriftConfig, DriftResponse, Thresholds
@@ -40,6 +41,7 @@ from cumulus.config.pipeline import (
     StudentConfig,
     TrainerConfig,
 )
+from cumulus.config.privacy import PrivacyConfig, RedactionPolicy, RedactMode
 
 __all__ = [
     "CONFIG_ENV",
@@ -59,6 +61,9 @@ __all__ = [
     "KafkaConfig",
     "LlmJudgeConfig",
     "ModelPrice",
+    "PrivacyConfig",
+    "RedactMode",
+    "RedactionPolicy",
     "RouterConfig",
     "Section",
     "ServiceConfig",

@@ -19,6 +19,7 @@ from cumulus.config.infrastructure import (
     TritonConfig,
 )
 from cumulus.config.pipeline import CollectorConfig, JudgeConfig, RouterConfig, StudentConfig, TrainerConfig
+from cumulus.config.privacy import PrivacyConfig
 from cumulus.errors import ConfigError
 from cumulus.operators import TOKEN_ENV
 from cumulus.tls import ClientTLS, LocalPKI, ServerTLS
@@ -46,6 +47,7 @@ class CumulusConfig(Section):
     trainer: TrainerConfig = TrainerConfig()
     judge: JudgeConfig = JudgeConfig()
     router: RouterConfig = RouterConfig()
+    privacy: PrivacyConfig = PrivacyConfig()
 
     @property
     def clickhouse_dsn(self) -> str:
@@ -59,6 +61,10 @@ class CumulusConfig(Section):
     @property
     def command_key_file(self) -> Path:
         return self.router.command_key_file or self.state_dir / "command-key"
+
+    @property
+    def redaction_key_file(self) -> Path:
+        return self.privacy.key_file or self.state_dir / "redaction-key"
 
     @property
     def artifacts_dir(self) -> Path:

@@ -49,7 +49,7 @@ DRIFT_SEVERITY_WARNING: DriftSeverity
 DRIFT_SEVERITY_CRITICAL: DriftSeverity
 
 class InferenceEvent(_message.Message):
-    __slots__ = ("meta", "request_id", "messages", "tools", "params", "metadata", "session_key", "prompt_text", "response_text", "route", "usage", "latency_ms", "ttft_ms", "status", "error_code", "error_message", "template_fingerprint", "workflow_derived", "candidate_error")
+    __slots__ = ("meta", "request_id", "messages", "tools", "params", "metadata", "session_key", "prompt_text", "response_text", "route", "usage", "latency_ms", "ttft_ms", "status", "error_code", "error_message", "template_fingerprint", "workflow_derived", "candidate_error", "redacted")
     class MetadataEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -57,6 +57,13 @@ class InferenceEvent(_message.Message):
         key: str
         value: str
         def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    class RedactedEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: int
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[int] = ...) -> None: ...
     META_FIELD_NUMBER: _ClassVar[int]
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     MESSAGES_FIELD_NUMBER: _ClassVar[int]
@@ -76,6 +83,7 @@ class InferenceEvent(_message.Message):
     TEMPLATE_FINGERPRINT_FIELD_NUMBER: _ClassVar[int]
     WORKFLOW_DERIVED_FIELD_NUMBER: _ClassVar[int]
     CANDIDATE_ERROR_FIELD_NUMBER: _ClassVar[int]
+    REDACTED_FIELD_NUMBER: _ClassVar[int]
     meta: _common_pb2.EventMeta
     request_id: str
     messages: _containers.RepeatedCompositeFieldContainer[_common_pb2.ChatMessage]
@@ -95,7 +103,8 @@ class InferenceEvent(_message.Message):
     template_fingerprint: str
     workflow_derived: bool
     candidate_error: str
-    def __init__(self, meta: _Optional[_Union[_common_pb2.EventMeta, _Mapping]] = ..., request_id: _Optional[str] = ..., messages: _Optional[_Iterable[_Union[_common_pb2.ChatMessage, _Mapping]]] = ..., tools: _Optional[_Iterable[_Union[_common_pb2.Tool, _Mapping]]] = ..., params: _Optional[_Union[_common_pb2.GenerationParams, _Mapping]] = ..., metadata: _Optional[_Mapping[str, str]] = ..., session_key: _Optional[str] = ..., prompt_text: _Optional[str] = ..., response_text: _Optional[str] = ..., route: _Optional[_Union[_common_pb2.Route, _Mapping]] = ..., usage: _Optional[_Union[_common_pb2.Usage, _Mapping]] = ..., latency_ms: _Optional[float] = ..., ttft_ms: _Optional[float] = ..., status: _Optional[_Union[_common_pb2.Status, str]] = ..., error_code: _Optional[str] = ..., error_message: _Optional[str] = ..., template_fingerprint: _Optional[str] = ..., workflow_derived: _Optional[bool] = ..., candidate_error: _Optional[str] = ...) -> None: ...
+    redacted: _containers.ScalarMap[str, int]
+    def __init__(self, meta: _Optional[_Union[_common_pb2.EventMeta, _Mapping]] = ..., request_id: _Optional[str] = ..., messages: _Optional[_Iterable[_Union[_common_pb2.ChatMessage, _Mapping]]] = ..., tools: _Optional[_Iterable[_Union[_common_pb2.Tool, _Mapping]]] = ..., params: _Optional[_Union[_common_pb2.GenerationParams, _Mapping]] = ..., metadata: _Optional[_Mapping[str, str]] = ..., session_key: _Optional[str] = ..., prompt_text: _Optional[str] = ..., response_text: _Optional[str] = ..., route: _Optional[_Union[_common_pb2.Route, _Mapping]] = ..., usage: _Optional[_Union[_common_pb2.Usage, _Mapping]] = ..., latency_ms: _Optional[float] = ..., ttft_ms: _Optional[float] = ..., status: _Optional[_Union[_common_pb2.Status, str]] = ..., error_code: _Optional[str] = ..., error_message: _Optional[str] = ..., template_fingerprint: _Optional[str] = ..., workflow_derived: _Optional[bool] = ..., candidate_error: _Optional[str] = ..., redacted: _Optional[_Mapping[str, int]] = ...) -> None: ...
 
 class ShadowOutput(_message.Message):
     __slots__ = ("route", "text", "usage", "latency_ms", "status", "error_message")
@@ -114,7 +123,14 @@ class ShadowOutput(_message.Message):
     def __init__(self, route: _Optional[_Union[_common_pb2.Route, _Mapping]] = ..., text: _Optional[str] = ..., usage: _Optional[_Union[_common_pb2.Usage, _Mapping]] = ..., latency_ms: _Optional[float] = ..., status: _Optional[_Union[_common_pb2.Status, str]] = ..., error_message: _Optional[str] = ...) -> None: ...
 
 class ShadowPair(_message.Message):
-    __slots__ = ("meta", "pair_id", "request_id", "adapter_id", "messages", "tools", "live", "candidate")
+    __slots__ = ("meta", "pair_id", "request_id", "adapter_id", "messages", "tools", "live", "candidate", "redacted")
+    class RedactedEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: int
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[int] = ...) -> None: ...
     META_FIELD_NUMBER: _ClassVar[int]
     PAIR_ID_FIELD_NUMBER: _ClassVar[int]
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
@@ -123,6 +139,7 @@ class ShadowPair(_message.Message):
     TOOLS_FIELD_NUMBER: _ClassVar[int]
     LIVE_FIELD_NUMBER: _ClassVar[int]
     CANDIDATE_FIELD_NUMBER: _ClassVar[int]
+    REDACTED_FIELD_NUMBER: _ClassVar[int]
     meta: _common_pb2.EventMeta
     pair_id: str
     request_id: str
@@ -131,23 +148,33 @@ class ShadowPair(_message.Message):
     tools: _containers.RepeatedCompositeFieldContainer[_common_pb2.Tool]
     live: ShadowOutput
     candidate: ShadowOutput
-    def __init__(self, meta: _Optional[_Union[_common_pb2.EventMeta, _Mapping]] = ..., pair_id: _Optional[str] = ..., request_id: _Optional[str] = ..., adapter_id: _Optional[str] = ..., messages: _Optional[_Iterable[_Union[_common_pb2.ChatMessage, _Mapping]]] = ..., tools: _Optional[_Iterable[_Union[_common_pb2.Tool, _Mapping]]] = ..., live: _Optional[_Union[ShadowOutput, _Mapping]] = ..., candidate: _Optional[_Union[ShadowOutput, _Mapping]] = ...) -> None: ...
+    redacted: _containers.ScalarMap[str, int]
+    def __init__(self, meta: _Optional[_Union[_common_pb2.EventMeta, _Mapping]] = ..., pair_id: _Optional[str] = ..., request_id: _Optional[str] = ..., adapter_id: _Optional[str] = ..., messages: _Optional[_Iterable[_Union[_common_pb2.ChatMessage, _Mapping]]] = ..., tools: _Optional[_Iterable[_Union[_common_pb2.Tool, _Mapping]]] = ..., live: _Optional[_Union[ShadowOutput, _Mapping]] = ..., candidate: _Optional[_Union[ShadowOutput, _Mapping]] = ..., redacted: _Optional[_Mapping[str, int]] = ...) -> None: ...
 
 class FeedbackEvent(_message.Message):
-    __slots__ = ("meta", "request_id", "score", "label", "correction", "comment")
+    __slots__ = ("meta", "request_id", "score", "label", "correction", "comment", "redacted")
+    class RedactedEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: int
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[int] = ...) -> None: ...
     META_FIELD_NUMBER: _ClassVar[int]
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     SCORE_FIELD_NUMBER: _ClassVar[int]
     LABEL_FIELD_NUMBER: _ClassVar[int]
     CORRECTION_FIELD_NUMBER: _ClassVar[int]
     COMMENT_FIELD_NUMBER: _ClassVar[int]
+    REDACTED_FIELD_NUMBER: _ClassVar[int]
     meta: _common_pb2.EventMeta
     request_id: str
     score: float
     label: str
     correction: str
     comment: str
-    def __init__(self, meta: _Optional[_Union[_common_pb2.EventMeta, _Mapping]] = ..., request_id: _Optional[str] = ..., score: _Optional[float] = ..., label: _Optional[str] = ..., correction: _Optional[str] = ..., comment: _Optional[str] = ...) -> None: ...
+    redacted: _containers.ScalarMap[str, int]
+    def __init__(self, meta: _Optional[_Union[_common_pb2.EventMeta, _Mapping]] = ..., request_id: _Optional[str] = ..., score: _Optional[float] = ..., label: _Optional[str] = ..., correction: _Optional[str] = ..., comment: _Optional[str] = ..., redacted: _Optional[_Mapping[str, int]] = ...) -> None: ...
 
 class CandidateEvent(_message.Message):
     __slots__ = ("meta", "candidate_id", "nominated_by", "reason", "evidence", "dataset_id", "dataset_uri", "train_examples", "holdout_examples", "base_model", "parent_adapter_id")

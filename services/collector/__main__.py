@@ -14,6 +14,7 @@ import logging
 
 from cumulus.artifacts import ArtifactStore
 from cumulus.kafka.runtime import KafkaRuntime
+from cumulus.privacy.policy import TenantPrivacy, load_key
 from cumulus.service import ServiceApi, ServiceContext, run_service
 from services.collector.api import Backend, ReadApi
 from services.collector.detection import CandidateDetector
@@ -31,12 +32,13 @@ async def main(ctx: ServiceContext, api: ServiceApi[Backend]) -> None:
     logging.getLogger("aiokafka").setLevel(logging.WARNING)
     db = ClickHouseStore(config.clickhouse_dsn, config.clickhouse.database)
     publisher = ctx.event_publisher(cfg.capture.spool_dir)
-    pipeline = CapturePipeline(config.kafka.bootstrap_servers, cfg.capture, db, publisher)
+    privacy = TenantPrivacy(config.privacy, load_key(config.redaction_key_file))
+    pipeline = CapturePipeline(config.kafka.bootstrap_servers, cfg.capture, db, publisher, privacy=privacy)
     # Registered before the first await: with no checks at all /readyz would already say ready.
     ctx.readiness.update(clickhouse=db.ping, capture=pipeline.readiness)
     insights = Insights(db, cfg.prices)
     artifacts = ArtifactStore(config.artifacts_dir)
-    nominator = Nominator(db, artifacts, publisher, cfg.export, config.triton.small_model)
+    nominator = Nominator(db, artifacts, publisher, cfg.export, config.triton.small_model, privacy)
     detector = CandidateDetector(insights, nominator, db, cfg.detection)
     drift = DriftWatch(db, artifacts, publisher, cfg.drift, cfg.export)
     await db.open()

@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import secrets
 import statistics
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
@@ -31,10 +32,13 @@ from typing import Any
 from cumulus.config import DriftConfig, Thresholds
 from cumulus.graders.base import GradeCase, ToolSchema
 from cumulus.graders.selector import detect_grader
-from services.collector.pii import scrub
+from cumulus.privacy.redactor import Redactor, untagged
 
 _DIGITS = re.compile(r"\d+")
 _SPACE = re.compile(r"\s+")
+_OLD_PLACEHOLDER = re.compile(r"\[(EMAIL|PHONE|CARD|IBAN|IP)\]")
+_ANY_KEY = Redactor(secrets.token_bytes(32))
+"""Only to find what a raw row holds: its tags are dropped at once, so no key need be shared."""
 _LISTED = 5
 
 
@@ -54,8 +58,11 @@ class Prompt:
 
 
 def system_key(text: str) -> str:
-    """A system prompt with PII scrubbed (as the dataset has it), digits and whitespace folded."""
-    return _SPACE.sub(" ", _DIGITS.sub("0", scrub(text))).strip().casefold()
+    """A system prompt with personal data as placeholders without tags, digits and whitespace
+    folded: the same for a raw row, a row stored redacted (each request's placeholders have tags
+    of their own) and a dataset exported before placeholders had tags (``[EMAIL]``)."""
+    folded = _OLD_PLACEHOLDER.sub(r"<\1>", untagged(_ANY_KEY.redact(text)))
+    return _SPACE.sub(" ", _DIGITS.sub("0", folded)).strip().casefold()
 
 
 def answer_shape(answer: str, tools: Iterable[str]) -> str:

@@ -6,8 +6,11 @@ What goes in, newest request first, until ``max_examples``:
   answers to requests a promoted adapter served, asked in shadow by the router's audit;
 - a request with a feedback correction is kept with the correction as the answer; one with
   negative feedback (a low score or a negative label) and no correction is dropped;
-- every text (messages, tool schemas, answer) is PII-scrubbed (pii.py) before anything else looks
-  at it, so neither the files nor the dedup keys ever hold a raw value;
+- every text (messages, tool schemas, answer) is redacted with the tenant's detectors
+  (cumulus/privacy) before anything else looks at it, so neither the files nor the dedup keys
+  hold a raw value: rows stored under ``privacy.redact: store`` or ``capture`` already hold
+  placeholders, and what a row from before that still holds is caught here (none for a tenant
+  that opted out with ``none``);
 - requests whose normalised prompt (case-folded, whitespace collapsed, roles kept, tool names)
   was already taken are duplicates and skipped; over-long examples are skipped;
 - an answer that is a tool call, in whatever format the live model wrote it, is rewritten as
@@ -35,7 +38,7 @@ import json
 import re
 import uuid
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -43,8 +46,8 @@ from cumulus.artifacts import ArtifactStore, Manifest
 from cumulus.config import ExportConfig
 from cumulus.graders import ToolSchema, parse_tool_calls, render_tool_calls
 from cumulus.graders.gold import Gold
+from cumulus.privacy.redactor import Redactor, untagged
 from services.collector.insights import LIVE_MODEL, LIVE_ROUTES
-from services.collector.pii import scrub
 from services.collector.store import ClickHouseStore
 
 FORMAT = "chat-jsonl/v1"
@@ -102,6 +105,9 @@ class Dataset:
     holdout: list[dict[str, Any]] = field(default_factory=list)
     counts: Counter[str] = field(default_factory=Counter)
     pii: Counter[str] = field(default_factory=Counter)
+    """Entities redacted at export, by kind (rows stored redacted add none)."""
+    redaction: tuple[str, ...] = ()
+    """The kinds looked for (empty: not redacted, ``privacy.redact: none``)."""
     live_reviewed_accuracy: float | None = None
     """Set where live's reviewed accuracy was too low to train on its unreviewed answers."""
 
@@ -133,14 +139,14 @@ def is_wrong(note: FeedbackNote, answer: str, cfg: ExportConfig) -> bool:
     return is_negative(note, cfg)
 
 
-def _scrub_values(value: Any, found: Counter[str]) -> Any:
-    """Scrub every string inside parsed JSON (not the JSON text: escapes like \\n would hide PII)."""
+def _redact_values(value: Any, redact: Callable[[str], str]) -> Any:
+    """Redact every string inside parsed JSON (not the JSON text: escapes like \\n would hide PII)."""
     if isinstance(value, str):
-        return scrub(value, found)
+        return redact(value)
     if isinstance(value, list):
-        return [_scrub_values(v, found) for v in value]
+        return [_redact_values(v, redact) for v in value]
     if isinstance(value, dict):
-        return {k: _scrub_values(v, found) for k, v in value.items()}
+        return {k: _redact_values(v, redact) for k, v in value.items()}
     return value
 
 
@@ -149,10 +155,15 @@ def _openai_tools(tools: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def build_dataset(
-    requests: Iterable[SourceRequest], feedback: Mapping[str, FeedbackNote], cfg: ExportConfig
+    requests: Iterable[SourceRequest],
+    feedback: Mapping[str, FeedbackNote],
+    cfg: ExportConfig,
+    redactor: Redactor | None = None,
 ) -> Dataset:
-    """The examples of a dataset (see the module docstring); pure, so it is tested without storage."""
-    data = Dataset()
+    """The examples of a dataset (see the module docstring); pure, so it is tested without storage.
+
+    ``redactor``: the tenant's (None: its texts are kept as stored, ``privacy.redact: none``)."""
+    data = Dataset(redaction=redactor.kinds if redactor is not None else ())
     keys: list[str] = []
     examples: list[dict[str, Any]] = []
     seen: set[str] = set()
@@ -172,18 +183,22 @@ def build_dataset(
         if not answer.strip():
             data.counts["empty_answer"] += 1
             continue
+
+        def redact(text: str, scope: str = request.request_id) -> str:
+            return redactor.redact(text, scope, data.pii) if redactor is not None else text
+
         try:
-            messages = _scrub_values(json.loads(request.messages_json), data.pii)
-            tools = _scrub_values(json.loads(request.tools_json), data.pii) if request.tools_json else []
+            messages = _redact_values(json.loads(request.messages_json), redact)
+            tools = _redact_values(json.loads(request.tools_json), redact) if request.tools_json else []
         except json.JSONDecodeError:
             data.counts["malformed"] += 1
             continue
-        answer = scrub(answer, data.pii)
+        answer = redact(answer)
         if cfg.canonical_tool_calls and tools:
             answer = _canonical_calls(answer, tools, data)
         live_answer = answer
         if source == "correction":
-            live_answer = scrub(request.response, data.pii)
+            live_answer = redact(request.response)
             if cfg.canonical_tool_calls and tools:
                 live_answer = _canonical_calls(live_answer, tools, Dataset())
         key = normalised_prompt(messages, tools)
@@ -241,8 +256,9 @@ def _trusted(
 
 
 def _folded(text: str) -> str:
-    """Whitespace collapsed, case-folded: how the dedup key and the reviewed-accuracy count compare text."""
-    return _SPACE.sub(" ", text).strip().casefold()
+    """Placeholders' tags dropped, whitespace collapsed, case-folded: how the dedup key, the
+    split and the reviewed-accuracy count compare text."""
+    return _SPACE.sub(" ", untagged(text)).strip().casefold()
 
 
 def _canonical_calls(answer: str, tools: list[dict[str, Any]], data: Dataset) -> str:
@@ -292,7 +308,7 @@ def write_dataset(
                 "filters": [
                     f"status = ok, model = {LIVE_MODEL}, route in {list(LIVE_ROUTES)}",
                     "negative feedback without correction dropped; corrections replace the answer",
-                    "PII scrubbed: EMAIL, PHONE, CARD (Luhn), IBAN (mod 97), IP (v4, v6)",
+                    "redacted: " + (", ".join(dataset.redaction) or "nothing (privacy.redact: none)"),
                     "deduplicated by normalised prompt, newest first",
                     f"at most {cfg.max_examples} examples of at most {cfg.max_example_chars} characters",
                 ],

@@ -17,6 +17,7 @@ from cumulus.errors import InvalidArgument, NotFound
 from cumulus.kafka import codec, topics
 from cumulus.kafka.publisher import EventPublisher
 from cumulus.logs import get_logger
+from cumulus.privacy.policy import TenantPrivacy
 from cumulus.rollout_states import PROMOTED
 from cumulus.v1 import events_pb2
 from services.collector.clickhouse.schema import CANDIDATES
@@ -39,9 +40,12 @@ class Nominator:
         publisher: EventPublisher,
         cfg: ExportConfig,
         base_model: str,
+        privacy: TenantPrivacy | None = None,
     ) -> None:
         self.db, self.artifacts, self.publisher, self.cfg = db, artifacts, publisher, cfg
         self.base_model = base_model
+        self.privacy = privacy
+        """Each tenant's redaction; None: datasets hold the rows' texts as stored (tests)."""
         self._lock = asyncio.Lock()
 
     async def nominate(
@@ -55,7 +59,10 @@ class Nominator:
                     f"workflow {workflow!r} of tenant {tenant!r} has no successful live-model requests",
                     fix="check the name with `cumulus workflows`",
                 )
-            dataset = await asyncio.to_thread(build_dataset, requests, feedback, self.cfg)
+            redactor = None
+            if self.privacy is not None and self.privacy.mode(tenant) != "none":
+                redactor = self.privacy.redactor(tenant)
+            dataset = await asyncio.to_thread(build_dataset, requests, feedback, self.cfg, redactor)
             examples = len(dataset.train) + len(dataset.holdout)
             if examples < self.cfg.min_examples:
                 raise InvalidArgument(

@@ -45,6 +45,7 @@ from cumulus.kafka import deadletter, security, topics
 from cumulus.kafka.publisher import EventPublisher
 from cumulus.kafka.runtime import backoff_s, start_consumer, stopped_within
 from cumulus.logs import get_logger
+from cumulus.privacy.policy import TenantPrivacy
 from cumulus.v1 import events_pb2
 from services.collector.batching import PartitionBuffer, Replay, parse_pending_note, pending_note
 from services.collector.clickhouse import dedup_token
@@ -69,8 +70,11 @@ class CapturePipeline:
         store: ClickHouseStore,
         publisher: EventPublisher,
         captures: dict[str, Capture] = CAPTURES,
+        privacy: TenantPrivacy | None = None,
     ) -> None:
         self.cfg = cfg
+        self.privacy = privacy
+        """Redacts each event before its row is made (None: rows as the events are, in tests)."""
         self.store = store
         self.publisher = publisher
         self.captures = captures
@@ -189,7 +193,7 @@ class CapturePipeline:
         rows, sources, dead = [], [], []
         for record in records:
             try:
-                row = capture.row(record.value)
+                row = capture.row(record.value, self.privacy)
                 if row is not None:  # e.g. a shadow pair that is not an audit's: nothing to keep
                     rows.append(row)
                     sources.append(record)

@@ -20,6 +20,7 @@ from cumulus.config.drift import SEVERITIES, severity_name
 from cumulus.errors import EventDecodeError
 from cumulus.kafka import topics
 from cumulus.kafka.codec import decode_event
+from cumulus.privacy.policy import TenantPrivacy
 from cumulus.v1 import common_pb2, events_pb2
 from services.collector.clickhouse import schema
 from services.collector.clickhouse.schema import TableSpec
@@ -131,6 +132,7 @@ def request_row(event: events_pb2.InferenceEvent) -> Row:
         event.error_message,
         event.candidate_error,
         dict(event.metadata),
+        dict(event.redacted),
     ]
 
 
@@ -241,6 +243,7 @@ def audit_row(pair: events_pb2.ShadowPair) -> Row | None:
         live.text,
         live.usage.completion_tokens,
         live.latency_ms,
+        dict(pair.redacted),
     ]
 
 
@@ -256,6 +259,7 @@ def feedback_row(event: events_pb2.FeedbackEvent) -> Row:
         event.label,
         event.correction,
         event.comment,
+        dict(event.redacted),
     ]
 
 
@@ -267,10 +271,12 @@ class Capture:
     table: TableSpec
     to_row: Callable[[Any], Row | None]
 
-    def row(self, value: bytes | None) -> Row | None:
-        """Decode and convert one record value; None: nothing of it is stored (not an error);
-        EventDecodeError means dead-letter it."""
+    def row(self, value: bytes | None, privacy: TenantPrivacy | None = None) -> Row | None:
+        """Decode, redact (as the event's tenant's ``privacy.redact`` says) and convert one record
+        value; None: nothing of it is stored (not an error); EventDecodeError means dead-letter it."""
         event: Message = decode_event(self.topic, value)
+        if privacy is not None:
+            privacy.redact(event, "store")
         try:
             return self.to_row(event)
         except (ValueError, TypeError, OverflowError) as exc:  # e.g. a timestamp out of range

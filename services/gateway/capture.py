@@ -13,6 +13,7 @@ from google.protobuf.message import Message
 
 from cumulus.kafka import codec
 from cumulus.kafka.topics import TopicSpec
+from cumulus.privacy.policy import TenantPrivacy
 from cumulus.v1 import common_pb2, events_pb2, gateway_pb2
 from services.gateway.calls import Call, Outcome
 
@@ -26,6 +27,27 @@ class EventSink(Protocol):
     """Where events go: cumulus.kafka.publisher.EventPublisher, or a list in tests."""
 
     def publish(self, spec: TopicSpec, event: Message) -> None: ...
+
+
+class RedactingSink:
+    """Redacts the events of tenants whose ``privacy.redact`` is ``capture`` before they are
+    published, so Kafka never holds their raw text (cumulus/privacy/policy.py).
+
+    It redacts a copy: the request's own messages may still be rendered for a shadow copy to the
+    candidate after its InferenceEvent is out, and the models must get the raw prompt."""
+
+    def __init__(self, sink: EventSink, privacy: TenantPrivacy) -> None:
+        self.sink = sink
+        self.privacy = privacy
+
+    def publish(self, spec: TopicSpec, event: Message) -> None:
+        tenant = getattr(getattr(event, "meta", None), "tenant", "")
+        if self.privacy.mode(tenant) == "capture" and hasattr(event, "redacted"):
+            copy = type(event)()
+            copy.CopyFrom(event)
+            self.privacy.redact(copy, "capture")
+            event = copy
+        self.sink.publish(spec, event)
 
 
 def inference_event(call: Call, outcome: Outcome) -> events_pb2.InferenceEvent:

@@ -7,9 +7,10 @@ from dataclasses import dataclass
 import grpc
 
 from cumulus.config import CumulusConfig
+from cumulus.privacy.policy import TenantPrivacy, load_key
 from services.gateway.adapters import AdapterSource
 from services.gateway.auth import Authenticator
-from services.gateway.capture import EventSink
+from services.gateway.capture import EventSink, RedactingSink
 from services.gateway.dispatch import Dispatcher
 from services.gateway.feedback import RecentRequests
 from services.gateway.prompt_specs import AdapterPrompts, ArtifactPromptSpecs, PromptSpecSource
@@ -56,6 +57,8 @@ class GatewayCore:
         Adapter prompt specs come from the artifact store unless ``prompt_specs`` says otherwise.
         """
         gateway = config.gateway
+        if config.privacy.captures_redacted:
+            sink = RedactingSink(sink, TenantPrivacy(config.privacy, load_key(config.redaction_key_file)))
         recent = RecentRequests(gateway.feedback_memory)
         prompts = AdapterPrompts(prompt_specs or ArtifactPromptSpecs(config.artifacts_dir))
         caller = TargetCaller(triton, adapters, prompts)

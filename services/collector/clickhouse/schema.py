@@ -102,6 +102,8 @@ def _column_sql(column: Column) -> str:
 
 
 _INGESTED_AT = Column("ingested_at", _TS, default="now64(3)")
+# Entities replaced by placeholders before the row was stored, by kind (never the values).
+_REDACTED = Column("redacted", f"Map({_LC}, UInt32)")
 
 REQUESTS = TableSpec(
     "requests",
@@ -132,6 +134,7 @@ REQUESTS = TableSpec(
         Column("error", "String"),
         Column("candidate_error", "String"),  # a canary candidate failed and the live model answered
         Column("metadata", f"Map({_LC}, String)"),
+        _REDACTED,
         _INGESTED_AT,
     ),
     engine="ReplacingMergeTree",
@@ -233,6 +236,7 @@ FEEDBACK = TableSpec(
         Column("label", _LC),
         Column("correction", "String", codec="ZSTD(3)"),  # the answer the model should have given
         Column("comment", "String"),
+        _REDACTED,
         _INGESTED_AT,
     ),
     engine="ReplacingMergeTree",
@@ -272,6 +276,7 @@ AUDIT_ANSWERS = TableSpec(
         Column("response", "String", codec="ZSTD(3)"),  # the live model's answer to the same prompt
         Column("completion_tokens", "UInt32"),
         Column("latency_ms", "Float32"),
+        _REDACTED,
         _INGESTED_AT,
     ),
     # The live side of the router's audit after promotion: fresh training data for the next

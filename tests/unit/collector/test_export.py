@@ -18,7 +18,8 @@ from services.collector.export import (
     normalised_prompt,
     write_dataset,
 )
-from services.collector.pii import luhn_valid
+from cumulus.privacy.checks import luhn_valid
+from cumulus.privacy.redactor import Redactor
 
 CFG = ExportConfig(min_examples=1, holdout_fraction=0.2)
 
@@ -114,7 +115,7 @@ def _card(rng: random.Random) -> str:
 
 
 def _iban(rng: random.Random) -> str:
-    country, length = rng.choice([("DE", 18), ("FR", 23), ("NL", 14), ("GB", 18)])
+    country, length = rng.choice([("DE", 18), ("FR", 23), ("NL", 10), ("GB", 14)])  # registry lengths
     bban = "".join(rng.choice(string.digits) for _ in range(length))
     if country in ("NL", "GB"):
         bban = "".join(rng.choice(string.ascii_uppercase) for _ in range(4)) + bban
@@ -164,8 +165,8 @@ def test_seeded_pii_never_reaches_the_exported_files(tmp_path: Path) -> None:
         seeded.append(f"ops-{i}@corp.example.com")
         if i % 7 == 0:
             feedback[f"r{i}"] = FeedbackNote(0.0, "bad", f"Refund card {pii['card']} for {pii['phone']}")
-    cfg = CFG.model_copy(update={"trust_live_below": 0.0})  # every answer kept, all scrubbed
-    data = build_dataset(requests, feedback, cfg)
+    cfg = CFG.model_copy(update={"trust_live_below": 0.0})  # every answer kept, all redacted
+    data = build_dataset(requests, feedback, cfg, Redactor(b"export-test-key-0123456789"))
     manifest = write_dataset(ArtifactStore(tmp_path), "acme", "wf-pii", data, "smollm2", cfg)
     folder = tmp_path / "datasets" / "wf-pii" / manifest.id
     text = "".join(p.read_text() for p in folder.iterdir())
@@ -174,7 +175,18 @@ def test_seeded_pii_never_reaches_the_exported_files(tmp_path: Path) -> None:
     assert not leaks, leaks[:5]
     assert len(data.train) + len(data.holdout) == 300
     assert set(manifest.fields["pii_replaced"]) == {"EMAIL", "PHONE", "CARD", "IBAN", "IP"}
+    assert "redacted: SECRET, EMAIL, IBAN, CARD" in " ".join(manifest.fields["filters"])
     assert verify_dir(folder).id == manifest.id
+
+
+def test_placeholders_tagged_per_request_still_dedup_and_split_alike() -> None:
+    """Two requests with the same prompt hold the same address under different tags: the
+    dedup key and the holdout split must see one prompt."""
+    redactor = Redactor(b"export-test-key-0123456789")
+    same = "I am ana@example.org, where is my parcel?"
+    first, second = request(1, user=same), request(2, user=same)
+    data = build_dataset([first, second], {}, CFG, redactor)
+    assert data.counts["duplicate_prompt"] == 1 and len(data.train) + len(data.holdout) == 1
 
 
 def test_tool_call_answers_in_any_format_become_canonical_blocks() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -10,7 +11,7 @@ import grpc
 import pytest
 
 from cumulus.apikeys import ApiKeyStore
-from cumulus.config import CumulusConfig, GatewayConfig
+from cumulus.config import CumulusConfig, GatewayConfig, PrivacyConfig
 from cumulus.v1 import common_pb2, events_pb2, gateway_pb2, gateway_pb2_grpc
 from services.gateway.core import GatewayCore
 from services.gateway.server import GatewayServer
@@ -57,19 +58,32 @@ def adapter(adapter_id: str = "ad-1", task_id: int = 7, model: str = "small") ->
     return common_pb2.RouteTarget(model=model, adapter_id=adapter_id, lora_task_id=task_id)
 
 
-def gateway_config(tmp_path: Path, keys_file: Path, **gateway: object) -> CumulusConfig:
+def gateway_config(
+    tmp_path: Path, keys_file: Path, privacy: PrivacyConfig | None = None, **gateway: object
+) -> CumulusConfig:
     settings: dict[str, object] = {"shadow_concurrency": 2, "shadow_timeout_s": 2.0, **gateway}
-    return CumulusConfig(state_dir=tmp_path, gateway=GatewayConfig(api_keys_file=keys_file, **settings))  # type: ignore[arg-type]
+    return CumulusConfig(
+        state_dir=tmp_path,
+        gateway=GatewayConfig(api_keys_file=keys_file, **settings),  # type: ignore[arg-type]
+        privacy=privacy or PrivacyConfig(),
+    )
 
 
 @pytest.fixture
 async def gateway(tmp_path: Path) -> AsyncIterator[Harness]:
+    async with serving(tmp_path) as harness:
+        yield harness
+
+
+@contextlib.asynccontextmanager
+async def serving(tmp_path: Path, privacy: PrivacyConfig | None = None) -> AsyncIterator[Harness]:
+    """A gateway with fakes on a free port; tenants acme (``key``) and globex (``other_key``)."""
     keys_file = tmp_path / "api-keys.json"
     store = ApiKeyStore(keys_file)
     key, other_key = store.issue("acme"), store.issue("globex")
     triton, sink, adapters, prompt_specs = FakeTriton(), ListSink(), FakeAdapters(), FakePromptSpecs()
     core = GatewayCore.build(
-        gateway_config(tmp_path, keys_file),
+        gateway_config(tmp_path, keys_file, privacy),
         triton=triton,
         renderer=FakeRenderer(),
         sink=sink,

@@ -1,0 +1,73 @@
+"""Privacy (``privacy``): where captured text is redacted, by which detectors, and with which key.
+
+``privacy.redact`` is each tenant's choice unless ``privacy.tenants.<tenant>.redact`` says otherwise:
+
+- ``store`` (default): the collector redacts before rows reach ClickHouse, so ClickHouse and
+  every dataset exported from it hold typed placeholders; Kafka holds the raw events until
+  its retention;
+- ``capture``: the gateway redacts before it publishes the event, so Kafka never holds the raw
+  text either (the models still get the raw prompt: redaction is about what is kept);
+- ``none``: an explicit opt-out, shown in `cumulus status`.
+
+Detectors (cumulus/privacy/detectors.py) are all on by default; a tenant may turn built-in kinds
+off (``disabled``) and add its own (``custom``: kind -> RE2 pattern). Placeholders are keyed by
+``key_file`` (default <state_dir>/redaction-key, made on first use), which the gateway and the
+collector must share.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from cumulus.config.infrastructure import Section
+from cumulus.privacy.detectors import detectors
+
+RedactMode = Literal["none", "store", "capture"]
+
+
+class RedactionPolicy(Section):
+    """One tenant's redaction; unset fields take ``privacy``'s."""
+
+    redact: RedactMode | None = None
+    disabled: list[str] | None = None
+    """Built-in kinds not to look for (e.g. ``[IP]`` for a network-operations workflow)."""
+    custom: dict[str, str] = Field(default_factory=dict)
+    """The tenant's own kinds, added to ``privacy.custom``: UPPER_SNAKE name -> RE2 pattern."""
+
+
+class PrivacyConfig(Section):
+    redact: RedactMode = "store"
+    disabled: list[str] = Field(default_factory=list)
+    custom: dict[str, str] = Field(default_factory=dict)
+    tenants: dict[str, RedactionPolicy] = Field(default_factory=dict)
+    key_file: Path | None = None
+    """The placeholder key (32 random bytes, hex); default <state_dir>/redaction-key."""
+
+    def mode(self, tenant: str) -> RedactMode:
+        own = self.tenants.get(tenant)
+        return own.redact if own is not None and own.redact is not None else self.redact
+
+    @property
+    def captures_redacted(self) -> bool:
+        """Whether any tenant's events are redacted by the gateway (``capture``)."""
+        return self.redact == "capture" or any(t.redact == "capture" for t in self.tenants.values())
+
+    def detector_settings(self, tenant: str) -> tuple[list[str], dict[str, str]]:
+        """(kinds turned off, own kinds) for ``tenant``."""
+        own = self.tenants.get(tenant)
+        disabled = own.disabled if own is not None and own.disabled is not None else self.disabled
+        return disabled, {**self.custom, **(own.custom if own is not None else {})}
+
+    @model_validator(mode="after")
+    def _detectors_build(self) -> PrivacyConfig:
+        """A bad kind or pattern fails at start, naming the tenant, not at the first request."""
+        for tenant in ["", *self.tenants]:
+            try:
+                detectors(*self.detector_settings(tenant))
+            except ValueError as exc:
+                where = f"privacy.tenants.{tenant}" if tenant else "privacy"
+                raise ValueError(f"{where}: {exc}") from exc
+        return self
