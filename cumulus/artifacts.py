@@ -170,6 +170,23 @@ class ArtifactStore:
             raise ArtifactError(f"{kind} artifact {artifact_id} of {workflow} already exists at {final}")
         return ArtifactWriter(kind, workflow, artifact_id, final)
 
+    def rewrite(self, kind: Kind, workflow: str, artifact_id: str) -> ArtifactWriter:
+        """A writer staging a new content for an existing artifact (an erasure rewriting a
+        dataset): ``commit`` swaps it in and removes the old files. Readers may find the artifact
+        missing for the moment between the two renames, never half written."""
+        final = self.path(kind, workflow, artifact_id)
+        if not final.is_dir():
+            raise ArtifactError(f"{kind} artifact {artifact_id} of {workflow} does not exist at {final}")
+        return ArtifactWriter(kind, workflow, artifact_id, final, replace=True)
+
+    def remove(self, kind: Kind, workflow: str, artifact_id: str) -> None:
+        """Delete an artifact (renamed aside first, so no reader sees it half deleted)."""
+        final = self.path(kind, workflow, artifact_id)
+        if final.is_dir():
+            aside = final.with_name(f"{_STAGING_PREFIX}removed-{final.name}-{secrets.token_hex(4)}")
+            os.rename(final, aside)
+            shutil.rmtree(aside, ignore_errors=True)
+
     def verify(self, kind: Kind, workflow: str, artifact_id: str) -> Manifest:
         return verify_dir(self.path(kind, workflow, artifact_id))
 
@@ -180,8 +197,11 @@ class ArtifactWriter:
     Leaving the ``with`` block without ``commit`` (an exception) deletes the staging directory.
     """
 
-    def __init__(self, kind: Kind, workflow: str, artifact_id: str, final: Path) -> None:
+    def __init__(
+        self, kind: Kind, workflow: str, artifact_id: str, final: Path, replace: bool = False
+    ) -> None:
         self.kind, self.workflow, self.artifact_id, self.final = kind, workflow, artifact_id, final
+        self.replace = replace
         final.parent.mkdir(parents=True, exist_ok=True)
         self.dir = Path(tempfile.mkdtemp(prefix=_STAGING_PREFIX + final.name + "-", dir=final.parent))
         self.manifest: Manifest | None = None
@@ -230,10 +250,15 @@ class ArtifactWriter:
         for path in [*files.values(), self.dir / MANIFEST]:
             _fsync(path)
         _fsync(self.dir)
+        aside = self.final.with_name(f"{_STAGING_PREFIX}replaced-{self.final.name}-{secrets.token_hex(4)}")
         try:
+            if self.replace:
+                os.rename(self.final, aside)
             os.rename(self.dir, self.final)  # atomic; fails if another writer got there first
         except OSError as exc:
             raise ArtifactError(f"could not publish {self.final}: {exc}") from exc
+        if self.replace:
+            shutil.rmtree(aside, ignore_errors=True)
         _fsync(self.final.parent)
         self.manifest = manifest
         return manifest

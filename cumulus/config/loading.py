@@ -67,6 +67,10 @@ class CumulusConfig(Section):
         return self.privacy.key_file or self.state_dir / "redaction-key"
 
     @property
+    def receipts_dir(self) -> Path:
+        return self.privacy.receipts_dir or self.state_dir / "receipts"
+
+    @property
     def artifacts_dir(self) -> Path:
         return self.state_dir / "artifacts"
 

@@ -26,6 +26,7 @@ from cumulus.config.infrastructure import Section
 from cumulus.privacy.detectors import detectors
 
 RedactMode = Literal["none", "store", "capture"]
+ErasurePolicy = Literal["retrain", "retire"]
 
 
 class RedactionPolicy(Section):
@@ -36,6 +37,7 @@ class RedactionPolicy(Section):
     """Built-in kinds not to look for (e.g. ``[IP]`` for a network-operations workflow)."""
     custom: dict[str, str] = Field(default_factory=dict)
     """The tenant's own kinds, added to ``privacy.custom``: UPPER_SNAKE name -> RE2 pattern."""
+    on_erasure: ErasurePolicy | None = None
 
 
 class PrivacyConfig(Section):
@@ -45,6 +47,36 @@ class PrivacyConfig(Section):
     tenants: dict[str, RedactionPolicy] = Field(default_factory=dict)
     key_file: Path | None = None
     """The placeholder key (32 random bytes, hex); default <state_dir>/redaction-key."""
+    on_erasure: ErasurePolicy = "retrain"
+    """An adapter trained on erased data: ``retrain`` (a new version without it rolls out over
+    it through the usual gates) or ``retire`` (it stops serving at once; services/collector/lineage.py)."""
+    receipts_dir: Path | None = None
+    """Where erasure receipts are kept; default <state_dir>/receipts."""
+
+    def policies(self) -> dict[str, object]:
+        """What `cumulus status` shows: the default and every tenant's own (opt-outs stand out)."""
+        tenants = {
+            name: {
+                "redact": self.mode(name),
+                "disabled": self.detector_settings(name)[0],
+                "custom": sorted(self.detector_settings(name)[1]),
+                "on_erasure": self.erasure_policy(name),
+            }
+            for name in sorted(self.tenants)
+        }
+        return {
+            "redact": self.redact,
+            "on_erasure": self.on_erasure,
+            "disabled": self.disabled,
+            "custom": sorted(self.custom),
+            "tenants": tenants,
+            "opted_out": sorted(n for n, t in tenants.items() if t["redact"] == "none")
+            or (["every tenant (privacy.redact: none)"] if self.redact == "none" else []),
+        }
+
+    def erasure_policy(self, tenant: str) -> ErasurePolicy:
+        own = self.tenants.get(tenant)
+        return own.on_erasure if own is not None and own.on_erasure is not None else self.on_erasure
 
     def mode(self, tenant: str) -> RedactMode:
         own = self.tenants.get(tenant)

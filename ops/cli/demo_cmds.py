@@ -36,7 +36,11 @@ def register(sub: Any) -> None:
     )
     size = demo.add_mutually_exclusive_group()
     size.add_argument(
-        "--quick", dest="profile", action="store_const", const="quick", help="(default) small steps: about 5-25 min a workload on 2 cores"
+        "--quick",
+        dest="profile",
+        action="store_const",
+        const="quick",
+        help="(default) small steps: about 5-25 min a workload on 2 cores",
     )
     size.add_argument(
         "--full", dest="profile", action="store_const", const="full", help="production-like steps"

@@ -19,6 +19,7 @@ from ops.cli import (
     adapter_cmds,
     collector_cmds,
     demo_cmds,
+    erase_cmds,
     judge_cmds,
     kafka_cmds,
     key_cmds,
@@ -39,6 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
     key_cmds.register(sub)
     kafka_cmds.register(sub)
     demo_cmds.register(sub)
+    erase_cmds.register(sub)
     return parser
 
 

@@ -114,13 +114,25 @@ def cmd_down(_: argparse.Namespace, config: CumulusConfig) -> int:
 
 def cmd_status(args: argparse.Namespace, config: CumulusConfig) -> int:
     components = LocalStack(config).status()
+    privacy = config.privacy.policies()
     if args.json:
-        print(json.dumps({"components": components}, indent=2, default=str))
+        print(json.dumps({"components": components, "privacy": privacy}, indent=2, default=str))
     else:
         for name, info in components.items():
             mark = "healthy" if info["healthy"] else "DOWN"
             print(f"{name:<10} {mark:<8} {info['endpoint']:<28} {info['detail']}")
+        print(privacy_line(privacy))
     return 0 if all(info["healthy"] for info in components.values()) else 1
+
+
+def privacy_line(privacy: dict[str, Any]) -> str:
+    """One line: where captured text is redacted, per tenant where it differs, and who opted out."""
+    own = ", ".join(f"{name}={t['redact']}" for name, t in privacy["tenants"].items())
+    out = ", ".join(privacy["opted_out"])
+    return (
+        f"privacy    redact={privacy['redact']}" + (f" (tenants: {own})" if own else "")
+        + f", on_erasure={privacy['on_erasure']}" + (f"; NOT REDACTED: {out}" if out else "")
+    )  # fmt: skip
 
 
 def cmd_restart(args: argparse.Namespace, config: CumulusConfig) -> int:

@@ -19,10 +19,12 @@ from cumulus.service import ServiceApi, ServiceContext, run_service
 from services.collector.api import Backend, ReadApi
 from services.collector.detection import CandidateDetector
 from services.collector.drift import DriftWatch
+from services.collector.erasure import Eraser, ErasureContext, capture_screen
 from services.collector.insights import Insights
 from services.collector.nomination import Nominator
 from services.collector.pipeline import CapturePipeline
 from services.collector.store import ClickHouseStore
+from services.collector.tombstones import Tombstones
 
 
 async def main(ctx: ServiceContext, api: ServiceApi[Backend]) -> None:
@@ -33,7 +35,9 @@ async def main(ctx: ServiceContext, api: ServiceApi[Backend]) -> None:
     db = ClickHouseStore(config.clickhouse_dsn, config.clickhouse.database)
     publisher = ctx.event_publisher(cfg.capture.spool_dir)
     privacy = TenantPrivacy(config.privacy, load_key(config.redaction_key_file))
-    pipeline = CapturePipeline(config.kafka.bootstrap_servers, cfg.capture, db, publisher, privacy=privacy)
+    tombstones = Tombstones(db, privacy.key)
+    screen = capture_screen(privacy, tombstones)
+    pipeline = CapturePipeline(config.kafka.bootstrap_servers, cfg.capture, db, publisher, screen=screen)
     # Registered before the first await: with no checks at all /readyz would already say ready.
     ctx.readiness.update(clickhouse=db.ping, capture=pipeline.readiness)
     insights = Insights(db, cfg.prices)
@@ -41,10 +45,19 @@ async def main(ctx: ServiceContext, api: ServiceApi[Backend]) -> None:
     nominator = Nominator(db, artifacts, publisher, cfg.export, config.triton.small_model, privacy)
     detector = CandidateDetector(insights, nominator, db, cfg.detection)
     drift = DriftWatch(db, artifacts, publisher, cfg.drift, cfg.export)
+
+    async def renominate(tenant: str, workflow: str, reason: str) -> str:
+        return (await nominator.nominate(tenant, workflow, "erasure", reason, {})).candidate_id
+
+    erasures = ErasureContext(
+        privacy.key, artifacts, config.receipts_dir, config.privacy.erasure_policy, renominate
+    )
     await db.open()
     try:
+        await tombstones.load()  # before capture starts: an erased event must never come back
         async with KafkaRuntime(ctx, publisher, close_timeout_s=5.0):
-            api.attach(Backend(db, insights, nominator, detector, drift, cfg.detection.window_h))
+            eraser = Eraser(db, tombstones, erasures)
+            api.attach(Backend(db, insights, nominator, detector, drift, cfg.detection.window_h, eraser))
             try:
                 if await pipeline.start(ctx.stopping):
                     await capture_and_detect(ctx, pipeline, detector, drift)

@@ -15,6 +15,9 @@ process owns the data directory, so nothing else may open it.
 - ``GET  /api/v1/adapters?workflow=&limit=100``                  latest version of each adapter, newest first
 - ``GET  /api/v1/rollouts?workflow=&window_h=&limit=20``  transitions, traffic share and judge pass rate
 - ``GET  /api/v1/drift?workflow=&limit=50``  the last drift check of each promoted workflow, signals announced
+- ``POST /api/v1/erasures``  body ``{"tenant", "requests": [], "sessions": [], "users": [], "all": false}``:
+  erase (services/collector/erasure.py) and answer the receipt
+- ``GET  /api/v1/erasures?tenant=``  the receipts kept, newest first
 - ``GET  /dashboard`` (and ``/``)                                the dashboard page (static/dashboard.html)
 
 Errors answer ``{"error": ..., "fix": ...}`` with the error's HTTP status; 503 while starting.
@@ -36,6 +39,7 @@ from cumulus.service import ServiceApi, ServiceContext
 from services.collector import drift_sql, learning, rollout_views, sufficiency
 from services.collector.detection import CandidateDetector, evidence_of
 from services.collector.drift import DriftWatch
+from services.collector.erasure import Eraser, Selector
 from services.collector.insights import Insights
 from services.collector.nomination import Nominator
 from services.collector.rows import CAPTURES
@@ -73,6 +77,7 @@ class Backend:
     detector: CandidateDetector
     drift: DriftWatch
     default_window_h: float
+    eraser: Eraser | None = None
 
 
 def _number(request: web.Request, name: str, default: float) -> float:
@@ -86,6 +91,12 @@ def _number(request: web.Request, name: str, default: float) -> float:
     if value <= 0:
         raise InvalidArgument(name, "must be positive")
     return value
+
+
+def _eraser(b: Backend) -> Eraser:
+    if b.eraser is None:
+        raise NotFound("this collector does not erase", fix="run the collector's main")
+    return b.eraser
 
 
 class ReadApi:
@@ -106,6 +117,8 @@ class ReadApi:
         add.add_get("/api/v1/adapters", route(self.adapters))
         add.add_get("/api/v1/rollouts", route(self.rollouts))
         add.add_get("/api/v1/drift", route(self.drift))
+        add.add_post("/api/v1/erasures", route(self.erase))
+        add.add_get("/api/v1/erasures", route(self.erasures))
         # Served while the backend is still starting; the page shows the API's 503.
         add.add_get("/dashboard", self.dashboard)
         add.add_get("/", self.home)
@@ -143,6 +156,18 @@ class ReadApi:
         reason = str(body.get("reason") or "nominated by an operator")
         event = await b.nominator.nominate(tenant, workflow, "manual", reason, evidence)
         return _candidate_json(event)
+
+    async def erase(self, request: web.Request, b: Backend) -> Any:
+        try:
+            body = await request.json()
+        except json.JSONDecodeError as exc:
+            raise InvalidArgument("body", f"not JSON: {exc}") from exc
+        if not isinstance(body, dict):
+            raise InvalidArgument("body", "must be a JSON object")
+        return await _eraser(b).erase(Selector.from_json(body))
+
+    async def erasures(self, request: web.Request, b: Backend) -> Any:
+        return {"receipts": _eraser(b).receipts(request.query.get("tenant", ""))}
 
     async def candidates(self, _: web.Request, b: Backend) -> Any:
         rows = await b.db.query(_CANDIDATES_SQL.replace("{db}", f"`{b.db.database}`"))

@@ -30,13 +30,14 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka import errors as kafka_errors
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.structs import OffsetAndMetadata
+from google.protobuf.message import Message
 from prometheus_client import Counter
 
 from cumulus.config import CaptureConfig
@@ -45,7 +46,6 @@ from cumulus.kafka import deadletter, security, topics
 from cumulus.kafka.publisher import EventPublisher
 from cumulus.kafka.runtime import backoff_s, start_consumer, stopped_within
 from cumulus.logs import get_logger
-from cumulus.privacy.policy import TenantPrivacy
 from cumulus.v1 import events_pb2
 from services.collector.batching import PartitionBuffer, Replay, parse_pending_note, pending_note
 from services.collector.clickhouse import dedup_token
@@ -70,11 +70,12 @@ class CapturePipeline:
         store: ClickHouseStore,
         publisher: EventPublisher,
         captures: dict[str, Capture] = CAPTURES,
-        privacy: TenantPrivacy | None = None,
+        screen: Callable[[Message], bool] | None = None,
     ) -> None:
         self.cfg = cfg
-        self.privacy = privacy
-        """Redacts each event before its row is made (None: rows as the events are, in tests)."""
+        self.screen = screen
+        """Redacts each event before its row is made and drops erased ones (None: rows as the
+        events are, in tests); services/collector/__main__.py."""
         self.store = store
         self.publisher = publisher
         self.captures = captures
@@ -193,7 +194,7 @@ class CapturePipeline:
         rows, sources, dead = [], [], []
         for record in records:
             try:
-                row = capture.row(record.value, self.privacy)
+                row = capture.row(record.value, self.screen)
                 if row is not None:  # e.g. a shadow pair that is not an audit's: nothing to keep
                     rows.append(row)
                     sources.append(record)

@@ -20,7 +20,6 @@ from cumulus.config.drift import SEVERITIES, severity_name
 from cumulus.errors import EventDecodeError
 from cumulus.kafka import topics
 from cumulus.kafka.codec import decode_event
-from cumulus.privacy.policy import TenantPrivacy
 from cumulus.v1 import common_pb2, events_pb2
 from services.collector.clickhouse import schema
 from services.collector.clickhouse.schema import TableSpec
@@ -271,12 +270,12 @@ class Capture:
     table: TableSpec
     to_row: Callable[[Any], Row | None]
 
-    def row(self, value: bytes | None, privacy: TenantPrivacy | None = None) -> Row | None:
-        """Decode, redact (as the event's tenant's ``privacy.redact`` says) and convert one record
+    def row(self, value: bytes | None, screen: Callable[[Message], bool] | None = None) -> Row | None:
+        """Decode, screen (redact in place; False: drop it, it was erased) and convert one record
         value; None: nothing of it is stored (not an error); EventDecodeError means dead-letter it."""
         event: Message = decode_event(self.topic, value)
-        if privacy is not None:
-            privacy.redact(event, "store")
+        if screen is not None and not screen(event):
+            return None
         try:
             return self.to_row(event)
         except (ValueError, TypeError, OverflowError) as exc:  # e.g. a timestamp out of range

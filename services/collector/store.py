@@ -82,6 +82,19 @@ class ClickHouseStore:
                 raise RowsRefused(f"{where} refused the rows: {exc}") from exc
             raise NotReady(f"insert into {where} refused: {exc}") from exc
 
+    async def execute(self, sql: str, parameters: dict[str, Any] | None = None) -> None:
+        """Run a statement that changes data (an erasure's ``ALTER TABLE ... DELETE``) on the
+        writer thread, in order with the inserts."""
+        writer = self._require(self._writer)
+
+        def run() -> None:
+            try:
+                writer.command(sql, parameters=parameters or {})
+            except ClickHouseError as exc:
+                raise NotReady(f"ClickHouse statement failed: {exc}") from exc
+
+        await asyncio.get_running_loop().run_in_executor(self._write_pool, run)
+
     async def query(self, sql: str, parameters: dict[str, Any] | None = None) -> list[dict[str, Any]]:
         """Run a read query on the reader thread; rows as dicts keyed by column name."""
         reader = self._require(self._reader)

@@ -309,6 +309,21 @@ CANDIDATES = TableSpec(
     order_by="(tenant, workflow, candidate_id)",
 )
 
+ERASURES = TableSpec(
+    "erasures",
+    (
+        Column("erasure_id", "String"),
+        Column("tenant", _LC),
+        Column("kind", _LC),  # request / session / user / tenant (as stored: pseudonyms for the last two)
+        Column("value", "String"),
+        Column("occurred_at", _TS),
+    ),
+    # What was erased, so that an event still in Kafka or a gateway's spool is dropped when it
+    # arrives instead of bringing the rows back (services/collector/erasure.py).
+    engine="ReplacingMergeTree",
+    order_by="(tenant, kind, value)",
+)
+
 WORKFLOW_STATS_MINUTE = TableSpec(
     "workflow_stats_minute",
     (
@@ -356,6 +371,7 @@ TABLES: tuple[TableSpec, ...] = (
     CANDIDATES,
     DRIFT_SIGNALS,
     AUDIT_ANSWERS,
+    ERASURES,
     WORKFLOW_STATS_MINUTE,
 )
 VIEWS: tuple[ViewSpec, ...] = (WORKFLOW_STATS_MINUTE_MV,)

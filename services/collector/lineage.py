@@ -1,0 +1,90 @@
+"""Step 5 of an erasure (services/collector/erasure.py): the adapters trained on erased data.
+
+An adapter is tainted when the dataset it was trained on held an erased request (adapter rows
+name their dataset), or when it was warm-started from a tainted adapter (its candidate names the
+parent). What then happens is the tenant's ``privacy.on_erasure``:
+
+- ``retrain`` (default): a workflow whose serving adapter is tainted is nominated again; its
+  fresh dataset is exported from ClickHouse, where the erased rows no longer are, and the new
+  version goes through the usual gate, shadow and canary steps over the tainted one;
+- ``retire``: the tainted adapter must stop serving at once. Rollbacks are signed operator
+  commands the collector cannot issue, so the receipt marks it and `cumulus erase` rolls the
+  workflow back (to the previous clean version, or live) with the operator's key.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from cumulus.errors import CumulusError
+from cumulus.logs import get_logger
+from services.collector.learning import ADAPTER_STATES_SQL
+from services.collector.store import ClickHouseStore
+
+if TYPE_CHECKING:
+    from services.collector.erasure import ErasureContext
+
+log = get_logger("collector")
+SERVING = ("shadow", "canary", "paused", "promoted")
+_ADAPTERS_SQL = f"""
+SELECT a.workflow AS workflow, a.adapter_id AS adapter_id, a.dataset_id AS dataset_id,
+       a.status AS status, c.parent_adapter_id AS parent, r.state AS state
+FROM (SELECT * FROM {{db}}.adapters FINAL WHERE tenant = {{t:String}}) AS a
+LEFT JOIN (SELECT * FROM {{db}}.candidates FINAL WHERE tenant = {{t:String}}) AS c
+    ON c.candidate_id = a.candidate_id
+LEFT JOIN ({ADAPTER_STATES_SQL}) AS r ON r.tenant = {{t:String}} AND r.adapter_id = a.adapter_id
+"""
+
+
+async def tainted(db: ClickHouseStore, tenant: str, datasets: list[str]) -> list[dict[str, Any]]:
+    """The tenant's adapters trained on ``datasets`` or warm-started from one that was, with the
+    dataset or parent that taints each."""
+    rows = await db.query(_ADAPTERS_SQL.replace("{db}", f"`{db.database}`"), {"t": tenant})
+    found: dict[str, dict[str, Any]] = {}
+    for row in rows:
+        if row["dataset_id"] in datasets:
+            found[row["adapter_id"]] = {**row, "tainted_by": f"dataset {row['dataset_id']}"}
+    grew = True
+    while grew:  # children of tainted parents, however deep the chain of warm starts
+        grew = False
+        for row in rows:
+            if row["adapter_id"] not in found and row["parent"] in found:
+                found[row["adapter_id"]] = {**row, "tainted_by": f"warm-started from {row['parent']}"}
+                grew = True
+    return sorted(found.values(), key=lambda r: (r["workflow"], r["adapter_id"]))
+
+
+async def act_on_tainted(
+    db: ClickHouseStore, context: ErasureContext, tenant: str, datasets: list[str]
+) -> list[dict[str, Any]]:
+    """Taint and apply the tenant's policy (see the module docstring); one entry per adapter."""
+    policy = context.on_erasure(tenant)
+    adapters = await tainted(db, tenant, datasets)
+    renominated: dict[str, str] = {}
+    for adapter in adapters:
+        serving = (adapter.get("state") or "") in SERVING
+        entry = {k: adapter[k] for k in ("workflow", "adapter_id", "dataset_id", "tainted_by")}
+        entry["state"] = adapter.get("state") or adapter.get("status") or ""
+        if not serving:
+            entry["action"] = "none: it does not serve"
+        elif policy == "retire":
+            entry["action"] = "retire: `cumulus erase` rolls it back"
+        else:
+            entry["action"] = await _retrain(context, tenant, adapter["workflow"], renominated)
+        adapter.clear()
+        adapter.update(entry)
+        log.warning("erasure.adapter_tainted", tenant=tenant, **entry)
+    return adapters
+
+
+async def _retrain(context: ErasureContext, tenant: str, workflow: str, done: dict[str, str]) -> str:
+    if workflow not in done:
+        if context.renominate is None:
+            done[workflow] = "retrain: no nominator here; nominate it with `cumulus nominate`"
+        else:
+            try:
+                candidate = await context.renominate(tenant, workflow, "retrain after an erasure")
+                done[workflow] = f"retrain: nominated again as {candidate}"
+            except CumulusError as exc:
+                done[workflow] = f"retrain: could not nominate it yet ({exc.message})"
+    return done[workflow]
