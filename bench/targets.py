@@ -79,6 +79,21 @@ BENCHMARKS: tuple[Benchmark, ...] = (
         ),
         quick_timeout_s=900.0,
     ),
+    Benchmark(
+        "redaction",
+        "redaction.py",
+        (
+            Target(
+                ("targets", "structured_recall>=0.99"),
+                "==",
+                True,
+                "",
+                "every structured kind, labelled corpus",
+            ),
+            Target(("targets", "structured_precision>=0.95"), "==", True, "", "every structured kind"),
+            Target("mb_per_s", None, None, "MB/s", "redact() over the corpus, one core"),
+        ),
+    ),
     # No --quick: 5 kills, as the integration suite runs it; the full soak is its default 100.
     Benchmark(
         "soak_collector",

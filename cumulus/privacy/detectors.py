@@ -31,7 +31,9 @@ Neighbours = Callable[[bytes, int, int], bool]
 _WORD = frozenset(b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_") | frozenset(
     range(0x80, 0x100)
 )
-_DOT, _COLON, _PLUS = ord("."), ord(":"), ord("+")
+_DOT, _COLON, _PLUS, _OPEN = ord("."), ord(":"), ord("+"), ord("[")
+_DIGITS = frozenset(b"0123456789")
+_SEPARATORS = frozenset(b" .-")
 
 
 def apart(text: bytes, start: int, end: int) -> bool:
@@ -40,7 +42,13 @@ def apart(text: bytes, start: int, end: int) -> bool:
 
 
 def _apart_phone(text: bytes, start: int, end: int) -> bool:
-    return apart(text, start, end) and (start == 0 or text[start - 1] != _PLUS)
+    """Apart, and not the tail or head of a longer grouped number (``4783 0599 5529 3989``)."""
+    if not apart(text, start, end) or (start and text[start - 1] == _PLUS):
+        return False
+    before, after = text[max(start - 2, 0) : start], text[end : end + 2]
+    grouped_before = len(before) == 2 and before[0] in _DIGITS and before[1] in _SEPARATORS
+    grouped_after = len(after) == 2 and after[0] in _SEPARATORS and after[1] in _DIGITS
+    return not (grouped_before or grouped_after)
 
 
 def _apart_ipv4(text: bytes, start: int, end: int) -> bool:
@@ -52,9 +60,12 @@ def _apart_ipv4(text: bytes, start: int, end: int) -> bool:
 
 
 def _apart_ipv6(text: bytes, start: int, end: int) -> bool:
+    """Apart, and not a subscript: ``xs[1::2]`` is a slice, ``http://[::1]:80`` an address."""
     before = text[start - 1] if start else -1
     after = text[end] if end < len(text) else -1
-    return before not in _WORD and before not in (_COLON, _DOT) and after not in _WORD and after != _COLON
+    if before in _WORD or before in (_COLON, _DOT) or after in _WORD or after == _COLON:
+        return False
+    return not (before == _OPEN and start >= 2 and text[start - 2] in _WORD)
 
 
 def _anywhere(text: bytes, start: int, end: int) -> bool:
@@ -87,6 +98,8 @@ _DATE = (
     rf"|\d{{1,2}}(?:st|nd|rd|th)? (?:of )?{_MONTH},? \d{{4}}|{_MONTH} \d{{1,2}}(?:st|nd|rd|th)?,? \d{{4}}"
 )
 _OCTET = r"(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)"
+_LABEL_GAP = r"(?:\W{0,4}|\W{0,2}is\W{1,3})"
+"""Between a label and its value: ``: ``, ``": "`` (spaced JSON), `` # ``, or `` is ``."""
 _KEY_NAMES = (
     r"api[_-]?key|apikey|api[_-]?secret|secret[_-]?access[_-]?key|access[_-]?key(?:[_-]?id)?|secret[_-]?key"
     r"|client[_-]?secret|access[_-]?token|refresh[_-]?token|auth[_-]?token|private[_-]?key"
@@ -110,6 +123,8 @@ BUILTIN: tuple[Detector, ...] = (
         r"|AIza[0-9A-Za-z_-]{35}|glpat-[A-Za-z0-9_-]{20,}|hf_[A-Za-z0-9]{30,}",
     ),
     Detector("SECRET", r"(?i:bearer)\s+([A-Za-z0-9._~+/-]{16,}=*)", group=1, neighbours=_anywhere),
+    # The password of a URL with credentials (postgres://admin:S3cret@db.internal).
+    Detector("SECRET", r"[A-Za-z][A-Za-z0-9+.-]*://[^:/\s@]+:([^@\s/]+)@", group=1, neighbours=_anywhere),
     Detector(
         "SECRET",
         rf"(?i:{_KEY_NAMES})[\"']?\s*[:=]\s*[\"']?([^\s\"',;<>]{{8,}})",
@@ -119,7 +134,9 @@ BUILTIN: tuple[Detector, ...] = (
     Detector(
         "EMAIL", r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}", neighbours=_anywhere
     ),
-    Detector("IBAN", r"(?i:[a-z]{2}\d{2}(?: ?[a-z0-9]){11,30})", check=checks.iban),
+    # Groups of four (printed or not): a greedy run of single characters would swallow the head
+    # of an IBAN right after another one, which finditer never goes back for.
+    Detector("IBAN", r"(?i:[a-z]{2}\d{2}(?: ?[a-z0-9]{4}){2,7}(?: ?[a-z0-9]{1,3})?)", check=checks.iban),
     Detector(
         "CARD",
         r"\d{4}(?:[ -]\d{4}){3}(?:[ -]\d{1,3})?|\d{4}[ -]\d{6}[ -]\d{4,5}|\d{13,19}",
@@ -128,25 +145,26 @@ BUILTIN: tuple[Detector, ...] = (
     Detector("SSN", r"\d{3}-\d{2}-\d{4}", check=checks.ssn),
     Detector(
         "SSN",
-        r"(?i:ssn|social security(?: number| no\.?)?)\W{0,3}(\d{9}|\d{3}[ -]\d{2}[ -]\d{4})",
+        rf"(?i:ssn|social[ _]security(?:[ _]number|[ _]no\.?)?){_LABEL_GAP}"
+        r"(\d{9}|\d{3}[ -]\d{2}[ -]\d{4})",
         group=1,
         check=checks.ssn,
     ),
     Detector(
         "DOB",
-        rf"(?i:date of birth|birth ?date|birthday|born(?: on)?|d\.?o\.?b\.?)\W{{0,3}}({_DATE})",
+        rf"(?i:date[ _]of[ _]birth|birth[ _]?date|birthday|born(?: on)?|d\.?o\.?b\.?){_LABEL_GAP}({_DATE})",
         group=1,
     ),
     Detector(
         "PASSPORT",
-        r"(?i:passport)(?: (?i:number|no\.?)| ?#)?\W{0,3}([A-Z0-9]{6,9})",
+        rf"(?i:passport(?:[ _-]?(?:number|no\.?)| ?#)?){_LABEL_GAP}([A-Z0-9]{{6,9}})",
         group=1,
         check=_has_digit,
     ),
     Detector(
         "NATIONAL_ID",
-        r"(?i:national (?:id|identity|insurance)(?: number| no\.?)?|id number|nino?)\W{0,3}"
-        r"([A-Z0-9][A-Z0-9 -]{4,18}[A-Z0-9])",
+        r"(?i:national[ _](?:id|identity|insurance)(?:[ _]number|[ _]no\.?)?|id[ _]number"
+        rf"|ni[ _](?:number|no\.?)|nino?){_LABEL_GAP}([A-Z0-9][A-Z0-9 -]{{4,18}}[A-Z0-9])",
         group=1,
         check=_has_digit,
     ),
@@ -159,10 +177,12 @@ BUILTIN: tuple[Detector, ...] = (
     Detector("IP", rf"(?:{_OCTET}\.){{3}}{_OCTET}", neighbours=_apart_ipv4),
     Detector(
         "PHONE",
-        r"(?:\+|00)\d{1,3}[\s.-]?(?:\(\d{1,4}\)[\s.-]?)?\d{1,4}(?:[\s.-]?\d{2,4}){1,4}"  # international
-        r"|\(\d{3}\)\s?\d{3}[\s.-]\d{4}"  # (555) 123-4567
-        r"|\d{3}[\s.-]\d{3}[\s.-]\d{4}"  # 555-123-4567
-        r"|0\d{1,4}[\s.-]\d{3,4}[\s.-]?\d{3,4}",  # 020 7946 0958, 06-1234 5678
+        # Separators are a space, dot or dash, never a line break (a log's next line is not the number).
+        r"(?:\+|00)\d{1,3}[ .-]?(?:\(\d{1,4}\)[ .-]?)?\d{1,4}(?:[ .-]?\d{2,4}){1,4}"  # international
+        r"|(?:1[ .-])?\(\d{3}\) ?\d{3}[ .-]\d{4}"  # (555) 123-4567
+        r"|(?:1[ .-])?\d{3}[ .-]\d{3}[ .-]\d{4}"  # 555-123-4567, 1-555-123-4567
+        r"|0\d(?:[ .-]?\d{2}){4}"  # 01 23 45 67 89 (France)
+        r"|0\d{1,4}[ .-]\d{3,4}[ .-]?\d{3,4}",  # 020 7946 0958, 06-1234 5678
         check=checks.phone,
         neighbours=_apart_phone,
     ),

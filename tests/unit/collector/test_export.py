@@ -9,6 +9,8 @@ from pathlib import Path
 
 from cumulus.artifacts import ArtifactStore, verify_dir
 from cumulus.config import ExportConfig
+from cumulus.privacy.checks import luhn_valid
+from cumulus.privacy.redactor import Redactor
 from services.collector.export import (
     FeedbackNote,
     SourceRequest,
@@ -18,8 +20,6 @@ from services.collector.export import (
     normalised_prompt,
     write_dataset,
 )
-from cumulus.privacy.checks import luhn_valid
-from cumulus.privacy.redactor import Redactor
 
 CFG = ExportConfig(min_examples=1, holdout_fraction=0.2)
 

@@ -57,6 +57,16 @@ REDACTOR = Redactor(KEY)
         ("date of birth: March 3, 1975.", "DOB", ("date of birth: ", ".")),
         ("passport no. X1234567 expires", "PASSPORT", ("passport no. ", " expires")),
         ("national insurance number QQ 12 34 56 C.", "NATIONAL_ID", ("national insurance number ", ".")),
+        ('{"date_of_birth": "1969-08-28"}', "DOB", ('{"date_of_birth": "', '"}')),
+        ("my passport number is 501159820.", "PASSPORT", ("my passport number is ", ".")),
+        (
+            "db postgres://admin:S3cretPass@db.internal/x",
+            "SECRET",
+            ("db postgres://admin:", "@db.internal/x"),
+        ),
+        ("appelez le 01 23 45 67 89", "PHONE", ("appelez le ", "")),
+        ("mobile=+1-683-370-5129\n2024-03-10T10:00:00", "PHONE", ("mobile=", "\n2024-03-10T10:00:00")),
+        ("http://[2001:db8::8a2e:370:7334]:8080/", "IP", ("http://[", "]:8080/")),
     ],
 )
 def test_each_kind_is_replaced_by_its_placeholder(text: str, kind: str, left: tuple[str, str]) -> None:
@@ -81,6 +91,8 @@ def test_each_kind_is_replaced_by_its_placeholder(text: str, kind: str, left: tu
         "IBAN DE00 3704 0044 0532 0130 00",  # wrong check digits: not an IBAN (nor a phone)
         "std::vector<int> and a::b::c",
         "token: short",
+        "items[::2] and xs[1::2]",  # slices, not addresses
+        "Tracking number 4783 0599 5529 3989",  # no Luhn: not a card, and its tail is no phone
     ],
 )
 def test_ordinary_text_survives(text: str) -> None:
@@ -94,6 +106,13 @@ def test_a_value_gets_one_placeholder_within_a_request_and_another_in_the_next()
     assert prompt.count(jane) == 2 and "bob" not in prompt and len(set(prompt.split()) & {jane}) == 1
     assert REDACTOR.redact("I wrote to jane@example.com", "req-2").split()[-1] != jane
     assert Redactor(b"another-key-0123456789").redact("I wrote to jane@example.com", "req-1") != answer
+
+
+def test_two_ibans_in_a_row_and_one_after_a_code_are_both_found() -> None:
+    counts: Counter[str] = Counter()
+    REDACTOR.redact("from DE89 3704 0044 0532 0130 00 to GB82 WEST 1234 5698 7654 32", "r", counts)
+    REDACTOR.redact("ticket TK2048 refund to DE89 3704 0044 0532 0130 00", "r", counts)
+    assert counts == Counter({"IBAN": 3})
 
 
 def test_checksums() -> None:
