@@ -29,6 +29,27 @@ RedactMode = Literal["none", "store", "capture"]
 ErasurePolicy = Literal["retrain", "retire"]
 
 
+class Retention(Section):
+    """How long each store keeps what it holds (services/collector/retention.py)."""
+
+    requests_days: int = Field(default=90, ge=1)
+    """Captured requests (prompts and answers) and their rollups' source rows."""
+    feedback_days: int = Field(default=365, ge=1)
+    verdicts_days: int = Field(default=90, ge=1)
+    audit_answers_days: int = Field(default=90, ge=1)
+    drift_signals_days: int = Field(default=365, ge=1)
+    datasets_days: int = Field(default=180, ge=1)
+    """Exported datasets no adapter in use was trained on, in the artifact store."""
+    retired_adapters_days: int = Field(default=90, ge=1)
+    """Adapters rejected by their gate, failed or rolled back, in the artifact store (a rolled-back
+    version cannot be served again with `rollback --to` once expired)."""
+
+    def days(self, table: str) -> int | None:
+        """The retention of a ClickHouse table, None for tables kept for good (adapters, rollouts)."""
+        value = getattr(self, f"{table}_days", None)
+        return int(value) if value is not None else None
+
+
 class RedactionPolicy(Section):
     """One tenant's redaction; unset fields take ``privacy``'s."""
 
@@ -38,6 +59,8 @@ class RedactionPolicy(Section):
     custom: dict[str, str] = Field(default_factory=dict)
     """The tenant's own kinds, added to ``privacy.custom``: UPPER_SNAKE name -> RE2 pattern."""
     on_erasure: ErasurePolicy | None = None
+    retention_days: int | None = Field(default=None, ge=1)
+    """This tenant's captured data (requests, feedback, verdicts, audit answers) is kept this long."""
 
 
 class PrivacyConfig(Section):
@@ -50,8 +73,12 @@ class PrivacyConfig(Section):
     on_erasure: ErasurePolicy = "retrain"
     """An adapter trained on erased data: ``retrain`` (a new version without it rolls out over
     it through the usual gates) or ``retire`` (it stops serving at once; services/collector/lineage.py)."""
+    erasure_training_wait_s: float = Field(default=900.0, ge=0)
+    """An erasure waits this long for a training job on an affected dataset to end, so that its
+    adapter is tainted with the others (the receipt says which it waited for)."""
     receipts_dir: Path | None = None
-    """Where erasure receipts are kept; default <state_dir>/receipts."""
+    """Where erasure receipts are kept (for good); default <state_dir>/receipts."""
+    retention: Retention = Retention()
 
     def policies(self) -> dict[str, object]:
         """What `cumulus status` shows: the default and every tenant's own (opt-outs stand out)."""
@@ -67,6 +94,10 @@ class PrivacyConfig(Section):
         return {
             "redact": self.redact,
             "on_erasure": self.on_erasure,
+            "retention_days": self.retention.model_dump(),
+            "tenant_retention_days": {
+                name: own.retention_days for name, own in sorted(self.tenants.items()) if own.retention_days
+            },
             "disabled": self.disabled,
             "custom": sorted(self.custom),
             "tenants": tenants,

@@ -8,9 +8,10 @@ another one: placeholders link nothing across requests, and without the key (a p
 secret) a guessed value cannot be confirmed from them. Tags are letters only, so no detector
 ever takes a placeholder for a number, and redacting twice changes nothing.
 
-Cost is linear in the text: each detector is one RE2 pass, each candidate's check is bounded by
-its pattern, and overlaps are resolved in one sweep over the findings sorted by position (the
-detector listed first wins a clash: secrets before cards before phones).
+Cost is linear in the text: one RE2 set pass finds which detectors match at all, each of those
+is one more RE2 pass, each candidate's check is bounded by its pattern, and overlaps are
+resolved in one sweep over the findings sorted by position (the detector listed first wins a
+clash: secrets before cards before phones).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import hmac
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import cast
 
 import re2
 
@@ -55,6 +57,12 @@ class Redactor:
             raise ValueError("the redaction key must be at least 16 bytes")
         self._key = key
         self.detectors = (PLACEHOLDER, *detectors)
+        # One pass over the text says which detectors match at all (most texts: none), so only
+        # those run their own pass: ~2 us for a clean sentence instead of one scan per detector.
+        self._any = re2.Set.SearchSet()
+        for detector in self.detectors:
+            self._any.Add(detector.pattern)
+        self._any.Compile()
 
     @property
     def kinds(self) -> tuple[str, ...]:
@@ -68,7 +76,10 @@ class Redactor:
         characters). Checks only ever see ASCII (every checked pattern matches ASCII only), so
         their lengths are byte lengths."""
         found: list[Finding] = []
-        for rank, detector in enumerate(self.detectors):
+        # The stubs say bool; RE2::Set answers the indexes of the patterns that match (or None).
+        hits = cast("list[int] | None", self._any.Match(data))
+        for rank in sorted(hits or ()):
+            detector = self.detectors[rank]
             for match in detector.compiled.finditer(data):
                 start, end = match.start(detector.group), match.end(detector.group)
                 if start < 0 or start == end:

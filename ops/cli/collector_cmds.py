@@ -39,7 +39,9 @@ def register(sub: Any) -> None:
     nominate.set_defaults(handler=cmd_nominate)
 
 
-def call_collector(config: CumulusConfig, method: str, path: str, body: Any = None) -> Any:
+def call_collector(
+    config: CumulusConfig, method: str, path: str, body: Any = None, timeout_s: float = TIMEOUT_S
+) -> Any:
     """One read-API call; translates HTTP and connection failures into CumulusErrors."""
     c = config.collector
     url = f"http://{c.host}:{c.health_port}{path}"
@@ -47,7 +49,7 @@ def call_collector(config: CumulusConfig, method: str, path: str, body: Any = No
     headers = {"Content-Type": "application/json", **auth_headers(config.state_dir)}
     request = urllib.request.Request(url, data=data, method=method, headers=headers)
     try:
-        with urllib.request.urlopen(request, timeout=TIMEOUT_S) as resp:
+        with urllib.request.urlopen(request, timeout=timeout_s) as resp:
             return json.loads(resp.read())
     except urllib.error.HTTPError as exc:
         try:

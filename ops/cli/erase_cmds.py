@@ -49,7 +49,9 @@ def cmd_erase(args: argparse.Namespace, config: CumulusConfig) -> int:
             fix=f"e.g. `cumulus erase --tenant {args.tenant} --user USER_ID`",
         )
     body = {"tenant": args.tenant, "requests": args.request, "sessions": args.session, "users": args.user}
-    receipt = call_collector(config, "POST", "/api/v1/erasures", {**body, "all": args.all})
+    # It may wait for a training job on an affected dataset to end (privacy.erasure_training_wait_s).
+    wait_s = config.privacy.erasure_training_wait_s + 120
+    receipt = call_collector(config, "POST", "/api/v1/erasures", {**body, "all": args.all}, timeout_s=wait_s)
     receipt["retired"] = retire(config, receipt)
     if args.json:
         print(json.dumps(receipt, indent=2))

@@ -129,9 +129,13 @@ def privacy_line(privacy: dict[str, Any]) -> str:
     """One line: where captured text is redacted, per tenant where it differs, and who opted out."""
     own = ", ".join(f"{name}={t['redact']}" for name, t in privacy["tenants"].items())
     out = ", ".join(privacy["opted_out"])
+    days = privacy["retention_days"]
+    kept = f"requests {days['requests_days']}d, datasets {days['datasets_days']}d"
+    tenant_days = ", ".join(f"{name}={d}d" for name, d in privacy["tenant_retention_days"].items())
     return (
         f"privacy    redact={privacy['redact']}" + (f" (tenants: {own})" if own else "")
-        + f", on_erasure={privacy['on_erasure']}" + (f"; NOT REDACTED: {out}" if out else "")
+        + f", on_erasure={privacy['on_erasure']}, kept: {kept}" + (f" ({tenant_days})" if tenant_days else "")
+        + (f"; NOT REDACTED: {out}" if out else "")
     )  # fmt: skip
 
 

@@ -23,6 +23,7 @@ from services.collector.erasure import Eraser, ErasureContext, capture_screen
 from services.collector.insights import Insights
 from services.collector.nomination import Nominator
 from services.collector.pipeline import CapturePipeline
+from services.collector.retention import apply_ttls, expire_every
 from services.collector.store import ClickHouseStore
 from services.collector.tombstones import Tombstones
 
@@ -50,17 +51,23 @@ async def main(ctx: ServiceContext, api: ServiceApi[Backend]) -> None:
         return (await nominator.nominate(tenant, workflow, "erasure", reason, {})).candidate_id
 
     erasures = ErasureContext(
-        privacy.key, artifacts, config.receipts_dir, config.privacy.erasure_policy, renominate
+        privacy.key,
+        artifacts,
+        config.receipts_dir,
+        config.privacy.erasure_policy,
+        renominate,
+        config.privacy.erasure_training_wait_s,
     )
     await db.open()
     try:
         await tombstones.load()  # before capture starts: an erased event must never come back
+        await apply_ttls(db, config.privacy)
         async with KafkaRuntime(ctx, publisher, close_timeout_s=5.0):
             eraser = Eraser(db, tombstones, erasures)
             api.attach(Backend(db, insights, nominator, detector, drift, cfg.detection.window_h, eraser))
             try:
                 if await pipeline.start(ctx.stopping):
-                    await capture_and_detect(ctx, pipeline, detector, drift)
+                    await capture_and_detect(ctx, pipeline, detector, drift, artifacts)
             finally:
                 api.detach()
                 await pipeline.close()
@@ -70,12 +77,21 @@ async def main(ctx: ServiceContext, api: ServiceApi[Backend]) -> None:
 
 
 async def capture_and_detect(
-    ctx: ServiceContext, pipeline: CapturePipeline, detector: CandidateDetector, drift: DriftWatch
+    ctx: ServiceContext,
+    pipeline: CapturePipeline,
+    detector: CandidateDetector,
+    drift: DriftWatch,
+    artifacts: ArtifactStore,
 ) -> None:
-    """Run capture, detection and the drift watch side by side until SIGTERM or one of them crashes."""
+    """Run capture, detection, the drift watch and retention side by side until SIGTERM or one of
+    them crashes."""
     db = pipeline.store
     ctx.log.info("collector.started", clickhouse=db.dsn.split("://")[0], database=db.database)
     tasks = [asyncio.create_task(pipeline.run(), name="capture")]
+    privacy = ctx.config.privacy
+    tasks.append(
+        asyncio.create_task(expire_every(3600, db, artifacts, privacy, ctx.stopping), name="retention")
+    )
     if ctx.config.collector.detection.enabled:
         tasks.append(asyncio.create_task(detector.run(ctx.stopping), name="detection"))
     if ctx.config.collector.drift.enabled:

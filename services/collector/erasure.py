@@ -13,8 +13,9 @@ One erasure, in order:
    (``Tombstones.drops``), so it cannot bring the rows back;
 4. every dataset of the tenant holding such a request is rewritten without it (its manifest
    records the erasure; ``--all`` removes the tenant's datasets);
-5. the adapters trained on an affected dataset, and those warm-started from one of them, are
-   tainted (services/collector/lineage.py) and the tenant's ``privacy.on_erasure`` decides;
+5. a training job on an affected dataset is waited for (``privacy.erasure_training_wait_s``);
+   then the adapters trained on an affected dataset, and those warm-started from one of them,
+   are tainted (services/collector/lineage.py) and the tenant's ``privacy.on_erasure`` decides;
 6. the receipt (what was removed where, what became of each adapter, until when Kafka still holds
    raw events) is kept under <state_dir>/receipts and returned.
 
@@ -42,7 +43,7 @@ from cumulus.privacy.events import pseudonym
 from cumulus.privacy.policy import TenantPrivacy
 from services.collector.clickhouse import schema
 from services.collector.erased_datasets import rewrite_datasets
-from services.collector.lineage import act_on_tainted
+from services.collector.lineage import act_on_tainted, wait_for_training
 from services.collector.store import ClickHouseStore
 from services.collector.tombstones import Tombstones
 
@@ -76,6 +77,9 @@ class ErasureContext:
     """The tenant's ``privacy.on_erasure``: retrain or retire."""
     renominate: Callable[[str, str, str], Awaitable[str]] | None = None
     """(tenant, workflow, reason) -> the new candidate's id: a retrain without the erased rows."""
+    training_wait_s: float = 900.0
+    """How long an erasure waits for a training job on an affected dataset to end (it is then
+    tainted like the others); the receipt says which it waited for, and how long."""
 
 
 @dataclass(frozen=True)
@@ -150,7 +154,9 @@ class Eraser:
         )
         stones += [("dataset", d["dataset_id"]) for d in datasets]
         await self.tombstones.add(erasure_id, tenant, stones)
-        adapters = await act_on_tainted(self.db, self.context, tenant, [d["dataset_id"] for d in datasets])
+        touched = [d["dataset_id"] for d in datasets]
+        waited = await wait_for_training(self.db, tenant, touched, self.context.training_wait_s)
+        adapters = await act_on_tainted(self.db, self.context, tenant, touched)
         receipt = {
             "erasure_id": erasure_id,
             "tenant": tenant,
@@ -165,6 +171,7 @@ class Eraser:
             "clickhouse": removed,
             "datasets": datasets,
             "adapters": adapters,
+            "waited_for_training": waited,
             "tombstones": len(stones),
             "kafka": self._kafka_note(),
             "nothing_found": not any(t["removed"] for t in removed.values()) and not datasets,

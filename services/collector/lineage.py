@@ -14,6 +14,8 @@ parent). What then happens is the tenant's ``privacy.on_erasure``:
 
 from __future__ import annotations
 
+import asyncio
+import time
 from typing import TYPE_CHECKING, Any
 
 from cumulus.errors import CumulusError
@@ -54,6 +56,35 @@ async def tainted(db: ClickHouseStore, tenant: str, datasets: list[str]) -> list
     return sorted(found.values(), key=lambda r: (r["workflow"], r["adapter_id"]))
 
 
+_TRAINING_SQL = """
+SELECT adapter_id, dataset_id FROM {db}.adapters FINAL
+WHERE tenant = {t:String} AND status = 'training' AND dataset_id IN {ds:Array(String)}
+"""
+
+
+async def wait_for_training(
+    db: ClickHouseStore, tenant: str, datasets: list[str], wait_s: float, poll_s: float = 2.0
+) -> list[dict[str, Any]]:
+    """Wait (up to ``wait_s``) for the training jobs on ``datasets`` to end, so that what they make
+    is tainted with the rest; each job waited for, how long, and whether it ended in time."""
+    sql = _TRAINING_SQL.replace("{db}", f"`{db.database}`")
+    training = await db.query(sql, {"t": tenant, "ds": datasets}) if datasets else []
+    if not training:
+        return []
+    started = time.monotonic()
+    running = training
+    while running and time.monotonic() - started < wait_s:
+        await asyncio.sleep(poll_s)
+        running = await db.query(sql, {"t": tenant, "ds": datasets})
+    still = {r["adapter_id"] for r in running}
+    waited = round(time.monotonic() - started, 1)
+    return [
+        {"adapter_id": r["adapter_id"], "dataset_id": r["dataset_id"], "waited_s": waited,
+         "ended": r["adapter_id"] not in still}
+        for r in training
+    ]  # fmt: skip
+
+
 async def act_on_tainted(
     db: ClickHouseStore, context: ErasureContext, tenant: str, datasets: list[str]
 ) -> list[dict[str, Any]]:
@@ -65,7 +96,9 @@ async def act_on_tainted(
         serving = (adapter.get("state") or "") in SERVING
         entry = {k: adapter[k] for k in ("workflow", "adapter_id", "dataset_id", "tainted_by")}
         entry["state"] = adapter.get("state") or adapter.get("status") or ""
-        if not serving:
+        if adapter.get("status") == "training":
+            entry["action"] = "still training after the wait: tainted; roll it back if it rolls out"
+        elif not serving:
             entry["action"] = "none: it does not serve"
         elif policy == "retire":
             entry["action"] = "retire: `cumulus erase` rolls it back"

@@ -105,6 +105,8 @@ def history(records: Iterable[AdapterRecord], tenant: str, workflow: str) -> lis
             continue
         if record.field("status") not in ("ready", "rejected"):
             continue
+        if record.field("forced_past_gate", False):
+            continue  # never gated (the demo's deliberately broken adapter): says nothing of the student
         # The gate recorded its own score: gold accuracy where it decided on gold, else agreement.
         gate = record.field("offline_gate") or {}
         tried.append(

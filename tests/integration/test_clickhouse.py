@@ -79,6 +79,7 @@ def request_row(i: int, *, workflow: str = "wf-a", status: str = "ok", **overrid
         "error": "" if status == "ok" else "boom",
         "candidate_error": "",
         "metadata": {"client": "sdk-1.2"},
+        "redacted": {"EMAIL": 1},
         **overrides,
     }
     assert list(values) == list(REQUESTS.insert_columns)
@@ -232,7 +233,7 @@ def test_a_table_from_an_older_release_gets_the_new_columns_and_keeps_its_rows(
 def feedback_row(event_id: str, request_id: str, seconds: int, **values: Any) -> list[Any]:
     row = {"event_id": event_id, "tenant": "acme", "workflow": "wf-a", "request_id": request_id}
     row |= {"occurred_at": NOW + dt.timedelta(seconds=seconds), "score": None, "label": "", "correction": ""}
-    row |= {"comment": "", **values}
+    row |= {"comment": "", "redacted": {}, **values}
     assert list(row) == list(FEEDBACK.insert_columns)
     return list(row.values())
 

@@ -177,6 +177,19 @@ def test_volumes(compose: dict[str, Any], services: dict[str, Any]) -> None:
         assert f"artifacts:{artifacts_dir}{mode}" in services[name]["volumes"], name
 
 
+def test_the_gateway_and_the_collector_share_one_redaction_key(
+    compose: dict[str, Any], services: dict[str, Any]
+) -> None:
+    """Placeholders and pseudonyms made by the gateway (capture) and the collector (store,
+    erasure) only match under one key."""
+    env = {k: str(v) for k, v in compose["x-cumulus-env"].items()}
+    key_file = CumulusConfig.model_validate({"privacy": {"key_file": env["CUMULUS_PRIVACY__KEY_FILE"]}})
+    folder = key_file.redaction_key_file.parent
+    for name in ("gateway", "collector"):
+        assert f"privacy:{folder}" in services[name]["volumes"], name
+    assert "receipts:/var/lib/cumulus/receipts" in services["collector"]["volumes"]
+
+
 def test_triton_has_a_gpu_and_the_model_repository(services: dict[str, Any]) -> None:
     triton = services["triton"]
     assert re.fullmatch(

@@ -26,11 +26,11 @@ def test_a_bad_selector_names_the_fix(selector: dict[str, object]) -> None:
 
 
 def test_status_shows_each_tenants_redaction_and_the_opt_outs() -> None:
-    privacy = PrivacyConfig(tenants={"acme": {"redact": "capture"}, "lab": {"redact": "none"}})  # type: ignore[dict-item]
-    line = privacy_line(privacy.policies())
-    assert (
-        line
-        == "privacy    redact=store (tenants: acme=capture, lab=none), on_erasure=retrain; NOT REDACTED: lab"
+    tenants = {"acme": {"redact": "capture"}, "lab": {"redact": "none", "retention_days": 7}}
+    line = privacy_line(PrivacyConfig(tenants=tenants).policies())  # type: ignore[arg-type]
+    assert line == (
+        "privacy    redact=store (tenants: acme=capture, lab=none), on_erasure=retrain, "
+        "kept: requests 90d, datasets 180d (lab=7d); NOT REDACTED: lab"
     )
 
 

@@ -79,6 +79,8 @@ def test_history_reads_gated_adapters_of_the_workflow_and_tenant(tmp_path: Path)
         record(tmp_path, "a3", tenant="t", base_model="s-135m", status="failed"),
         record(tmp_path, "a4", tenant="other", base_model="s-135m", status="rejected"),
         record(tmp_path, "a5", tenant="t", workflow="wf-2", base_model="s-135m", status="rejected"),
+        # The demo's broken adapter, announced ready without a gate: no evidence about the student.
+        record(tmp_path, "a6", tenant="t", base_model="s-135m", status="ready", forced_past_gate=True),
     ]  # fmt: skip
     assert history(records, "t", "wf") == [
         Tried("s-135m", 90, 0.5, False),
