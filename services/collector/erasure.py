@@ -43,7 +43,7 @@ from cumulus.privacy.events import pseudonym
 from cumulus.privacy.policy import TenantPrivacy
 from services.collector.clickhouse import schema
 from services.collector.erased_datasets import rewrite_datasets
-from services.collector.lineage import act_on_tainted, wait_for_training
+from services.collector.lineage import act_on_tainted, retire_all, wait_for_training
 from services.collector.store import ClickHouseStore
 from services.collector.tombstones import Tombstones
 
@@ -145,6 +145,8 @@ class Eraser:
         sessions = sorted({*selector.sessions, *(pseudonym(key, s) for s in selector.sessions)})
         users = sorted({*selector.users, *(pseudonym(key, u, "user") for u in selector.users)})
         ids = [] if selector.everything else await self._request_ids(tenant, selector, sessions, users)
+        # The whole tenant: its adapters' rows go too, so whatever serves is listed (to retire) first.
+        retiring = await retire_all(self.db, tenant) if selector.everything else []
         removed = await self._delete_rows(tenant, ids, selector.everything)
         stones = [("tenant", tenant)] if selector.everything else [("request", i) for i in ids]
         stones += [("session", pseudonym(key, s)) for s in selector.sessions]
@@ -156,7 +158,7 @@ class Eraser:
         await self.tombstones.add(erasure_id, tenant, stones)
         touched = [d["dataset_id"] for d in datasets]
         waited = await wait_for_training(self.db, tenant, touched, self.context.training_wait_s)
-        adapters = await act_on_tainted(self.db, self.context, tenant, touched)
+        adapters = retiring or await act_on_tainted(self.db, self.context, tenant, touched)
         receipt = {
             "erasure_id": erasure_id,
             "tenant": tenant,

@@ -28,6 +28,7 @@ if TYPE_CHECKING:
 
 log = get_logger("collector")
 SERVING = ("shadow", "canary", "paused", "promoted")
+_RETIRE = "retire: `cumulus erase` rolls it back"
 _ADAPTERS_SQL = f"""
 SELECT a.workflow AS workflow, a.adapter_id AS adapter_id, a.dataset_id AS dataset_id,
        a.status AS status, c.parent_adapter_id AS parent, r.state AS state
@@ -101,13 +102,30 @@ async def act_on_tainted(
         elif not serving:
             entry["action"] = "none: it does not serve"
         elif policy == "retire":
-            entry["action"] = "retire: `cumulus erase` rolls it back"
+            entry["action"] = _RETIRE
         else:
             entry["action"] = await _retrain(context, tenant, adapter["workflow"], renominated)
         adapter.clear()
         adapter.update(entry)
         log.warning("erasure.adapter_tainted", tenant=tenant, **entry)
     return adapters
+
+
+async def retire_all(db: ClickHouseStore, tenant: str) -> list[dict[str, Any]]:
+    """Every adapter of a tenant erased whole: the serving ones must stop (there is nothing left to
+    retrain on), whatever ``privacy.on_erasure`` says."""
+    rows = await db.query(_ADAPTERS_SQL.replace("{db}", f"`{db.database}`"), {"t": tenant})
+    return [
+        {
+            "workflow": r["workflow"],
+            "adapter_id": r["adapter_id"],
+            "dataset_id": r["dataset_id"],
+            "tainted_by": "the tenant's erasure (--all)",
+            "state": r["state"] or r["status"],
+            "action": _RETIRE if r["state"] in SERVING else "none: it does not serve",
+        }
+        for r in sorted(rows, key=lambda r: (r["workflow"], r["adapter_id"]))
+    ]
 
 
 async def _retrain(context: ErasureContext, tenant: str, workflow: str, done: dict[str, str]) -> str:

@@ -184,3 +184,36 @@ async def test_bad_erasures_say_what_to_fix(loop_parts: dict[str, Any]) -> None:
         with pytest.raises(InvalidArgument) as error:
             Selector.from_json(body)
         assert error.value.field == field
+
+
+async def test_erasing_a_whole_tenant_retires_what_serves_and_leaves_others_be(
+    loop_parts: dict[str, Any],
+) -> None:
+    db: ClickHouseStore = loop_parts["db"]
+    await capture(loop_parts, topics.INFERENCE, [inference("ana", 1)], "t-acme")
+    globex = inference("bo", 1)
+    globex.meta.tenant = "globex"
+    adapter = events_pb2.AdapterEvent(
+        meta=codec.new_meta(tenant="globex", workflow=WORKFLOW, producer="trainer"),
+        adapter_id="ad-g", dataset_id="ds-g", status=events_pb2.ADAPTER_STATUS_READY,
+    )  # fmt: skip
+    promoted = events_pb2.RolloutEvent(
+        meta=codec.new_meta(tenant="globex", workflow=WORKFLOW, producer="router"),
+        adapter_id="ad-g", from_state="canary", to_state="promoted",
+    )  # fmt: skip
+    await capture(loop_parts, topics.INFERENCE, [globex], "t-globex")
+    await capture(loop_parts, topics.ADAPTERS, [adapter], "t-globex-adapter")
+    await capture(loop_parts, topics.ROLLOUTS, [promoted], "t-globex-rollout")
+
+    receipt = await loop_parts["eraser"].erase(Selector.from_json({"tenant": "globex", "all": True}))
+
+    [retired] = receipt["adapters"]
+    assert retired["adapter_id"] == "ad-g" and retired["action"].startswith("retire")
+    for table in ("requests", "adapters", "rollout_events"):
+        assert await count(db, table, "tenant = 'globex'") == 0, table
+    assert await count(db, "requests", "tenant = 'acme'") == 1
+    assert loop_parts["renominated"] == []  # nothing left to retrain on
+    late = inference("bo", 2)
+    late.meta.tenant = "globex"
+    late.meta.occurred_at.FromSeconds(late.meta.occurred_at.seconds - 60)  # from before the erasure
+    assert await capture(loop_parts, topics.INFERENCE, [late], "t-globex-late") == 0
