@@ -21,7 +21,9 @@ def add_kafka_option(parser: argparse.ArgumentParser) -> None:
 
 
 @contextlib.contextmanager
-def collector_stack(prefix: str, kafka: str) -> Iterator[tuple[str, CollectorProcess]]:
+def collector_stack(
+    prefix: str, kafka: str, settings: dict[str, str] | None = None
+) -> Iterator[tuple[str, CollectorProcess]]:
     """``(bootstrap, collector)`` in a temporary directory named ``prefix...``; all gone on exit.
 
     A broker is started unless ``kafka`` names a running one. The collector is not started (each
@@ -36,7 +38,9 @@ def collector_stack(prefix: str, kafka: str) -> Iterator[tuple[str, CollectorPro
             cleanup.callback(broker.stop)
             bootstrap = broker.bootstrap
         collector = CollectorProcess(
-            Path(tmp) / "collector", bootstrap, settings={"CUMULUS_COLLECTOR__DETECTION__ENABLED": "false"}
+            Path(tmp) / "collector",
+            bootstrap,
+            settings={"CUMULUS_COLLECTOR__DETECTION__ENABLED": "false", **(settings or {})},
         )
         cleanup.callback(collector.kill)
         asyncio.run(start_at_end(bootstrap, collector.group_id))

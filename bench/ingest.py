@@ -116,13 +116,20 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=300_000)
     parser.add_argument("--rate", type=float, default=5000.0, help="paced events/s of the freshness phase")
     parser.add_argument("--seconds", type=float, default=20.0)
+    parser.add_argument(
+        "--redact",
+        choices=("store", "none"),
+        default="store",
+        help="privacy.redact of the collector (store, the default, redacts every event before its row)",
+    )
     add_kafka_option(parser)
     args = parser.parse_args()
     if args.quick:
         args.events, args.seconds = 60_000, 6.0
     run = uuid.uuid4().hex[:6]
-    with collector_stack("bench-ingest-", args.kafka) as (bootstrap, collector):
-        results: dict[str, object] = {"events": args.events, "rate": args.rate}
+    settings = {"CUMULUS_PRIVACY__REDACT": args.redact}
+    with collector_stack("bench-ingest-", args.kafka, settings) as (bootstrap, collector):
+        results: dict[str, object] = {"events": args.events, "rate": args.rate, "redact": args.redact}
         results.update(throughput(collector, bootstrap, f"bench-{run}", args.events))
         results.update(freshness(collector, bootstrap, f"fresh-{run}", args.rate, args.seconds))
         results["insert_p99_ms"] = insert_p99_ms(collector)
