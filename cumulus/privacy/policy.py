@@ -78,7 +78,11 @@ class TenantPrivacy:
         """Redact ``event`` in place if its tenant's mode says so at ``stage``; the counts, or None
         when it is left as it is."""
         tenant = getattr(getattr(event, "meta", None), "tenant", "")
-        mode = self.mode(tenant)
-        if mode == "none" or (stage == "capture" and mode != "capture"):
+        if not self.redacts(tenant, stage):
             return None
         return redact_event(event, self.redactor(tenant), self.key)
+
+    def redacts(self, tenant: str, stage: Stage) -> bool:
+        """Whether ``stage`` redacts ``tenant``'s events (see the module docstring)."""
+        mode = self.mode(tenant)
+        return mode == "capture" if stage == "capture" else mode != "none"

@@ -15,18 +15,12 @@ import datetime as dt
 import json
 from typing import Any
 
-from cumulus.artifacts import ArtifactStore, read_jsonl
+from cumulus.artifacts import ArtifactStore, Manifest, read_jsonl
 from cumulus.errors import ArtifactError
 from cumulus.logs import get_logger
 
 log = get_logger("collector")
 SPLITS = ("train.jsonl", "holdout.jsonl")
-_IDENTITY = ("manifest_version", "kind", "workflow", "id", "created_at", "files")
-"""Manifest keys the artifact store writes itself on commit."""
-
-
-def _now() -> str:
-    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
 
 
 async def rewrite_datasets(
@@ -43,10 +37,10 @@ def _rewrite_all(
     for folder in sorted(root.glob("*/*")) if root.is_dir() else []:
         if folder.name.startswith(".") or not (folder / "manifest.json").is_file():
             continue
-        manifest = json.loads((folder / "manifest.json").read_text())
-        if manifest.get("tenant") != tenant:
+        manifest = Manifest.from_json(json.loads((folder / "manifest.json").read_text()))
+        if manifest.fields.get("tenant") != tenant:
             continue
-        workflow, dataset_id = manifest["workflow"], manifest["id"]
+        workflow, dataset_id = manifest.workflow, manifest.id
         if everything:
             store.remove("datasets", workflow, dataset_id)
             touched.append({"dataset_id": dataset_id, "workflow": workflow, "removed": "the whole dataset"})
@@ -68,16 +62,12 @@ def _rewrite_all(
 
 def _rewrite(
     store: ArtifactStore,
-    manifest: dict[str, Any],
+    manifest: Manifest,
     kept: dict[str, list[dict[str, Any]]],
     erasure_id: str,
     removed: int,
 ) -> None:
-    fields = {
-        k: v
-        for k, v in manifest.items()
-        if k not in ("manifest_version", "kind", "workflow", "id", "created_at", "files")
-    }
+    fields = dict(manifest.fields)
     fields["examples"] = {split.split(".")[0]: len(rows) for split, rows in kept.items()}
     fields["erasures"] = [
         *fields.get("erasures", []),
@@ -88,10 +78,10 @@ def _rewrite(
         },
     ]
     try:
-        with store.rewrite("datasets", manifest["workflow"], manifest["id"]) as writer:
+        with store.rewrite("datasets", manifest.workflow, manifest.id) as writer:
             for split, rows in kept.items():
                 writer.write_lines(split, (json.dumps(r, ensure_ascii=False, sort_keys=True) for r in rows))
             writer.commit(fields)
     except ArtifactError:
-        log.exception("erasure.dataset_rewrite_failed", dataset=manifest["id"], workflow=manifest["workflow"])
+        log.exception("erasure.dataset_rewrite_failed", dataset=manifest.id, workflow=manifest.workflow)
         raise

@@ -135,22 +135,24 @@ class Eraser:
             return await self._erase(selector)
 
     async def _erase(self, selector: Selector) -> dict[str, Any]:
-        tenant, db = selector.tenant, f"`{self.db.database}`"
+        tenant = selector.tenant
         if not await self._known(tenant):
             raise NotFound(
                 f"tenant {tenant!r} has no captured data", fix="check the name with `cumulus status`"
             )
         erasure_id = f"er-{dt.datetime.now(dt.UTC):%Y%m%d-%H%M%S}-{uuid.uuid4().hex[:8]}"
         key = self.context.key
-        sessions = sorted({*selector.sessions, *(pseudonym(key, s) for s in selector.sessions)})
-        users = sorted({*selector.users, *(pseudonym(key, u, "user") for u in selector.users)})
+        # As stored: pseudonyms, or the raw values for a tenant that does not redact.
+        session_stones = [("session", pseudonym(key, s)) for s in selector.sessions]
+        user_stones = [("user", pseudonym(key, u, "user")) for u in selector.users]
+        sessions = sorted({*selector.sessions, *(v for _, v in session_stones)})
+        users = sorted({*selector.users, *(v for _, v in user_stones)})
         ids = [] if selector.everything else await self._request_ids(tenant, selector, sessions, users)
         # The whole tenant: its adapters' rows go too, so whatever serves is listed (to retire) first.
         retiring = await retire_all(self.db, tenant) if selector.everything else []
         removed = await self._delete_rows(tenant, ids, selector.everything)
         stones = [("tenant", tenant)] if selector.everything else [("request", i) for i in ids]
-        stones += [("session", pseudonym(key, s)) for s in selector.sessions]
-        stones += [("user", pseudonym(key, u, "user")) for u in selector.users]
+        stones += session_stones + user_stones
         datasets = await rewrite_datasets(
             self.context.artifacts, tenant, set(ids), selector.everything, erasure_id
         )
@@ -185,7 +187,7 @@ class Eraser:
         path = self.context.receipts_dir / path_segment(tenant) / f"{erasure_id}.json"
         path.parent.mkdir(parents=True, exist_ok=True)
         write_json_atomically(path, receipt)
-        log.warning("erasure.done", tenant=tenant, erasure=erasure_id, requests=len(ids), db=db)
+        log.warning("erasure.done", tenant=tenant, erasure=erasure_id, requests=len(ids))
         return receipt
 
     async def _known(self, tenant: str) -> bool:
@@ -218,16 +220,13 @@ class Eraser:
         for table in tables:
             name = f"`{self.db.database}`.`{table.name}`"
             final = "" if table is schema.WORKFLOW_STATS_MINUTE else " FINAL"
-            before = (await self.db.query(f"SELECT count() AS n FROM {name}{final} WHERE {where}", params))[
-                0
-            ]["n"]
+            count = f"SELECT count() AS n FROM {name}{final} WHERE {where}"
+            before = (await self.db.query(count, params))[0]["n"]
             if before:
                 await self.db.execute(
                     f"ALTER TABLE {name} DELETE WHERE {where} SETTINGS mutations_sync = 2", params
                 )
-            left = (await self.db.query(f"SELECT count() AS n FROM {name}{final} WHERE {where}", params))[0][
-                "n"
-            ]
+            left = (await self.db.query(count, params))[0]["n"]
             if left:
                 raise RuntimeError(f"erasure left {left} rows in {table.name}")
             removed[table.name] = {"removed": before, "remaining": left}

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from cumulus.errors import CumulusError
 from cumulus.logs import get_logger
+from cumulus.rollout_states import WATCHED
 from services.collector.learning import ADAPTER_STATES_SQL
 from services.collector.store import ClickHouseStore
 
@@ -27,8 +28,8 @@ if TYPE_CHECKING:
     from services.collector.erasure import ErasureContext
 
 log = get_logger("collector")
-SERVING = ("shadow", "canary", "paused", "promoted")
 _RETIRE = "retire: `cumulus erase` rolls it back"
+_IDLE = "none: it does not serve"
 _ADAPTERS_SQL = f"""
 SELECT a.workflow AS workflow, a.adapter_id AS adapter_id, a.dataset_id AS dataset_id,
        a.status AS status, c.parent_adapter_id AS parent, r.state AS state
@@ -91,24 +92,21 @@ async def act_on_tainted(
 ) -> list[dict[str, Any]]:
     """Taint and apply the tenant's policy (see the module docstring); one entry per adapter."""
     policy = context.on_erasure(tenant)
-    adapters = await tainted(db, tenant, datasets)
+    entries = []
     renominated: dict[str, str] = {}
-    for adapter in adapters:
-        serving = (adapter.get("state") or "") in SERVING
-        entry = {k: adapter[k] for k in ("workflow", "adapter_id", "dataset_id", "tainted_by")}
-        entry["state"] = adapter.get("state") or adapter.get("status") or ""
-        if adapter.get("status") == "training":
-            entry["action"] = "still training after the wait: tainted; roll it back if it rolls out"
-        elif not serving:
-            entry["action"] = "none: it does not serve"
+    for adapter in await tainted(db, tenant, datasets):
+        if adapter["status"] == "training":
+            action = "still training after the wait: tainted; roll it back if it rolls out"
+        elif adapter["state"] not in WATCHED:
+            action = _IDLE
         elif policy == "retire":
-            entry["action"] = _RETIRE
+            action = _RETIRE
         else:
-            entry["action"] = await _retrain(context, tenant, adapter["workflow"], renominated)
-        adapter.clear()
-        adapter.update(entry)
+            action = await _retrain(context, tenant, adapter["workflow"], renominated)
+        entry = _entry(adapter, adapter["tainted_by"], action)
         log.warning("erasure.adapter_tainted", tenant=tenant, **entry)
-    return adapters
+        entries.append(entry)
+    return entries
 
 
 async def retire_all(db: ClickHouseStore, tenant: str) -> list[dict[str, Any]]:
@@ -116,16 +114,21 @@ async def retire_all(db: ClickHouseStore, tenant: str) -> list[dict[str, Any]]:
     retrain on), whatever ``privacy.on_erasure`` says."""
     rows = await db.query(_ADAPTERS_SQL.replace("{db}", f"`{db.database}`"), {"t": tenant})
     return [
-        {
-            "workflow": r["workflow"],
-            "adapter_id": r["adapter_id"],
-            "dataset_id": r["dataset_id"],
-            "tainted_by": "the tenant's erasure (--all)",
-            "state": r["state"] or r["status"],
-            "action": _RETIRE if r["state"] in SERVING else "none: it does not serve",
-        }
+        _entry(r, "the tenant's erasure (--all)", _RETIRE if r["state"] in WATCHED else _IDLE)
         for r in sorted(rows, key=lambda r: (r["workflow"], r["adapter_id"]))
     ]
+
+
+def _entry(adapter: dict[str, Any], tainted_by: str, action: str) -> dict[str, Any]:
+    """One adapter's line of the receipt."""
+    return {
+        "workflow": adapter["workflow"],
+        "adapter_id": adapter["adapter_id"],
+        "dataset_id": adapter["dataset_id"],
+        "tainted_by": tainted_by,
+        "state": adapter["state"] or adapter["status"] or "",
+        "action": action,
+    }
 
 
 async def _retrain(context: ErasureContext, tenant: str, workflow: str, done: dict[str, str]) -> str:

@@ -24,14 +24,15 @@ from typing import Any
 from cumulus.artifacts import ArtifactStore
 from cumulus.config.privacy import PrivacyConfig
 from cumulus.logs import get_logger
+from cumulus.rollout_states import WATCHED
 from services.collector.clickhouse import schema
 from services.collector.learning import ADAPTER_STATES_SQL
+from services.collector.rows import aware
 from services.collector.store import ClickHouseStore
 
 log = get_logger("collector")
 TENANT_TABLES = ("requests", "feedback", "verdicts", "audit_answers")
 """Tables whose retention a tenant's ``retention_days`` overrides."""
-KEPT = ("shadow", "canary", "paused", "promoted")
 _RETIRED = ("rejected", "failed")
 _ARTIFACT_STATES_SQL = f"""
 SELECT a.workflow AS workflow, a.adapter_id AS adapter_id, a.dataset_id AS dataset_id,
@@ -79,13 +80,13 @@ async def expire_artifacts(
     """Remove expired datasets and retired adapters (see the module docstring); what was removed."""
     now = now or dt.datetime.now(dt.UTC)
     rows = await db.query(_ARTIFACT_STATES_SQL.replace("{db}", f"`{db.database}`"))
-    in_use = {r["dataset_id"] for r in rows if (r["state"] or "") in KEPT or r["status"] == "training"}
+    in_use = {r["dataset_id"] for r in rows if r["state"] in WATCHED or r["status"] == "training"}
     retired_before = now - dt.timedelta(days=privacy.retention.retired_adapters_days)
     retired = [
         r
         for r in rows
         if ((r["state"] or "") == "rolled_back" or (not r["state"] and r["status"] in _RETIRED))
-        and _aware(r["updated_at"]) < retired_before
+        and aware(r["updated_at"]) < retired_before
     ]
     datasets_before = now - dt.timedelta(days=privacy.retention.datasets_days)
     return await asyncio.to_thread(_remove, store, retired, in_use, datasets_before)
@@ -103,16 +104,12 @@ def _remove(
     for manifest_path in sorted(root.glob("*/*/manifest.json")) if root.is_dir() else []:
         manifest = json.loads(manifest_path.read_text())
         created = dt.datetime.fromisoformat(manifest["created_at"])
-        if manifest["id"] not in in_use and _aware(created) < datasets_before:
+        if manifest["id"] not in in_use and aware(created) < datasets_before:
             store.remove("datasets", manifest["workflow"], manifest["id"])
             removed["datasets"].append(manifest["id"])
     if removed["adapters"] or removed["datasets"]:
         log.info("retention.expired", adapters=len(removed["adapters"]), datasets=len(removed["datasets"]))
     return removed
-
-
-def _aware(value: dt.datetime) -> dt.datetime:
-    return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
 
 
 async def expire_every(

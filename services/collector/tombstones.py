@@ -4,7 +4,8 @@ or in a gateway's spool while Kafka was away.
 
 A request id is dropped whenever it comes back (ids are unique). A session, user or tenant is
 dropped only for events that occurred before its erasure: what the same user does afterwards is
-new data. Datasets erased from are listed too: they define which adapters are tainted.
+new data. The datasets an erasure rewrote are stored with it too (for the record); capture has
+no use for them.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from google.protobuf.message import Message
 
 from cumulus.privacy.events import USER_METADATA, pseudonym
 from services.collector.clickhouse import schema
+from services.collector.rows import aware
 from services.collector.store import ClickHouseStore
 
 _LOAD_SQL = "SELECT tenant, kind, value, occurred_at FROM {db}.erasures FINAL"
@@ -28,7 +30,6 @@ class Tombstones:
         self._requests: dict[str, set[str]] = defaultdict(set)
         self._before: dict[tuple[str, str, str], int] = {}
         """(tenant, kind, value) -> ns before which its events are dropped (session, user, tenant)."""
-        self.datasets: dict[str, set[str]] = defaultdict(set)
 
     async def load(self) -> None:
         for row in await self.db.query(_LOAD_SQL.replace("{db}", f"`{self.db.database}`")):
@@ -46,9 +47,7 @@ class Tombstones:
     def _note(self, tenant: str, kind: str, value: str, at_ns: int) -> None:
         if kind == "request":
             self._requests[tenant].add(value)
-        elif kind == "dataset":
-            self.datasets[tenant].add(value)
-        else:
+        elif kind != "dataset":
             self._before[(tenant, kind, value)] = max(at_ns, self._before.get((tenant, kind, value), 0))
 
     def drops(self, event: Message) -> bool:
@@ -71,5 +70,4 @@ class Tombstones:
 
 
 def _ns(value: dt.datetime) -> int:
-    aware = value if value.tzinfo else value.replace(tzinfo=dt.UTC)
-    return int(aware.timestamp() * 1e9)
+    return int(aware(value).timestamp() * 1e9)

@@ -42,7 +42,7 @@ class RedactingSink:
 
     def publish(self, spec: TopicSpec, event: Message) -> None:
         tenant = getattr(getattr(event, "meta", None), "tenant", "")
-        if self.privacy.mode(tenant) == "capture" and hasattr(event, "redacted"):
+        if self.privacy.redacts(tenant, "capture") and hasattr(event, "redacted"):
             copy = type(event)()
             copy.CopyFrom(event)
             self.privacy.redact(copy, "capture")
