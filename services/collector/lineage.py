@@ -6,10 +6,15 @@ parent). What then happens is the tenant's ``privacy.on_erasure``:
 
 - ``retrain`` (default): a workflow whose serving adapter is tainted is nominated again; its
   fresh dataset is exported from ClickHouse, where the erased rows no longer are, and the new
-  version goes through the usual gate, shadow and canary steps over the tainted one;
+  version goes through the usual gate, shadow and canary steps over the tainted one; it is
+  trained from scratch, never warm-started from a tainted version (services/trainer/erasures.py);
 - ``retire``: the tainted adapter must stop serving at once. Rollbacks are signed operator
   commands the collector cannot issue, so the receipt marks it and `cumulus erase` rolls the
   workflow back (to the previous clean version, or live) with the operator's key.
+
+A job still training on an affected dataset when the erasure stops waiting for it is rejected by
+the trainer when it ends (its dataset's manifest gained an erasure record meanwhile); under
+``retrain`` the workflow is nominated again all the same.
 """
 
 from __future__ import annotations
@@ -96,7 +101,10 @@ async def act_on_tainted(
     renominated: dict[str, str] = {}
     for adapter in await tainted(db, tenant, datasets):
         if adapter["status"] == "training":
-            action = "still training after the wait: tainted; roll it back if it rolls out"
+            # The trainer sees its dataset rewritten when the job ends and publishes it REJECTED.
+            action = "still training after the wait: the trainer rejects it when it ends"
+            if policy == "retrain":
+                action += "; " + await _retrain(context, tenant, adapter["workflow"], renominated)
         elif adapter["state"] not in WATCHED:
             action = _IDLE
         elif policy == "retire":

@@ -42,6 +42,7 @@ from cumulus.kafka.publisher import EventPublisher
 from cumulus.kafka.runtime import Progress, Subscription
 from cumulus.logs import get_logger
 from cumulus.v1 import events_pb2
+from services.trainer.erasures import erased_while_training, erasure_records, tainted_by_erasure
 from services.trainer.job import JobSpec
 from services.trainer.ladder import StudentPicker
 from services.trainer.process import JobStatus, run_job
@@ -136,6 +137,10 @@ class TrainerHandler:
                 self.current = None
         if outcome is None:
             return False
+        if outcome.get("status") == "READY":
+            erased = erased_while_training(spec.dataset_id, spec.dataset_dir, spec.dataset_erasures)
+            if erased:
+                outcome = {**outcome, "status": "REJECTED", "gate_passed": False, "error": erased}
         status = _STATUS.get(str(outcome.get("status")), events_pb2.ADAPTER_STATUS_FAILED)
         self._publish(
             spec,
@@ -192,6 +197,7 @@ class TrainerHandler:
             student={"reason": choice.reason, "cost_ratios": choice.cost_ratios},
             init_adapter=self._warm_start_from(candidate, choice.model or ""),
             parent_adapter_id=candidate.parent_adapter_id,
+            dataset_erasures=len(erasure_records(dataset_dir) or []),
             recipe=str(Path(self.trainer.recipe or DEFAULT_RECIPE).resolve()),
             artifacts_dir=str(self.store.root),
             models_dir=str(Path(self.config.models_dir).resolve()),
@@ -227,6 +233,10 @@ class TrainerHandler:
             return ""
         if manifest.fields.get("base_model") != student:
             log.info("job.no_warm_start", workflow=workflow, parent=parent, reason="another student")
+            return ""
+        tainted = tainted_by_erasure(self.store, workflow, parent)
+        if tainted:  # its weights may hold erased rows: the new version starts fresh
+            log.warning("job.no_warm_start", workflow=workflow, parent=parent, reason=tainted)
             return ""
         return str(self.store.path("adapters", workflow, parent))
 

@@ -72,6 +72,8 @@ class JobSpec:
     init_adapter: str = ""
     """The PEFT folder of the version this one replaces, to start from (``trainer.warm_start``)."""
     parent_adapter_id: str = ""
+    dataset_erasures: int = 0
+    """Erasure records in the dataset's manifest when the job was specified (services/trainer/erasures.py)."""
 
     @classmethod
     def read(cls, path: Path) -> JobSpec:
@@ -162,6 +164,7 @@ def run_job(spec: JobSpec, stop_after_steps: int = 0) -> dict[str, Any]:
             "base_model": spec.base_model,
             "student": spec.student,
             "parent_adapter_id": spec.parent_adapter_id,
+            "dataset_erasures": spec.dataset_erasures,
             "warm_started_from": spec.parent_adapter_id if recipe.warm_started else "",
             "status": "ready" if gate.passed else "rejected",
             "hyperparameters": {**config.model_dump(mode="json"), "device": str(device), "amp": str(amp)},

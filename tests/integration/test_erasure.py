@@ -10,6 +10,7 @@ dropped on arrival; a second erasure finds nothing.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -217,3 +218,36 @@ async def test_erasing_a_whole_tenant_retires_what_serves_and_leaves_others_be(
     late.meta.tenant = "globex"
     late.meta.occurred_at.FromSeconds(late.meta.occurred_at.seconds - 60)  # from before the erasure
     assert await capture(loop_parts, topics.INFERENCE, [late], "t-globex-late") == 0
+
+
+async def test_an_erasure_during_training_waits_then_leaves_the_job_to_the_trainer(
+    loop_parts: dict[str, Any],
+) -> None:
+    """The job on an affected dataset outlasts the wait: the receipt says it waited and for what,
+    the workflow is nominated again (retrain), and the trainer rejects the job when it ends
+    (tests/unit/trainer/test_handler.py)."""
+    events = [inference(user, i) for user in USERS for i in range(6)]
+    await capture(loop_parts, topics.INFERENCE, events, "t-inference")
+    requests, notes = await read_sources(loop_parts["db"], TENANT, WORKFLOW, ExportConfig())
+    dataset = write_dataset(
+        loop_parts["artifacts"], TENANT, WORKFLOW, build_dataset(requests, notes, ExportConfig()), "smollm2",
+        ExportConfig(),
+    )  # fmt: skip
+    training = events_pb2.AdapterEvent(
+        meta=codec.new_meta(tenant=TENANT, workflow=WORKFLOW, producer="trainer"),
+        adapter_id="ad-training", dataset_id=dataset.id, status=events_pb2.ADAPTER_STATUS_TRAINING,
+    )  # fmt: skip
+    await capture(loop_parts, topics.ADAPTERS, [training], "t-training")
+    eraser: Eraser = loop_parts["eraser"]
+    eraser.context = dataclasses.replace(eraser.context, training_wait_s=0.5)
+
+    receipt = await eraser.erase(Selector.from_json({"tenant": TENANT, "users": ["bo"]}))
+
+    [waited] = receipt["waited_for_training"]
+    assert waited["adapter_id"] == "ad-training" and not waited["ended"] and waited["waited_s"] >= 0.5
+    [tainted] = receipt["adapters"]
+    assert tainted["action"] == (
+        "still training after the wait: the trainer rejects it when it ends; "
+        "retrain: nominated again as cand-retrain"
+    )
+    assert loop_parts["renominated"] == [(TENANT, WORKFLOW)]

@@ -62,7 +62,7 @@ def write_dataset(artifacts: Path, dataset_id: str) -> Path:
     with store.create("datasets", WORKFLOW, dataset_id) as writer:
         writer.write_lines("train.jsonl", (json.dumps(r) for r in records[:40]))
         writer.write_lines("holdout.jsonl", (json.dumps(r) for r in records[40:]))
-        writer.commit({"base_model": TINY_LLAMA})
+        writer.commit({"base_model": TINY_LLAMA, "tenant": "t-test"})
     return store.path("datasets", WORKFLOW, dataset_id)
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
+import pytest
 from google.protobuf.message import Message
 
 from cumulus.artifacts import ArtifactStore, manifest_sha256
@@ -17,6 +18,8 @@ from cumulus.kafka.topics import TopicSpec
 from cumulus.lora import lora_task_id
 from cumulus.models import TINY_LLAMA
 from cumulus.v1 import events_pb2
+from services.collector.erased_datasets import rewrite_datasets
+from services.trainer.erasures import tainted_by_erasure
 from services.trainer.handler import TrainerHandler
 from tests.unit.trainer.conftest import SHARED_MODELS, WORKFLOW
 
@@ -146,3 +149,48 @@ def test_the_next_version_starts_from_the_promoted_one(
     orphan = _candidate(uri, "cand-3", parent="ad-gone")
     assert asyncio.run(worker.handle([_record(orphan, offset=2)], asyncio.Event()))
     assert publisher.adapter_events()[-1].metrics["warm_start"] == 0.0
+
+
+def test_a_job_whose_rows_are_erased_while_it_trains_is_not_served(
+    tmp_path: Path, dataset_dir: Path, write_recipe: Callable[..., Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An erasure that stopped waiting for the job (privacy.erasure_training_wait_s) rewrote its
+    dataset meanwhile: the adapter it makes holds the erased rows and must not roll out."""
+    store = ArtifactStore(tmp_path / "artifacts")
+
+    async def job_during_an_erasure(*_: Any) -> dict[str, Any]:
+        await rewrite_datasets(store, "t-test", {"r0", "r1"}, False, "er-during")
+        return {"status": "READY", "gate_passed": True, "offline_score": 0.9}
+
+    monkeypatch.setattr("services.trainer.handler.run_job", job_during_an_erasure)
+    worker, publisher = _worker(tmp_path, write_recipe(train={"max_steps": 2}))
+    uri = store.uri("datasets", WORKFLOW, "ds-test")
+    assert asyncio.run(worker.handle([_record(_candidate(uri))], asyncio.Event()))
+    outcome = publisher.adapter_events()[-1]
+    assert outcome.status == events_pb2.ADAPTER_STATUS_REJECTED and not outcome.gate_passed
+    assert "erasure er-during removed 2 rows of dataset ds-test" in outcome.error
+
+
+def test_a_version_tainted_by_an_erasure_seeds_no_retrain(
+    tmp_path: Path, dataset_dir: Path, write_recipe: Callable[..., Path]
+) -> None:
+    """v1's dataset lost rows to an erasure after v1 was trained: its weights may hold them, so
+    v2 (the erasure's retrain) starts fresh instead of from v1."""
+    store = ArtifactStore(tmp_path / "artifacts")
+    worker, publisher = _worker(tmp_path, write_recipe(train={"max_steps": 2}))
+    uri = store.uri("datasets", WORKFLOW, "ds-test")
+    assert asyncio.run(worker.handle([_record(_candidate(uri))], asyncio.Event()))
+    v1 = publisher.adapter_events()[-1]
+    assert store.verify("adapters", WORKFLOW, v1.adapter_id).fields["dataset_erasures"] == 0
+    asyncio.run(rewrite_datasets(store, "t-test", {"r3"}, False, "er-after"))
+
+    candidate = _candidate(uri, "cand-2", parent=v1.adapter_id)
+    assert asyncio.run(worker.handle([_record(candidate, offset=1)], asyncio.Event()))
+    v2 = publisher.adapter_events()[-1]
+    assert v2.metrics["warm_start"] == 0.0
+    fields = store.verify("adapters", WORKFLOW, v2.adapter_id).fields
+    assert fields["parent_adapter_id"] == v1.adapter_id and fields["warm_started_from"] == ""
+    # v2 was specified on the rewritten dataset: it is clean, and may seed v3.
+    assert fields["dataset_erasures"] == 1
+    assert tainted_by_erasure(store, WORKFLOW, v2.adapter_id) == ""
+    assert "lost rows to an erasure" in tainted_by_erasure(store, WORKFLOW, v1.adapter_id)
