@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import datetime
 import ipaddress
+import ssl
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -47,6 +48,16 @@ class ServerTLS:
             root_certificates=self.client_ca_file.read_bytes() if self.client_ca_file else None,
             require_client_auth=self.client_ca_file is not None,
         )
+
+    def ssl_context(self) -> ssl.SSLContext:
+        """The same, for an HTTP server (the gateway's OpenAI door): TLS 1.2+, client certs if mutual."""
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.minimum_version = ssl.TLSVersion.TLSv1_2
+        context.load_cert_chain(self.cert_file, self.key_file)
+        if self.client_ca_file is not None:
+            context.load_verify_locations(self.client_ca_file)
+            context.verify_mode = ssl.CERT_REQUIRED
+        return context
 
 
 @dataclass(frozen=True)

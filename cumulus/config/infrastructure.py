@@ -91,6 +91,8 @@ class GatewayConfig(ServiceConfig):
     health_port: int = 8090
     grpc_port: int = 50051
     """The client-facing gRPC port of cumulus.v1.Gateway (and of the KServe v2 drop-in)."""
+    http_port: int = Field(default=8095, ge=0, le=65535)
+    """The OpenAI-compatible HTTP port (/v1/chat/completions, services/gateway/openai_http.py); 0 = off."""
     api_keys_file: Path | None = None
     """Hashed API keys -> tenants; default <state_dir>/api-keys.json (written by `cumulus up`)."""
     tls_cert_file: Path | None = None

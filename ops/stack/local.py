@@ -87,7 +87,8 @@ class LocalStack:
                 name, t.host, (t.http_port, t.grpc_port, t.metrics_port), f"grpc://{t.grpc_url}", 900
             )
         svc = getattr(cfg, name)
-        ports = (svc.health_port, cfg.gateway.grpc_port) if name == "gateway" else (svc.health_port,)
+        gateway_ports = (svc.health_port, cfg.gateway.grpc_port, cfg.gateway.http_port)
+        ports = tuple(p for p in gateway_ports if p) if name == "gateway" else (svc.health_port,)
         scheme = "grpc" if cfg.gateway_server_tls is None else "grpcs"
         endpoint = (
             f"{scheme}://{svc.host}:{cfg.gateway.grpc_port}"

@@ -1,4 +1,5 @@
-"""``python -m services.gateway``: the gRPC front door (cumulus.v1.Gateway + KServe v2 drop-in).
+"""``python -m services.gateway``: the front doors: gRPC (cumulus.v1.Gateway + KServe v2 drop-in)
+and OpenAI-compatible HTTP (``gateway.http_port``).
 
 Configured like every service (cumulus.config): ``gateway.*`` for ports, limits, shadow and
 shutdown settings, ``triton.*`` for where Triton is and which base models ``live``/``small`` are
@@ -28,6 +29,7 @@ from cumulus.service import ServiceContext, run_service
 from services.gateway import metrics, route_listing
 from services.gateway.adapters import ArtifactAdapters
 from services.gateway.core import GatewayCore
+from services.gateway.openai_http import OpenAIDoor
 from services.gateway.rendering import TokenizerRenderer
 from services.gateway.route_feed import RouteFeed
 from services.gateway.server import GatewayServer
@@ -54,6 +56,7 @@ async def main(ctx: ServiceContext) -> None:
         return (await ctx.readiness_report())[0]
 
     server = GatewayServer(core, ready)
+    door = OpenAIDoor(core)
 
     async def serving() -> str | None:
         return None if server.port else "gRPC server not started yet"
@@ -69,8 +72,11 @@ async def main(ctx: ServiceContext) -> None:
         await publisher.start()
         feed.start()
         await server.start(gateway.host, gateway.grpc_port)
+        if gateway.http_port:
+            await door.start(gateway.host, gateway.http_port)
         await ctx.stopping.wait()
     finally:
+        await door.stop(gateway.drain_grace_s)
         await server.stop(gateway.drain_grace_s)
         loading.cancel()
         await feed.stop()

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import grpc
-
 from cumulus.config import CumulusConfig
 from cumulus.privacy.policy import TenantPrivacy, load_key
 from services.gateway.adapters import AdapterSource
@@ -79,8 +77,7 @@ class GatewayCore:
             dispatcher=Dispatcher(caller, sink, shadows, recent, TenantQuotas.from_config(gateway)),
         )
 
-    def timeout_s(self, context: grpc.aio.ServicerContext) -> float:
+    def timeout_s(self, remaining_s: float | None) -> float:
         """Triton timeout of one request: the configured one, or the client's deadline if sooner."""
-        remaining = context.time_remaining()
         configured = self.config.triton.request_timeout_s
-        return configured if remaining is None else max(min(configured, remaining), 0.001)
+        return configured if remaining_s is None else max(min(configured, remaining_s), 0.001)

@@ -16,7 +16,7 @@ and hand it here, so quotas, routing and capture are identical for both:
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 
 from cumulus.kafka import topics
 from cumulus.logs import get_logger
@@ -49,7 +49,7 @@ class Dispatcher:
         self.recent = recent
         self.quotas = quotas
 
-    async def run(self, call: Call) -> AsyncIterator[Answer]:
+    async def run(self, call: Call) -> AsyncGenerator[Answer, None]:
         """Yield the answering model's responses; ``call.outcome`` holds the totals afterwards."""
         lease = self.quotas.admit(call.tenant)  # ResourceExhausted: refused before any work
         plan = call.plan

@@ -189,7 +189,7 @@ class KServeServicer(service_pb2_grpc.GRPCInferenceServiceServicer):  # type: ig
             session_key=session_key,
             plan=plan,
             prompt=ClientPrompt(request, text),
-            timeout_s=core.timeout_s(context),
+            timeout_s=core.timeout_s(context.time_remaining()),
             capture=capture,
         )
 

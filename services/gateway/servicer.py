@@ -1,31 +1,23 @@
 """cumulus.v1.Gateway: Generate, GenerateStream and Feedback.
 
-A request is authenticated (its tenant), validated, assigned a workflow (named or derived from its
-template), routed, and then served by the Dispatcher like every other request. Each target gets
+A request is authenticated (its tenant), admitted like a request of any chat front door
+(admit.py: validated, assigned a workflow, routed) and served by the Dispatcher. Each target gets
 the prompt its model and adapter expect: an adapter trained on pruned prompts gets them pruned
-(prompt_specs.py), while the captured event keeps the whole messages and tools. Feedback is taken
-only for a request this gateway remembers answering for the same tenant, and a correction only
-when it has the shape of that answer (feedback.py); feedback sent again for one request replaces
-the earlier one downstream (the latest wins). Errors are raised as CumulusErrors;
-error_mapping.ErrorMapping turns them into gRPC statuses.
+(prompt_specs.py), while the captured event keeps the whole messages and tools. Feedback sent
+again for one request replaces the earlier one downstream (the latest wins). Errors are raised as
+CumulusErrors; error_mapping.ErrorMapping turns them into gRPC statuses.
 """
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import AsyncIterator
 
 import grpc
 
-from cumulus.kafka import topics
-from cumulus.v1 import common_pb2, events_pb2, gateway_pb2, gateway_pb2_grpc
+from cumulus.v1 import gateway_pb2, gateway_pb2_grpc
+from services.gateway.admit import accept_feedback, admit_chat
 from services.gateway.calls import Call
-from services.gateway.capture import feedback_event
 from services.gateway.core import GatewayCore
-from services.gateway.feedback import check_correction
-from services.gateway.rendering import ChatPrompt, chat_messages, chat_tools
-from services.gateway.validation import validate_feedback, validate_generate
-from services.gateway.workflows import resolve_chat
 
 
 class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
@@ -72,14 +64,8 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
     async def Feedback(
         self, request: gateway_pb2.FeedbackRequest, context: grpc.aio.ServicerContext
     ) -> gateway_pb2.FeedbackResponse:
-        tenant = self.core.auth.tenant(context)
-        request.DiscardUnknownFields()
-        validate_feedback(request, self.core.limits.max_prompt_chars)
-        answered = self.core.recent.lookup(request.request_id, tenant)
-        check_correction(request.correction, answered)
-        event = feedback_event(request, tenant, answered.workflow)
-        self.core.sink.publish(topics.FEEDBACK, event)
-        return gateway_pb2.FeedbackResponse(event_id=event.meta.event_id)
+        event_id = accept_feedback(self.core, self.core.auth.tenant(context), request)
+        return gateway_pb2.FeedbackResponse(event_id=event_id)
 
     def _admit(
         self,
@@ -89,47 +75,6 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
         api: str,
         stream: bool,
     ) -> Call:
-        core = self.core
-        tenant = core.auth.tenant(context)
-        # Fields this gateway does not know would otherwise travel into the captured event.
-        request.DiscardUnknownFields()
-        valid = validate_generate(request, core.limits)
-        request_id = request.request_id or uuid.uuid4().hex
-        workflow = resolve_chat(
-            tenant,
-            request.workflow,
-            [(m.role, m.content) for m in request.messages],
-            [t.name for t in request.tools],
-        )
-        plan = core.book.plan(tenant, workflow.name, request.session_key or request_id)
-        sampling = valid.sampling
-        prompt = ChatPrompt(
-            core.renderer,
-            chat_messages(request.messages),
-            chat_tools(request.tools, valid.tool_schemas),
-            sampling,
-            stream=stream,
-            request_id=request_id,
-        )
-        capture = events_pb2.InferenceEvent(
-            messages=request.messages,
-            tools=request.tools,
-            params=common_pb2.GenerationParams(
-                max_tokens=sampling.max_tokens,
-                temperature=sampling.temperature,
-                top_p=sampling.top_p,
-                stop=sampling.stop,
-            ),
-            metadata=request.metadata,
-        )
-        return Call(
-            api=api,
-            tenant=tenant,
-            workflow=workflow,
-            request_id=request_id,
-            session_key=request.session_key,
-            plan=plan,
-            prompt=prompt,
-            timeout_s=core.timeout_s(context),
-            capture=capture,
-        )
+        tenant = self.core.auth.tenant(context)
+        timeout_s = self.core.timeout_s(context.time_remaining())
+        return admit_chat(self.core, tenant, request, api=api, stream=stream, timeout_s=timeout_s)

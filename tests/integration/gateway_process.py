@@ -66,7 +66,7 @@ class GatewayProcess:
         """Launch the gateway and wait until it is ready; ``settings`` are extra CUMULUS_* variables."""
         state_dir.mkdir(parents=True, exist_ok=True)
         key = ensure_dev_key(state_dir)
-        grpc_port, health_port = free_ports(2)
+        grpc_port, health_port, http_port = free_ports(3)
         triton_host, _, triton_port = triton_url.rpartition(":")
         env = {k: v for k, v in os.environ.items() if not k.startswith("CUMULUS_")}
         env.update(
@@ -79,6 +79,7 @@ class GatewayProcess:
             CUMULUS_TRITON__SMALL_MODEL=small_model,
             CUMULUS_GATEWAY__GRPC_PORT=str(grpc_port),
             CUMULUS_GATEWAY__HEALTH_PORT=str(health_port),
+            CUMULUS_GATEWAY__HTTP_PORT=str(http_port),
             HF_HUB_OFFLINE="1",
             PYTHONPATH=os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH", "")) if p),
             **dict(settings or {}),
