@@ -7,6 +7,8 @@ import json
 import os
 import signal
 import socket
+import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -21,10 +23,10 @@ import yaml
 from cumulus.artifacts import ArtifactStore
 from cumulus.config import load_config
 from cumulus.kafka import topics
-from cumulus.v1 import common_pb2, gateway_pb2, gateway_pb2_grpc
+from cumulus.v1 import common_pb2, gateway_pb2_grpc
 from ops.demo.broken import register_broken_adapter
 from tests.integration.router_process import publish
-from tests.integration.stack_process import cli, processes_under, stack_config_file
+from tests.integration.stack_process import ask, cli, processes_under, stack_config_file, wait_rollout
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -76,6 +78,7 @@ def test_up_status_down(stack_config: Path) -> None:
 
     _requests_are_counted_exactly_across_a_collector_kill(stack_config, config, state, key)
     _the_audit_rolls_back_a_promoted_adapter_that_is_wrong(stack_config, config, state, key)
+    _the_readme_openai_client_works_verbatim(config, key)
 
     logs = cli(stack_config, "logs", "gateway", "-n", "200")
     assert logs.returncode == 0 and "service=gateway" in logs.stdout
@@ -100,7 +103,7 @@ def _requests_are_counted_exactly_across_a_collector_kill(
         channel = grpc.insecure_channel(f"127.0.0.1:{config['gateway']['grpc_port']}")
         stub = gateway_pb2_grpc.GatewayStub(channel)
         for i in range(50):
-            response = _ask(stub, key, workflow, f"ticket {i}: printer on fire")
+            response = ask(stub, key, workflow, f"ticket {i}: printer on fire")
             sent.append(response.request_id)
             time.sleep(0.05)
         channel.close()
@@ -143,50 +146,39 @@ def _the_audit_rolls_back_a_promoted_adapter_that_is_wrong(
         models_dir=loaded.models_dir,
     )
     asyncio.run(publish(config["kafka"]["bootstrap_servers"], [(topics.ADAPTERS, event)]))
-    rollout = _wait_rollout(stack_config, workflow, ("shadow",))
+    rollout = wait_rollout(stack_config, workflow, ("shadow",))
     assert rollout["adapter_id"] == event.adapter_id
     promoted = cli(stack_config, "rollout", "promote", workflow, "--tenant", "dev")
     assert promoted.returncode == 0, promoted.stderr
-    _wait_rollout(stack_config, workflow, ("promoted",))
+    wait_rollout(stack_config, workflow, ("promoted",))
 
     started, degraded = time.monotonic(), 0
     with grpc.insecure_channel(f"127.0.0.1:{config['gateway']['grpc_port']}") as channel:
         stub = gateway_pb2_grpc.GatewayStub(channel)
         for i in range(300):
-            reply = _ask(stub, key, workflow, f"question {i}: where is my parcel?")
+            reply = ask(stub, key, workflow, f"question {i}: where is my parcel?")
             if reply.route.mode == common_pb2.ROUTE_MODE_LIVE:
                 break
             degraded += reply.route.mode == common_pb2.ROUTE_MODE_PROMOTED
             time.sleep(0.1)
     took_s = time.monotonic() - started
-    rolled_back = _wait_rollout(stack_config, workflow, ("rolled_back",))
+    rolled_back = wait_rollout(stack_config, workflow, ("rolled_back",))
     assert rolled_back["reason"].startswith("audit after promotion"), rolled_back
     print(f"audit rolled back {event.adapter_id} after {degraded} answers it served, in {took_s:.1f} s")
     assert reply.route.mode == common_pb2.ROUTE_MODE_LIVE and 0 < degraded < 300
 
 
-def _wait_rollout(stack_config: Path, workflow: str, states: tuple[str, ...], timeout_s: float = 60) -> dict:
-    deadline, rows = time.monotonic() + timeout_s, []
-    while time.monotonic() < deadline:
-        listed = cli(stack_config, "rollout", "list", "--json")
-        rows = [
-            r
-            for r in json.loads(listed.stdout or '{"rollouts": []}')["rollouts"]
-            if r["workflow"] == workflow
-        ]
-        if rows and rows[0]["state"] in states:
-            return dict(rows[0])
-        time.sleep(0.5)
-    raise AssertionError(f"rollout of {workflow} never reached {states}: {rows}")
-
-
-def _ask(
-    stub: gateway_pb2_grpc.GatewayStub, key: str, workflow: str, text: str
-) -> gateway_pb2.GenerateResponse:
-    """One short request of ``workflow`` through the gateway, as the dev tenant."""
-    request = gateway_pb2.GenerateRequest(
-        workflow=workflow,
-        messages=[common_pb2.ChatMessage(role="user", content=text)],
-        params=common_pb2.GenerationParams(max_tokens=4),
+def _the_readme_openai_client_works_verbatim(config: dict, key: str) -> None:
+    """The README's OpenAI SDK script, as printed there, against this stack's HTTP door."""
+    readme = (REPO / "README.md").read_text()
+    script = readme.split("<!-- openai-client -->\n```python\n", 1)[1].split("```", 1)[0]
+    env = {
+        **os.environ,
+        "CUMULUS_OPENAI_URL": f"http://127.0.0.1:{config['gateway']['http_port']}/v1",
+        "CUMULUS_API_KEY": key,
+    }
+    run = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, env=env, cwd=REPO, timeout=120
     )
-    return stub.Generate(request, metadata=[("authorization", f"Bearer {key}")], timeout=60)  # type: ignore[no-any-return]
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert run.stdout.strip().splitlines()[-1] == "mode=live; model=live", run.stdout

@@ -12,6 +12,7 @@ librdkafka 2.6.1). confluent-kafka 2.16 ships librdkafka 2.16 and logs in.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -136,3 +137,44 @@ def test_tritonclient_lora_task_id_and_an_8_mib_prompt_are_refused(secure_stack:
     finally:
         client.close()
     assert serving(secure_stack)
+
+
+def curl(args: list[str]) -> tuple[int, str]:
+    """curl's HTTP status (0: no HTTP answer, e.g. a refused handshake) and body."""
+    binary = shutil.which("curl")
+    if binary is None:
+        pytest.skip("curl not installed (fix: apt-get install -y curl; scripts/test.sh does)")
+    done = subprocess.run(
+        [binary, "-s", "-w", "\n%{http_code}", "--max-time", "60", *args],
+        capture_output=True, text=True, timeout=90,
+    )  # fmt: skip
+    body, _, status = done.stdout.rpartition("\n")
+    return int(status or 0), body
+
+
+def test_the_openai_door_answers_only_mutual_tls_clients_with_a_key(secure_stack: SecureStack) -> None:
+    """The HTTP door serves the gRPC port's certificates and its mutual TLS; `curl -N` reads the raw
+    server-sent events of a streamed completion."""
+    tls = secure_stack.tls
+    assert tls.cert_file is not None and tls.key_file is not None
+    url = f"https://127.0.0.1:{secure_stack.config.gateway.http_port}/v1"
+    trust = ["--cacert", str(tls.ca_file)]
+    client_cert = [*trust, "--cert", str(tls.cert_file), "--key", str(tls.key_file)]
+    key = ["-H", f"Authorization: Bearer {secure_stack.key}"]
+    assert curl([f"http://127.0.0.1:{secure_stack.config.gateway.http_port}/v1/models"])[0] == 0
+    assert curl([*trust, *key, f"{url}/models"])[0] == 0  # no client certificate: no handshake
+    status, body = curl([*client_cert, f"{url}/models"])
+    assert status == 401 and json.loads(body)["error"]["type"] == "authentication_error"
+    status, body = curl([*client_cert, *key, f"{url}/models"])
+    assert status == 200 and "live" in [m["id"] for m in json.loads(body)["data"]]
+
+    messages = [{"role": "user", "content": "hi"}]
+    request = {"model": "live", "messages": messages, "max_tokens": 3, "stream": True}
+    status, body = curl(
+        [*client_cert, *key, "-N", "-H", "content-type: application/json", "-d", json.dumps(request),
+         f"{url}/chat/completions"]
+    )  # fmt: skip
+    assert status == 200, body
+    events = [e.removeprefix("data: ") for e in body.split("\n\n") if e.strip()]
+    assert events[-1] == "[DONE]" and json.loads(events[0])["choices"][0]["delta"]["role"] == "assistant"
+    assert json.loads(events[-2])["choices"][0]["finish_reason"] in ("stop", "length")
