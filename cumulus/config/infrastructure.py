@@ -38,6 +38,27 @@ class KafkaConfig(Section):
     """The CA the brokers' certificates chain to; default the local stack's, else the system's."""
 
 
+class LiveEndpointConfig(Section):
+    """The live model as an OpenAI-compatible HTTP endpoint instead of Triton's ``live`` model
+    (services/gateway/openai_target.py): a hosted frontier model, or any server speaking
+    ``/v1/chat/completions``. Unset ``base_url``: the live model is Triton's."""
+
+    base_url: str = ""
+    """e.g. ``https://api.openai.com/v1`` or ``http://127.0.0.1:8085/v1``."""
+    model: str = ""
+    """The endpoint's model name (``model`` of each request sent there)."""
+    api_key_env: str = "CUMULUS_LIVE_API_KEY"
+    """The environment variable holding its API key (read at start; never logged nor captured)."""
+    timeout_s: float = Field(default=120.0, gt=0)
+    """Longest one request may take, from sending it to its last token."""
+    connect_timeout_s: float = Field(default=5.0, gt=0)
+    max_connections: int = Field(default=64, ge=1)
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.base_url)
+
+
 class TritonConfig(Section):
     host: str = "127.0.0.1"
     """Where Triton listens (the local stack binds loopback only)."""

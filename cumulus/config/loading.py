@@ -15,6 +15,7 @@ from cumulus.config.infrastructure import (
     ClickHouseConfig,
     GatewayConfig,
     KafkaConfig,
+    LiveEndpointConfig,
     Section,
     TritonConfig,
 )
@@ -41,6 +42,7 @@ class CumulusConfig(Section):
     """Structured log lines as key=value (readable) or JSON (for log shippers)."""
     kafka: KafkaConfig = KafkaConfig()
     triton: TritonConfig = TritonConfig()
+    live: LiveEndpointConfig = LiveEndpointConfig()
     clickhouse: ClickHouseConfig = ClickHouseConfig()
     gateway: GatewayConfig = GatewayConfig()
     collector: CollectorConfig = CollectorConfig()

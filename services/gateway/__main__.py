@@ -82,6 +82,8 @@ async def main(ctx: ServiceContext) -> None:
         await feed.stop()
         await publisher.close(gateway.publisher_close_timeout_s)
         await triton.close()
+        if core.dispatcher.caller.live is not None:
+            await core.dispatcher.caller.live.close()
 
 
 async def _load_tokenizers(ctx: ServiceContext, renderer: TokenizerRenderer) -> None:

@@ -11,6 +11,7 @@ from services.gateway.auth import Authenticator
 from services.gateway.capture import EventSink, RedactingSink
 from services.gateway.dispatch import Dispatcher
 from services.gateway.feedback import RecentRequests
+from services.gateway.openai_target import OpenAIEndpoint
 from services.gateway.prompt_specs import AdapterPrompts, ArtifactPromptSpecs, PromptSpecSource
 from services.gateway.quotas import TenantQuotas
 from services.gateway.rendering import PromptRenderer
@@ -59,7 +60,8 @@ class GatewayCore:
             sink = RedactingSink(sink, TenantPrivacy(config.privacy, load_key(config.redaction_key_file)))
         recent = RecentRequests(gateway.feedback_memory)
         prompts = AdapterPrompts(prompt_specs or ArtifactPromptSpecs(config.artifacts_dir))
-        caller = TargetCaller(triton, adapters, prompts)
+        live = OpenAIEndpoint(config.live) if config.live.enabled else None
+        caller = TargetCaller(triton, adapters, prompts, live)
         shadows = ShadowRunner(
             caller, sink, concurrency=gateway.shadow_concurrency, timeout_s=gateway.shadow_timeout_s
         )
