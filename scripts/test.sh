@@ -4,6 +4,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
+# A real OpenAI-compatible server for the live-endpoint tests (pyproject's live-server extra):
+# llama.cpp builds from source once (~4 min on 2 cores, no tools or examples), then pip's wheel cache.
+CMAKE_BUILD_PARALLEL_LEVEL=2 \
+  CMAKE_ARGS="-DLLAMA_BUILD_TOOLS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_SERVER=OFF -DLLAMA_CURL=OFF" \
+  .venv/bin/python -m pip install -q -c scripts/requirements.lock -e ".[dev,live-server]"
 # Debian tools the tests drive: headless Chromium (tests/integration/test_dashboard.py) and curl
 # (tests/security/test_outside_tools.py probes the HTTP APIs as an outsider would).
 missing=()

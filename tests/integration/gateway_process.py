@@ -43,6 +43,8 @@ class GatewayProcess:
     grpc_port: int
     health_port: int
     key: str
+    http_port: int = 0
+    """The OpenAI-compatible HTTP door's port."""
 
     @property
     def address(self) -> str:
@@ -93,7 +95,7 @@ class GatewayProcess:
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
-        gateway = cls(state_dir, process, grpc_port, health_port, key)
+        gateway = cls(state_dir, process, grpc_port, health_port, key, http_port)
         gateway.wait_ready()
         return gateway
 
