@@ -84,6 +84,10 @@ def cmd_up(args: argparse.Namespace, config: CumulusConfig) -> int:
     print("\nstack is up:")
     for name, endpoint in endpoints.items():
         print(f"  {name:<10} {endpoint}")
+    if config.gateway.http_port:
+        scheme = "http" if args.tls == "off" and config.gateway_server_tls is None else "https"
+        door = f"{scheme}://{config.gateway.host}:{config.gateway.http_port}/v1"
+        print(f"  {'openai':<10} {door}  (the gateway's OpenAI-compatible door: an SDK's base_url)")
     print(f"\ndev API key: {key}  (also in {stack.state_dir / 'dev-api-key'})")
     if args.tls != "off":
         pki = config.local_pki

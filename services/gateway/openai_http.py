@@ -36,6 +36,8 @@ class OpenAIDoor:
     def __init__(self, core: GatewayCore) -> None:
         self.core = core
         self.max_body = core.config.gateway.max_message_bytes
+        self.max_in_flight = core.config.gateway.max_concurrent_rpcs
+        self.in_flight = 0
         self._runner: web.AppRunner | None = None
         self.port = 0
 
@@ -129,11 +131,15 @@ class OpenAIDoor:
         except UnicodeDecodeError as exc:
             raise InvalidArgument("body", f"not UTF-8 at byte {exc.start}") from exc
 
-    @staticmethod
-    def _guarded(handler: Any) -> Any:
-        """Every failure as an OpenAI error body; a client gone mid-stream needs no answer."""
+    def _guarded(self, handler: Any) -> Any:
+        """At most ``gateway.max_concurrent_rpcs`` requests at once (as the gRPC port); every failure
+        as an OpenAI error body; a client gone mid-stream needs no answer."""
 
         async def guarded(request: web.Request) -> web.StreamResponse:
+            if self.in_flight >= self.max_in_flight:
+                limit = f"{self.max_in_flight} requests in flight (gateway.max_concurrent_rpcs)"
+                return refusal(503, f"the gateway is serving {limit}; retry shortly", code="overloaded")
+            self.in_flight += 1
             try:
                 return await handler(request)  # type: ignore[no-any-return]
             except _TooLarge as exc:
@@ -145,6 +151,8 @@ class OpenAIDoor:
             except Exception as exc:
                 log.exception("http.failed", path=request.path)
                 return openai_error(exc)
+            finally:
+                self.in_flight -= 1
 
         return guarded
 

@@ -125,3 +125,18 @@ def test_only_text_that_could_still_be_a_call_is_held_back() -> None:
         assert may_become_call(text), text
     for text in ("The weather", "<b>bold", "Sure, ", "get weather"):
         assert not may_become_call(text), text
+
+
+async def test_over_the_concurrency_cap_is_a_503_before_anything_is_read(tmp_path: Path) -> None:
+    async with serving(tmp_path) as harness:
+        server = OpenAIDoor(harness.core)
+        server.max_in_flight = 0  # as if gateway.max_concurrent_rpcs requests were in flight
+        await server.start("127.0.0.1", 0)
+        try:
+            url = f"http://127.0.0.1:{server.port}/v1/chat/completions"
+            async with aiohttp.ClientSession() as session, session.post(url, json=BODY) as r:
+                body = await r.json()
+            assert r.status == 503 and body["error"]["code"] == "overloaded"
+            assert r.headers["x-should-retry"] == "true" and server.in_flight == 0
+        finally:
+            await server.stop(0)
