@@ -23,11 +23,9 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-from safetensors.torch import load_file
 
 from cumulus.artifacts import MANIFEST, ArtifactStore, Manifest, verify_dir
 from cumulus.errors import ArtifactError, NotFound
-from cumulus.lora.trtllm import MODULE_IDS, peft_to_trtllm
 
 PEFT_WEIGHTS = "adapter_model.safetensors"
 PEFT_CONFIG = "adapter_config.json"
@@ -146,6 +144,11 @@ def trtllm_export(
     peft_dir: Path, alpha: float, use_rslora: bool
 ) -> tuple[npt.NDArray[Any], npt.NDArray[Any]]:
     """The TensorRT-LLM tensors of a saved PEFT adapter (FP16 weights, scale folded into B)."""
+    # torch only here and in register_adapter: the gateway reads exports and must not load it.
+    from safetensors.torch import load_file
+
+    from cumulus.lora.trtllm import peft_to_trtllm
+
     return peft_to_trtllm(load_file(str(peft_dir / PEFT_WEIGHTS)), alpha=alpha, use_rslora=use_rslora)
 
 
@@ -164,6 +167,8 @@ def register_adapter(
     ``[1, rows, width]`` weights and INT32 ``[1, rows, 3]`` config) and a manifest with the sha256
     of every file, the adapter's ``lora_task_id``, the export's layout, and ``fields``.
     """
+    from cumulus.lora.trtllm import MODULE_IDS
+
     weights, config = export
     with store.create("adapters", workflow, adapter_id) as writer:
         for name in (PEFT_WEIGHTS, PEFT_CONFIG):

@@ -31,6 +31,8 @@ ROLES = {"system": "system", "developer": "system", "user": "user", "assistant":
 WORKFLOW_HEADER, SESSION_HEADER = "x-cumulus-workflow", "x-cumulus-session-key"
 WORKFLOW_METADATA = "cumulus_workflow"
 _SCHEMA_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
+_MAX_TOKENS = 1 << 20
+"""Bounds the field before it reaches the proto (uint32); the gateway's own cap applies after."""
 
 
 @dataclass(frozen=True)
@@ -60,7 +62,8 @@ def parse_chat(body: Any, headers: Mapping[str, str]) -> tuple[gateway_pb2.Gener
         metadata=_metadata(body),
         session_key=headers.get(SESSION_HEADER, ""),
     )
-    request.workflow = headers.get(WORKFLOW_HEADER) or request.metadata.pop(WORKFLOW_METADATA, "")
+    named = request.metadata.pop(WORKFLOW_METADATA, "")  # a routing hint, not the app's metadata
+    request.workflow = headers.get(WORKFLOW_HEADER) or named
     offer_tools = _tool_choice(body.get("tool_choice"))
     if offer_tools:
         request.tools.extend(_tool(i, t) for i, t in enumerate(_typed(body, "tools", list) or []))
@@ -147,8 +150,8 @@ def _past_call(where: str, call: Any) -> ToolCall:
 
 def _params(body: Mapping[str, Any]) -> common_pb2.GenerationParams:
     max_tokens = _typed(body, "max_completion_tokens", int) or _typed(body, "max_tokens", int) or 0
-    if max_tokens < 0:
-        raise InvalidArgument("max_tokens", "must be positive")
+    if not 0 <= max_tokens <= _MAX_TOKENS:
+        raise InvalidArgument("max_tokens", f"must be in [1, {_MAX_TOKENS}], got {max_tokens}")
     _typed(body, "seed", int)  # accepted; sampling is not seeded on Triton yet (greedy is exact)
     stop = body.get("stop")
     stops = [stop] if isinstance(stop, str) else stop or []

@@ -1,10 +1,11 @@
 """Chat messages and tools -> the prompt text of the model a request is routed to.
 
 Each Triton model (``live``, ``small``) is one offline base model (``triton.live_model``,
-``triton.small_model``); its tokenizer's chat template renders the prompt, through the shared
+``triton.small_model``); its chat template renders the prompt, through the shared
 ``cumulus.prompts.render_prompt`` the trainer uses too, with the same ``prune`` (prompt_specs.py), so
-an adapter is served the prompt shape it was trained on. Tokenizers are loaded once at start, in a
-thread, before the gateway reports ready.
+an adapter is served the prompt shape it was trained on. The templates are rendered with jinja2 the
+way transformers renders them (cumulus.chat_templates), so the gateway imports neither transformers
+nor torch. They are loaded once at start, in a thread, before the gateway reports ready.
 """
 
 from __future__ import annotations
@@ -17,7 +18,9 @@ from typing import Any, Protocol
 from jinja2 import TemplateError
 from tritonclient.grpc import service_pb2
 
+from cumulus.chat_templates import ChatTemplate
 from cumulus.errors import InvalidArgument, NotFound, NotReady
+from cumulus.models import ensure_model
 from cumulus.prompts import RenderedPrompt, render_prompt
 from cumulus.v1 import common_pb2
 from services.gateway.triton import build_request
@@ -104,20 +107,17 @@ class TokenizerRenderer:
         self.model_ids = dict(model_ids)
         """Triton model name -> offline model id."""
         self.models_dir = models_dir
-        self._tokenizers: dict[str, Any] = {}
+        self._tokenizers: dict[str, ChatTemplate] = {}
 
     async def load(self) -> None:
         """Load every model's tokenizer (converting the model into the cache once if needed)."""
         for name, model_id in self.model_ids.items():
             self._tokenizers[name] = await asyncio.to_thread(self._load_one, model_id)
 
-    def _load_one(self, model_id: str) -> Any:
-        from transformers import AutoTokenizer
-
-        from cumulus.models import ensure_model
-
-        folder = ensure_model(model_id, self.models_dir)
-        return AutoTokenizer.from_pretrained(folder, local_files_only=True)
+    def _load_one(self, model_id: str) -> ChatTemplate:
+        # The folder exists once Triton (or `cumulus prepare --models`) converted the model; only a
+        # gateway started before that converts it itself, loading torch that once.
+        return ChatTemplate.from_folder(ensure_model(model_id, self.models_dir))
 
     async def readiness(self) -> str | None:
         """Readiness check: None once every tokenizer is loaded."""

@@ -99,6 +99,7 @@ async def test_a_stream_sends_role_deltas_finish_and_usage(door: tuple[Harness, 
     assert len({c.id for c in chunks}) == 1
     [event] = harness.sink.of(topics.INFERENCE)
     assert event.route.mode == common_pb2.ROUTE_MODE_PROMOTED and event.response_text == text
+    assert event.meta.workflow == "chat" and "cumulus_workflow" not in event.metadata
 
 
 async def test_tool_calls_come_back_as_tool_calls_streamed_or_not(
@@ -166,6 +167,8 @@ async def test_each_refusal_has_its_status_and_names_its_param(
         ({"n": 2}, openai.BadRequestError, "n"),
         ({"temperature": "hot"}, openai.BadRequestError, "temperature"),
         ({"top_p": 3}, openai.BadRequestError, "top_p"),
+        ({"max_tokens": 2**40}, openai.BadRequestError, "max_tokens"),
+        ({"metadata": {"tier": 3}}, openai.BadRequestError, "metadata"),
         ({"tool_choice": "required", "tools": TOOLS}, openai.BadRequestError, "tool_choice"),
         ({"messages": [{"role": "robot", "content": "hi"}]}, openai.BadRequestError, "messages[0].role"),
         ({"messages": [{"role": "user", "content": [{"type": "image_url"}]}]}, openai.BadRequestError,
