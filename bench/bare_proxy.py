@@ -22,7 +22,7 @@ def _identity(data: bytes) -> bytes:
     return data
 
 
-class BareProxy(grpc.GenericRpcHandler):
+class BareProxy(grpc.GenericRpcHandler):  # type: ignore[misc]  # untyped base
     """Forwards ModelStreamInfer streams byte for byte over one shared upstream channel."""
 
     def __init__(self, upstream: str) -> None:
@@ -30,7 +30,7 @@ class BareProxy(grpc.GenericRpcHandler):
         self.call = self.channel.stream_stream(METHOD, request_serializer=None, response_deserializer=None)
 
     def service(self, details: grpc.HandlerCallDetails) -> grpc.RpcMethodHandler | None:
-        if details.method != METHOD:  # type: ignore[attr-defined]
+        if details.method != METHOD:
             return None
         return grpc.stream_stream_rpc_method_handler(
             self.forward, request_deserializer=_identity, response_serializer=_identity

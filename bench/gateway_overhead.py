@@ -268,7 +268,8 @@ def start_bare_proxy(upstream: str, cleanup: contextlib.ExitStack) -> Proxy:
         [sys.executable, str(REPO / "bench" / "bare_proxy.py"), "--port", str(port), "--upstream", upstream],
         stdout=subprocess.DEVNULL,
     )
-    cleanup.callback(lambda: (process.terminate(), process.wait(10)))
+    cleanup.callback(process.wait, 10)
+    cleanup.callback(process.terminate)  # callbacks run last-in first-out: terminate, then wait
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.5):

@@ -23,6 +23,7 @@ NOT_BENCHMARKS = {
     "pii_corpus.py",  # the labelled corpus redaction.py (and a unit test) score the detectors on
     "collector_stack.py",
     "fixed_triton.py",
+    "bare_proxy.py",  # the floor gateway_overhead.py measures beside the gateway
 }  # this runner, its table, and helpers other benches import
 
 SPEED = Benchmark(
