@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import os
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any
 
 import aiohttp
@@ -27,8 +27,7 @@ from cumulus.errors import CumulusError, InvalidArgument, NotReady, ResourceExha
 from cumulus.graders.tool_parsing import ToolCall, parse_tool_calls, render_tool_calls
 from cumulus.logs import get_logger
 from cumulus.trtllm.tensors import Delta
-from cumulus.v1 import common_pb2
-from services.gateway.calls import Call
+from services.gateway.rendering import ChatPrompt
 
 log = get_logger("gateway")
 
@@ -60,9 +59,9 @@ class OpenAIEndpoint:
         if self._session is not None:
             await self._session.close()
 
-    async def stream(self, call: Call, timeout_s: float) -> AsyncIterator[Delta]:
-        """The endpoint's answer to ``call`` as Deltas (text so far, token counts so far)."""
-        body = request_body(call, self.config.model)
+    async def stream(self, prompt: ChatPrompt, timeout_s: float) -> AsyncIterator[Delta]:
+        """The endpoint's answer to a chat call's ``prompt`` as Deltas (text, token counts so far)."""
+        body = request_body(prompt, self.config.model)
         timeout = aiohttp.ClientTimeout(total=min(timeout_s, self.config.timeout_s))
         try:
             async with self._client().post(
@@ -82,54 +81,44 @@ class OpenAIEndpoint:
             ) from exc
 
 
-def request_body(call: Call, model: str) -> dict[str, Any]:
-    params = call.capture.params
+def request_body(prompt: ChatPrompt, model: str) -> dict[str, Any]:
+    """The endpoint's request: the whole conversation (never pruned) with the call's sampling."""
+    sampling = prompt.sampling
     body: dict[str, Any] = {
         "model": model,
-        "messages": openai_messages(call.capture.messages),
+        "messages": openai_messages(prompt.messages),
         "stream": True,
         "stream_options": {"include_usage": True},
-        "max_tokens": params.max_tokens,
-        "temperature": params.temperature,
+        "max_tokens": sampling.max_tokens,
+        "temperature": sampling.temperature,
     }
-    if params.top_p:
-        body["top_p"] = params.top_p
-    if params.stop:
-        body["stop"] = list(params.stop)
-    if call.capture.tools:
-        body["tools"] = [openai_tool(t) for t in call.capture.tools]
+    if sampling.top_p:
+        body["top_p"] = sampling.top_p
+    if sampling.stop:
+        body["stop"] = list(sampling.stop)
+    if prompt.tools:
+        body["tools"] = list(prompt.tools)  # already OpenAI's function tools (rendering.chat_tools)
     return body
 
 
-def openai_tool(tool: common_pb2.Tool) -> dict[str, Any]:
-    parameters = json.loads(tool.parameters_json) if tool.parameters_json else {"type": "object"}
-    return {
-        "type": "function",
-        "function": {"name": tool.name, "description": tool.description, "parameters": parameters},
-    }
-
-
-def openai_messages(messages: Any) -> list[dict[str, Any]]:
-    """Chat messages as OpenAI's: an assistant's ``<tool_call>`` text becomes ``tool_calls`` whose ids
-    are the ones the following tool messages answer."""
+def openai_messages(messages: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """The renderer's chat messages (rendering.chat_messages) as an OpenAI endpoint takes them: an
+    assistant's ``<tool_call>`` text becomes ``tool_calls`` whose ids are the ones the following
+    tool messages answer, and a tool message carries its ``tool_call_id`` (and no ``name``)."""
     out: list[dict[str, Any]] = []
     for i, message in enumerate(messages):
-        entry: dict[str, Any] = {"role": message.role, "content": message.content}
-        if message.name and message.role != "tool":
-            entry["name"] = message.name
-        if message.role == "tool":
-            entry["tool_call_id"] = message.tool_call_id
+        entry = dict(message)
+        content = str(entry.get("content") or "")
+        if entry["role"] == "tool":
+            entry.pop("name", None)
+            entry.setdefault("tool_call_id", "")
         calls = (
-            parse_tool_calls(message.content)
-            if message.role == "assistant" and "<tool_call>" in message.content
-            else None
+            parse_tool_calls(content) if entry["role"] == "assistant" and "<tool_call>" in content else None
         )
         if calls:
-            answers = [m.tool_call_id for m in messages[i + 1 :] if m.role == "tool"]
-            ids = [
-                answers[j] if j < len(answers) and answers[j] else f"call_{uuid.uuid4().hex[:24]}"
-                for j in range(len(calls))
-            ]
+            answers = [str(m.get("tool_call_id") or "") for m in messages[i + 1 :] if m["role"] == "tool"]
+            ids = [answers[j] if j < len(answers) and answers[j] else f"call_{uuid.uuid4().hex[:24]}"
+                   for j in range(len(calls))]  # fmt: skip
             entry["content"] = None
             entry["tool_calls"] = [
                 {"id": ids[j], "type": "function",

@@ -21,6 +21,7 @@ from services.gateway.adapters import AdapterSource
 from services.gateway.calls import Call, Outcome
 from services.gateway.openai_target import OpenAIEndpoint
 from services.gateway.prompt_specs import AdapterPrompts
+from services.gateway.rendering import ChatPrompt
 from services.gateway.triton import TritonBackend, infer_with_lora
 
 Answer = tuple[service_pb2.ModelInferResponse, Delta | None]
@@ -80,13 +81,13 @@ class TargetCaller:
     async def _from_endpoint(
         self, live: OpenAIEndpoint, call: Call, outcome: Outcome, timeout_s: float
     ) -> AsyncIterator[Answer]:
-        if not call.prompt.prunable:  # a KServe prompt is rendered for a Triton model's template
+        if not isinstance(call.prompt, ChatPrompt):  # a KServe prompt is rendered for a Triton template
             raise InvalidArgument(
                 "model",
                 "live is an OpenAI-compatible endpoint here: it takes chat messages, not a rendered prompt",
                 fix="send chat requests (Generate, or /v1/chat/completions)",
             )
-        async for delta in live.stream(call, timeout_s):
+        async for delta in live.stream(call.prompt, timeout_s):
             if delta.text and not outcome.ttft_ms:
                 outcome.ttft_ms = call.elapsed_ms()
             outcome.text += delta.text

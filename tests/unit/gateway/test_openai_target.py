@@ -137,19 +137,20 @@ async def test_upstream_failures_become_the_gateway_s(live: tuple[Harness, Upstr
         upstream.status, upstream.error_headers = status, {"retry-after": "7"}
         call = _call(harness, request)
         with pytest.raises(error) as raised:
-            async for _ in endpoint.stream(call, timeout_s=5):
+            async for _ in endpoint.stream(call.prompt, timeout_s=5):
                 pass
         assert "slow down" in raised.value.message
         if status == 429:
             assert raised.value.retry_after_s == 7.0  # type: ignore[attr-defined]
 
 
-def test_messages_without_tool_calls_pass_as_they_are() -> None:
-    messages = [common_pb2.ChatMessage(role="system", content="Be brief."),
-                common_pb2.ChatMessage(role="user", content="hi", name="ana")]  # fmt: skip
+def test_messages_pass_as_they_are_but_a_tool_message_s_name() -> None:
+    messages = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "hi", "name": "ana"},
+                {"role": "tool", "content": "{}", "name": "get_weather"}]  # fmt: skip
     assert openai_messages(messages) == [
         {"role": "system", "content": "Be brief."},
         {"role": "user", "content": "hi", "name": "ana"},
+        {"role": "tool", "content": "{}", "tool_call_id": ""},
     ]
 
 
