@@ -19,6 +19,7 @@ import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import grpc
 import pytest
@@ -89,13 +90,19 @@ def gateway(
         yield gw
 
 
+@pytest.fixture
+def client(gateway: GatewayProcess) -> Iterator[Any]:
+    """The official SDK on the gateway's OpenAI door; closed after, so no socket outlives the test."""
+    with openai.OpenAI(
+        base_url=f"http://127.0.0.1:{gateway.http_port}/v1", api_key=gateway.key, max_retries=0
+    ) as sdk:
+        yield sdk
+
+
 def test_a_real_openai_compatible_server_answers_as_live(
-    gateway: GatewayProcess, kafka_bootstrap: str
+    gateway: GatewayProcess, client: Any, kafka_bootstrap: str
 ) -> None:
     workflow = unique("live-endpoint")
-    client = openai.OpenAI(
-        base_url=f"http://127.0.0.1:{gateway.http_port}/v1", api_key=gateway.key, max_retries=0
-    )
     messages = [{"role": "user", "content": "Name one colour."}]
     header = {"x-cumulus-workflow": workflow}
     raw = client.chat.completions.with_raw_response.create(
