@@ -19,7 +19,7 @@ from jsonschema import ValidationError, validators
 
 from cumulus.errors import CumulusError
 from cumulus.graders.base import ToolSchema
-from cumulus.graders.tool_parsing import parse_tool_calls
+from cumulus.graders.tool_parsing import ToolCall, parse_tool_calls
 from cumulus.v1 import common_pb2
 from services.gateway.calls import Call
 from services.gateway.openai_schema import ChatOptions
@@ -70,15 +70,17 @@ def tool_calls(text: str, call: Call) -> list[dict[str, Any]] | None:
     calls = parse_tool_calls(text.strip(), schemas)
     if not calls or any(c.name not in offered for c in calls):
         return None
-    return [
-        {
-            "index": i,
-            "id": f"call_{uuid.uuid4().hex[:24]}",
-            "type": "function",
-            "function": {"name": c.name, "arguments": json.dumps(dict(c.arguments), ensure_ascii=False)},
-        }
-        for i, c in enumerate(calls)
-    ]
+    return [{"index": i, **openai_tool_call(c, new_call_id())} for i, c in enumerate(calls)]
+
+
+def openai_tool_call(call: ToolCall, call_id: str) -> dict[str, Any]:
+    """One call in OpenAI's shape, its arguments as a JSON string (both directions use it)."""
+    arguments = json.dumps(dict(call.arguments), ensure_ascii=False)
+    return {"id": call_id, "type": "function", "function": {"name": call.name, "arguments": arguments}}
+
+
+def new_call_id() -> str:
+    return f"call_{uuid.uuid4().hex[:24]}"
 
 
 def finish_reason(call: Call, calls: list[dict[str, Any]] | None) -> str:

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import os
-import uuid
 from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any
 
@@ -27,6 +26,7 @@ from cumulus.errors import CumulusError, InvalidArgument, NotReady, ResourceExha
 from cumulus.graders.tool_parsing import ToolCall, parse_tool_calls, render_tool_calls
 from cumulus.logs import get_logger
 from cumulus.trtllm.tensors import Delta
+from services.gateway.openai_answers import new_call_id, openai_tool_call
 from services.gateway.rendering import ChatPrompt
 
 log = get_logger("gateway")
@@ -117,14 +117,11 @@ def openai_messages(messages: Sequence[Mapping[str, Any]]) -> list[dict[str, Any
         )
         if calls:
             answers = [str(m.get("tool_call_id") or "") for m in messages[i + 1 :] if m["role"] == "tool"]
-            ids = [answers[j] if j < len(answers) and answers[j] else f"call_{uuid.uuid4().hex[:24]}"
-                   for j in range(len(calls))]  # fmt: skip
             entry["content"] = None
             entry["tool_calls"] = [
-                {"id": ids[j], "type": "function",
-                 "function": {"name": c.name, "arguments": json.dumps(dict(c.arguments), ensure_ascii=False)}}
+                openai_tool_call(c, answers[j] if j < len(answers) and answers[j] else new_call_id())
                 for j, c in enumerate(calls)
-            ]  # fmt: skip
+            ]
         out.append(entry)
     return out
 
